@@ -1,0 +1,192 @@
+"""graft command line: train | eval | quickstart | list.
+
+Errors in user input are printed as one line (``error: ...``) with exit code 2;
+nothing else is caught, so a bug still shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from graft.errors import GraftError
+
+console = Console(stderr=True)
+
+
+@contextmanager
+def _progress_bar(enabled: bool, description: str):
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False,
+    ) as bar:
+        task_id = bar.add_task(description, total=None, info="")
+
+        def update(done: int, total: int, metrics: dict) -> None:
+            if "rollout/accuracy" in metrics:
+                info = f"rl  acc {metrics['rollout/accuracy']:.2f}  reward {metrics['rollout/reward_mean']:.2f}"
+            else:
+                info = f"sft loss {metrics.get('losses/sft', float('nan')):.3f}"
+            bar.update(task_id, completed=done, total=total, info=info)
+
+        yield update
+
+
+def packaged_config(name: str) -> Path:
+    path = resources.files("graft") / "configs" / f"{name}.yaml"
+    return Path(str(path))
+
+
+def cmd_train(args) -> int:
+    from graft.config import load_config
+    from graft.train.loop import prepare, train
+
+    cfg = load_config(args.config, args.set or [])
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    setup = prepare(cfg)
+    with _progress_bar(cfg.log.progress, f"train {cfg.name}") as progress:
+        summary = train(setup, out, resume=args.resume, progress=progress)
+    _print_summary(summary)
+    console.print(f"run directory: {out}")
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    table = Table(title=f"{summary['name']}: held-out accuracy ({summary['eval_examples']} test examples)")
+    table.add_column("decoding")
+    table.add_column("after SFT", justify="right")
+    table.add_column("after RL", justify="right")
+    table.add_column("change", justify="right")
+    for label, key in (("greedy", "accuracy"), ("sampled", "sampled_accuracy")):
+        before, after = summary[f"{key}_after_sft"], summary[f"{key}_after_rl"]
+        table.add_row(label, f"{before:.3f}", f"{after:.3f}", f"{after - before:+.3f}")
+    Console().print(table)
+    console.print(f"wall time: {summary['wall_seconds']:.0f} s")
+
+
+def cmd_quickstart(args) -> int:
+    from graft.config import load_config
+    from graft.train.loop import prepare, train
+
+    cfg = load_config(packaged_config("quickstart"), args.set or [])
+    out = Path(args.out)
+    setup = prepare(cfg)
+    if out.exists():
+        console.print(f"replacing the previous quickstart run in {out}")
+        shutil.rmtree(out)
+    with _progress_bar(cfg.log.progress, "quickstart: SFT then GRPO") as progress:
+        summary = train(setup, out, progress=progress)
+    _print_summary(summary)
+    console.print(f"summary: {out / 'summary.json'}")
+    return 0
+
+
+def _resolve_checkpoint(target: Path) -> tuple[Path, Path | None]:
+    """A run directory (newest checkpoint) or a checkpoint directory -> (checkpoint, run_dir)."""
+    from graft.train.checkpoint import list_checkpoints
+
+    if not target.exists():
+        raise GraftError(f"no such run or checkpoint: {target}")
+    if (target / "model").is_dir() and (target / "config.yaml").is_file():
+        run_dir = target.parent.parent if target.parent.name == "checkpoints" else None
+        return target, run_dir
+    found = list_checkpoints(target / "checkpoints")
+    if not found:
+        raise GraftError(f"{target} holds no checkpoint (expected checkpoints/step_N/ or a step_N directory)")
+    return found[-1], target
+
+
+def cmd_eval(args) -> int:
+    import torch
+
+    from graft.config import load_config
+    from graft.eval.evaluate import evaluate_both
+    from graft.models.load import load_saved_policy
+    from graft.tasks import make_task
+    from graft.train.checkpoint import write_atomic_text
+
+    checkpoint, run_dir = _resolve_checkpoint(Path(args.target))
+    overrides = [f"eval.num_examples={args.num_examples}"] if args.num_examples else []
+    cfg = load_config(checkpoint / "config.yaml", overrides)
+    torch.set_num_threads(cfg.threads)
+    t = cfg.task
+    task = make_task(t.name, difficulty=t.difficulty, num_train=t.num_train, num_test=t.num_test,
+                     split_seed=t.split_seed)
+    policy = load_saved_policy(checkpoint / "model")
+    result = {"checkpoint": str(checkpoint), **evaluate_both(policy, task, cfg.eval, cfg.seed)}
+    if run_dir is not None:
+        (run_dir / "eval").mkdir(exist_ok=True)
+        write_atomic_text(run_dir / "eval" / f"{checkpoint.name}.json", json.dumps(result, indent=2))
+    table = Table(title=f"{checkpoint}: {result['n']} held-out examples")
+    for col in ("greedy accuracy", "sampled accuracy", "mean completion length"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{result['accuracy']:.3f}", f"{result['sampled_accuracy']:.3f}",
+                  f"{result['completion_len']:.1f}")
+    Console().print(table)
+    return 0
+
+
+def cmd_list(args) -> int:
+    from graft.train.registry import registries
+
+    table = Table(title="registered names")
+    table.add_column("config key")
+    table.add_column("names")
+    for key, names in registries().items():
+        table.add_row(key, ", ".join(names))
+    Console().print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graft", description="SFT and RL with verifiable rewards.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train from a YAML config")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--out", help="run directory (default runs/<name>)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. rl.steps=10")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="held-out greedy and sampled accuracy of a run or checkpoint")
+    p.add_argument("target", help="run directory or checkpoint directory")
+    p.add_argument("--num-examples", type=int, help="evaluate the first N test examples")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("quickstart", help="SFT then GRPO on the built-in task, from scratch, on CPU")
+    p.add_argument("--out", default="runs/quickstart", help="run directory (replaced if present)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("list", help="registered tasks and algorithm names")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GraftError as exc:
+        console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""The one typed config of a run.
+
+Every hyperparameter lives here, documented where it is declared. A run's
+config comes from a YAML file plus ``--set dotted.key=value`` overrides; it is
+validated up front (unknown keys and wrong types are rejected with the key's
+dotted name) and saved, fully resolved, in the run directory and with every
+checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from graft.errors import GraftError
+
+
+class ConfigError(GraftError):
+    """A config problem, phrased for a user: names the key and what was expected."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    path: str | None = None
+    """Local Hugging Face causal-LM directory (config, weights, tokenizer). None = built-in tiny transformer."""
+    d_model: int = Field(128, ge=8)
+    """Tiny transformer: embedding width."""
+    n_layers: int = Field(4, ge=1)
+    """Tiny transformer: number of blocks."""
+    n_heads: int = Field(4, ge=1)
+    """Tiny transformer: attention heads (d_model must be divisible by it)."""
+    max_seq_len: int = Field(256, ge=8)
+    """Tiny transformer: longest prompt + completion it will see."""
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        return self
+
+
+class TaskConfig(_Section):
+    name: str = "arithmetic"
+    """Registered task (see `graft list`)."""
+    difficulty: int = Field(2, ge=1)
+    """Task difficulty knob (arithmetic: digits per operand; countdown: how many numbers)."""
+    num_train: int = Field(20000, ge=1)
+    """Training examples generated."""
+    num_test: int = Field(500, ge=1)
+    """Held-out examples generated (disjoint from training)."""
+    split_seed: int = 0
+    """Seed of the train/test split; independent of `seed` so runs with different seeds share a test set."""
+
+
+class SFTConfig(_Section):
+    steps: int = Field(300, ge=0)
+    """Supervised steps on demonstrations (run before RL)."""
+    batch_size: int = Field(64, ge=1)
+    """Demonstrations per SFT step."""
+    lr: float = Field(1e-3, gt=0)
+    """Peak learning rate of the SFT phase (linear warm-up, then cosine to 10%)."""
+    warmup_steps: int = Field(20, ge=0)
+    """Linear warm-up steps of the SFT phase."""
+
+
+class RLConfig(_Section):
+    steps: int = Field(100, ge=0)
+    """Policy-gradient steps (each: sample, score, update)."""
+    num_prompts: int = Field(16, ge=1)
+    """Prompts per RL step."""
+    num_generations: int = Field(8, ge=1)
+    """Completions sampled per prompt (one group)."""
+    max_new_tokens: int = Field(64, ge=1)
+    """Longest completion; longer ones are cut and marked finish_reason='length'."""
+    temperature: float = Field(1.0, gt=0)
+    """Sampling temperature; the loss uses logits / temperature too, so ratios are consistent."""
+    top_p: float = Field(1.0, gt=0, le=1)
+    """Nucleus sampling threshold (1.0 = off)."""
+    num_iterations: int = Field(1, ge=1)
+    """Updates per rollout batch; > 1 reuses it with importance ratios (PPO epochs)."""
+    lr: float = Field(2e-4, gt=0)
+    """Constant learning rate of the RL phase (after `warmup_steps`)."""
+    warmup_steps: int = Field(0, ge=0)
+    """Linear warm-up steps of the RL phase."""
+
+
+class AlgoConfig(_Section):
+    advantage: str = "grpo"
+    """Advantage estimator (registry name, see `graft list`)."""
+    policy_loss: str = "ppo_clip"
+    """Per-token policy loss (registry name)."""
+    loss_agg: str = "token_mean"
+    """How per-token losses become a scalar (registry name)."""
+    clip_low: float = Field(0.2, ge=0)
+    """PPO clip: lower bound of the ratio is 1 - clip_low."""
+    clip_high: float = Field(0.28, ge=0)
+    """PPO clip: upper bound of the ratio is 1 + clip_high (DAPO clip-higher)."""
+    kl: str = "none"
+    """KL estimator to the reference policy (k1, k2, k3) or 'none'."""
+    kl_coef: float = Field(0.0, ge=0)
+    """Weight of the KL term in the loss; the reference is the policy when RL starts."""
+    entropy_coef: float = 0.0
+    """Weight of an entropy bonus (subtracted from the loss)."""
+
+
+class OptimConfig(_Section):
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay."""
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.99, ge=0, lt=1)
+    grad_clip: float = Field(1.0, gt=0)
+    """Global gradient-norm clip."""
+    micro_batch_size: int = Field(64, ge=1)
+    """Sequences per forward/backward (SFT and RL); gradients accumulate over the whole batch."""
+
+
+class EvalConfig(_Section):
+    num_examples: int = Field(500, ge=1)
+    """Held-out examples evaluated (the first N of the test split)."""
+    max_new_tokens: int = Field(64, ge=1)
+    """Longest completion at evaluation."""
+    batch_size: int = Field(250, ge=1)
+    """Prompts decoded together at evaluation."""
+    temperature: float = Field(1.0, gt=0)
+    """Temperature of the sampled-accuracy pass (the greedy pass uses argmax)."""
+
+
+class CheckpointConfig(_Section):
+    every: int = Field(50, ge=1)
+    """Save a checkpoint every N steps (and at the end)."""
+    keep: int = Field(2, ge=1)
+    """Most recent checkpoints kept on disk."""
+
+
+class LogConfig(_Section):
+    progress: bool = True
+    """Show a progress bar."""
+    tensorboard: bool = False
+    """Also write TensorBoard events (needs the `tensorboard` package)."""
+
+
+class Config(_Section):
+    name: str = "run"
+    """Run name (also the default run directory name)."""
+    seed: int = 0
+    """Seeds model init, data order and sampling."""
+    threads: int = Field(2, ge=1)
+    """torch CPU threads (fixed so that runs are reproducible)."""
+    model: ModelConfig = ModelConfig()
+    task: TaskConfig = TaskConfig()
+    sft: SFTConfig = SFTConfig()
+    rl: RLConfig = RLConfig()
+    algo: AlgoConfig = AlgoConfig()
+    optim: OptimConfig = OptimConfig()
+    eval: EvalConfig = EvalConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    log: LogConfig = LogConfig()
+
+    @property
+    def total_steps(self) -> int:
+        return self.sft.steps + self.rl.steps
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _describe(error: dict) -> str:
+    key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown config key '{key}'"
+    got = error.get("input")
+    got_txt = f", got {got!r}" if not isinstance(got, dict) else ""
+    return f"config key '{key}': {error['msg'].lower()}{got_txt}"
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{'.'.join(parts[: i + 1])}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'a.b=c' -> ('a.b', value parsed as YAML scalar)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. rl.steps=10")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def build_config(tree: dict | None, overrides: list[str] = ()) -> Config:
+    """Validate a plain dict (+ overrides) into a Config, raising ConfigError on the first problems."""
+    tree = dict(tree or {})
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_describe(e) for e in exc.errors()[:5])) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config file and apply ``--set`` overrides."""
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            reason = getattr(exc, "problem", None) or "malformed YAML"
+            raise ConfigError(f"{path}{where}: {reason}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: expected a mapping of config sections, got {type(tree).__name__}")
+    return build_config(tree, overrides)
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

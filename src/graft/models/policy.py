@@ -1,0 +1,54 @@
+"""The policy interface shared by the built-in tiny transformer and Hugging Face models.
+
+The sampler and the loss code only see this interface: token ids in, logits
+out, with an optional key/value cache for incremental decoding. Padding is on
+the left for prompts; ``attention_mask`` marks real tokens and
+``position_ids`` gives each token's position within its own sequence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+
+class Tokenizer(Protocol):
+    vocab_size: int
+    pad_id: int
+    eos_id: int
+    bos_id: int | None
+
+    def encode(self, text: str) -> list[int]:
+        """Text to ids, without special tokens."""
+        ...
+
+    def decode(self, ids: list[int]) -> str:
+        """Ids to text, dropping special tokens."""
+        ...
+
+
+class Policy(Protocol):
+    tokenizer: Tokenizer
+    module: nn.Module  # holds every trainable parameter
+
+    def forward(
+        self,
+        ids: torch.Tensor,  # (B, T) long
+        attention_mask: torch.Tensor,  # (B, T_past + T) long, 1 = real token
+        position_ids: torch.Tensor,  # (B, T) long
+        cache: Any = None,
+    ) -> tuple[torch.Tensor, Any]:
+        """Return logits (B, T, V) float32 and the updated cache."""
+        ...
+
+    def save(self, directory: Path) -> None:
+        """Write weights, config and tokenizer so that ``load_policy`` restores it."""
+        ...
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens only, so left padding does not shift them."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)

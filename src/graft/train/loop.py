@@ -1,0 +1,182 @@
+"""The training loop: prompts -> rollouts -> rewards -> advantages -> losses -> update -> evaluation.
+
+SFT steps on demonstrations come first (``sft.steps``), then RL steps
+(``rl.steps``). Everything that can fail on bad input (config names, task,
+model files, prompts that do not tokenize) is checked in ``prepare`` before
+the run directory is touched. A run killed at any moment continues with
+``resume=True`` exactly as if it had not stopped: data order is a function of
+the step, the sampling RNG and optimizer are checkpointed, and metrics past
+the checkpoint are dropped and recomputed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from graft.config import Config, dump_config
+from graft.curriculum.uniform import UniformStream
+from graft.errors import GraftError
+from graft.eval.evaluate import evaluate_both
+from graft.models.load import create_policy, load_saved_policy
+from graft.models.policy import Policy
+from graft.tasks.base import Task
+from graft.train import checkpoint as ckpt
+from graft.train.logging import MetricsLogger, truncate_metrics
+from graft.train.registry import check_names
+from graft.train.steps import lr_at, rl_step, sft_step
+
+
+@dataclass
+class Setup:
+    """What a run needs, built and validated before anything is written."""
+
+    cfg: Config
+    task: Task
+    policy: Policy
+
+
+def prepare(cfg: Config) -> Setup:
+    check_names(cfg)
+    from graft.tasks import make_task
+
+    try:
+        task = make_task(
+            cfg.task.name, difficulty=cfg.task.difficulty, num_train=cfg.task.num_train,
+            num_test=cfg.task.num_test, split_seed=cfg.task.split_seed,
+        )
+    except ValueError as exc:
+        raise GraftError(f"task: {exc}") from None
+    torch.set_num_threads(cfg.threads)
+    policy = create_policy(cfg.model, cfg.seed)
+    for split, examples in (("train", task.train_examples()), ("test", task.test_examples())):
+        for i, ex in enumerate(examples):
+            try:
+                policy.tokenizer.encode(ex.prompt)
+                if ex.demonstration is not None:
+                    policy.tokenizer.encode(ex.demonstration)
+            except ValueError as exc:
+                raise GraftError(f"task {task.name} {split} example {i}: {exc}") from None
+    if cfg.sft.steps and not any(ex.demonstration for ex in task.train_examples()):
+        raise GraftError(f"sft.steps={cfg.sft.steps} but task {task.name} has no demonstrations")
+    return Setup(cfg, task, policy)
+
+
+def _optimizer(policy: Policy, cfg: Config) -> torch.optim.Optimizer:
+    params = [p for p in policy.module.parameters() if p.requires_grad]
+    return torch.optim.AdamW(
+        params, lr=cfg.sft.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+        weight_decay=cfg.optim.weight_decay,
+    )
+
+
+def _open_run_dir(run_dir: Path, cfg: Config, resume: bool) -> None:
+    text = dump_config(cfg)
+    saved = run_dir / "config.yaml"
+    if resume and saved.is_file():
+        if saved.read_text() != text:
+            raise GraftError(f"--resume: the config differs from {saved}; resume with the same config")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        raise GraftError(f"run directory {run_dir} already exists; pass --resume or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.write_atomic_text(saved, text)
+
+
+def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> dict:
+    """Run (or resume) a whole training job; returns the summary written to ``summary.json``."""
+    cfg, task = setup.cfg, setup.task
+    policy = setup.policy
+    run_dir = Path(run_dir)
+    _open_run_dir(run_dir, cfg, resume)
+    sft_stream = UniformStream([ex for ex in task.train_examples() if ex.demonstration], cfg.seed)
+    rl_stream = UniformStream(task.train_examples(), cfg.seed + 1)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    optimizer = _optimizer(policy, cfg)
+    ref: Policy | None = None
+    state = {"step": 0, "wall_seconds": 0.0, "eval_after_sft": None, "eval_final": None}
+
+    found = ckpt.list_checkpoints(run_dir / "checkpoints") if resume else []
+    if found:  # restore weights, optimizer, RNG and counters of the newest complete checkpoint
+        last = found[-1]
+        saved = ckpt.load_trainer_state(last)
+        policy = load_saved_policy(last / "model")
+        optimizer = _optimizer(policy, cfg)
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        if (last / "reference").is_dir():
+            ref = load_saved_policy(last / "reference")
+        state = saved["state"]
+    truncate_metrics(run_dir / "metrics.jsonl", state["step"])
+    logger = MetricsLogger(run_dir, tensorboard=cfg.log.tensorboard)
+
+    def save(step: int) -> None:
+        def write(directory: Path) -> None:
+            policy.save(directory / "model")
+            if ref is not None:
+                ref.save(directory / "reference")
+            (directory / "config.yaml").write_text(dump_config(cfg))
+            ckpt.save_trainer_state(directory, {
+                "state": state, "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+            })
+        ckpt.save_checkpoint(run_dir / "checkpoints", step, write, keep=cfg.checkpoint.keep)
+
+    def run_eval(name: str) -> dict:
+        result = evaluate_both(policy, task, cfg.eval, cfg.seed)
+        (run_dir / "eval").mkdir(exist_ok=True)
+        ckpt.write_atomic_text(run_dir / "eval" / f"{name}.json", json.dumps(result, indent=2))
+        return result
+
+    if state["step"] == 0 and cfg.sft.steps == 0 and state["eval_after_sft"] is None:
+        state["eval_after_sft"] = run_eval("after_sft")  # no SFT: the starting point is the baseline
+    t_start = time.perf_counter() - state["wall_seconds"]
+    for step in range(state["step"], cfg.total_steps):
+        if step < cfg.sft.steps:  # ---- imitation: demonstrations of the next prompts
+            examples = sft_stream.take(step * cfg.sft.batch_size, cfg.sft.batch_size)
+            lr = lr_at(step, cfg.sft.steps, cfg.sft.warmup_steps, cfg.sft.lr, cosine=True)
+            metrics = sft_step(policy, optimizer, examples, cfg, lr)
+        else:  # ---- reinforcement: prompts -> rollouts -> rewards -> advantages -> loss -> update
+            rl_index = step - cfg.sft.steps
+            if rl_index == 0:
+                optimizer = _optimizer(policy, cfg)  # fresh moments for the new objective
+                if cfg.algo.kl != "none" and cfg.algo.kl_coef > 0:
+                    ref = copy.deepcopy(policy)  # reference = the policy RL starts from
+                    ref.module.requires_grad_(False)
+            examples = rl_stream.take(rl_index * cfg.rl.num_prompts, cfg.rl.num_prompts)
+            lr = lr_at(rl_index, cfg.rl.steps, cfg.rl.warmup_steps, cfg.rl.lr, cosine=False)
+            metrics = rl_step(policy, ref, optimizer, task, examples, cfg, lr, generator, version=step)
+        state["step"] = step + 1
+        state["wall_seconds"] = time.perf_counter() - t_start
+        if state["step"] == cfg.sft.steps and cfg.rl.steps:
+            state["eval_after_sft"] = run_eval("after_sft")
+            metrics["eval/accuracy"] = state["eval_after_sft"]["accuracy"]
+        logger.log(step, metrics)
+        if progress is not None:
+            progress(step + 1, cfg.total_steps, metrics)
+        if state["step"] % cfg.checkpoint.every == 0 or state["step"] in (cfg.sft.steps, cfg.total_steps):
+            save(state["step"])
+    logger.close()
+
+    final = run_eval("final")
+    if state["eval_after_sft"] is None:
+        state["eval_after_sft"] = final  # rl.steps == 0: SFT's result is the final one
+    state["wall_seconds"] = time.perf_counter() - t_start
+    summary = {
+        "name": cfg.name,
+        "seed": cfg.seed,
+        "task": cfg.task.name,
+        "steps": cfg.total_steps,
+        "accuracy_after_sft": state["eval_after_sft"]["accuracy"],
+        "accuracy_after_rl": final["accuracy"],
+        "sampled_accuracy_after_sft": state["eval_after_sft"]["sampled_accuracy"],
+        "sampled_accuracy_after_rl": final["sampled_accuracy"],
+        "eval_examples": final["n"],
+        "wall_seconds": state["wall_seconds"],
+    }
+    ckpt.write_atomic_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,34 @@
+"""Every name a config may use, in one place: `graft list` prints it, `check_names` enforces it."""
+
+from __future__ import annotations
+
+from graft.config import Config, ConfigError
+
+
+def registries() -> dict[str, list[str]]:
+    from graft.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGG, POLICY_LOSSES
+    from graft.tasks import TASKS
+
+    return {
+        "task.name": sorted(TASKS),
+        "algo.advantage": sorted(ADVANTAGES),
+        "algo.policy_loss": sorted(POLICY_LOSSES),
+        "algo.loss_agg": sorted(LOSS_AGG),
+        "algo.kl": ["none", *sorted(KL_ESTIMATORS)],
+    }
+
+
+def check_names(cfg: Config) -> None:
+    """Raise ConfigError naming the key when a config value is not a registered name."""
+    values = {
+        "task.name": cfg.task.name,
+        "algo.advantage": cfg.algo.advantage,
+        "algo.policy_loss": cfg.algo.policy_loss,
+        "algo.loss_agg": cfg.algo.loss_agg,
+        "algo.kl": cfg.algo.kl,
+    }
+    for key, names in registries().items():
+        if values[key] not in names:
+            raise ConfigError(f"config key '{key}': unknown name {values[key]!r}; choose one of {', '.join(names)}")
+    if cfg.algo.kl_coef > 0 and cfg.algo.kl == "none":
+        raise ConfigError("config key 'algo.kl': is 'none' but algo.kl_coef > 0; pick an estimator (k1, k2, k3)")
