@@ -114,16 +114,14 @@ def cmd_eval(args) -> int:
     from graft.config import load_config
     from graft.eval.evaluate import evaluate_both
     from graft.models.load import load_saved_policy
-    from graft.tasks import make_task
     from graft.train.checkpoint import write_atomic_text
+    from graft.train.loop import build_task
 
     checkpoint, run_dir = _resolve_checkpoint(Path(args.target))
     overrides = [f"eval.num_examples={args.num_examples}"] if args.num_examples else []
     cfg = load_config(checkpoint / "config.yaml", overrides)
     torch.set_num_threads(cfg.threads)
-    t = cfg.task
-    task = make_task(t.name, difficulty=t.difficulty, num_train=t.num_train, num_test=t.num_test,
-                     split_seed=t.split_seed)
+    task = build_task(cfg.task)
     policy = load_saved_policy(checkpoint / "model")
     result = {"checkpoint": str(checkpoint), **evaluate_both(policy, task, cfg.eval, cfg.seed)}
     if run_dir is not None:

@@ -48,6 +48,8 @@ class ModelConfig(_Section):
 class TaskConfig(_Section):
     name: str = "arithmetic"
     """Registered task (see `graft list`)."""
+    path: str | None = None
+    """Data file for file-based tasks (`jsonl`): one JSON object per line with prompt, answer[, demonstration]."""
     difficulty: int = Field(2, ge=1)
     """Task difficulty knob (arithmetic: digits per operand; countdown: how many numbers)."""
     num_train: int = Field(20000, ge=1)

@@ -41,17 +41,22 @@ class Setup:
     policy: Policy
 
 
-def prepare(cfg: Config) -> Setup:
-    check_names(cfg)
+def build_task(task_cfg) -> Task:
     from graft.tasks import make_task
 
+    kwargs = dict(difficulty=task_cfg.difficulty, num_train=task_cfg.num_train,
+                  num_test=task_cfg.num_test, split_seed=task_cfg.split_seed)
+    if task_cfg.path is not None:
+        kwargs["path"] = task_cfg.path
     try:
-        task = make_task(
-            cfg.task.name, difficulty=cfg.task.difficulty, num_train=cfg.task.num_train,
-            num_test=cfg.task.num_test, split_seed=cfg.task.split_seed,
-        )
-    except ValueError as exc:
-        raise GraftError(f"task: {exc}") from None
+        return make_task(task_cfg.name, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise GraftError(f"task {task_cfg.name}: {exc}") from None
+
+
+def prepare(cfg: Config) -> Setup:
+    check_names(cfg)
+    task = build_task(cfg.task)
     torch.set_num_threads(cfg.threads)
     policy = create_policy(cfg.model, cfg.seed)
     for split, examples in (("train", task.train_examples()), ("test", task.test_examples())):
