@@ -52,7 +52,7 @@ class TaskConfig(_Section):
     """Data file for file-based tasks (`jsonl`): one JSON object per line with prompt, answer[, demonstration]."""
     difficulty: int = Field(2, ge=1)
     """Task difficulty knob (arithmetic: digits per operand; countdown: how many numbers)."""
-    num_train: int = Field(20000, ge=1)
+    num_train: int = Field(10000, ge=1)
     """Training examples generated."""
     num_test: int = Field(500, ge=1)
     """Held-out examples generated (disjoint from training)."""

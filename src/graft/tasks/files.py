@@ -52,7 +52,7 @@ def read_jsonl(path: Path) -> list[Example]:
 class JsonlTask:
     name = "jsonl"
 
-    def __init__(self, path: str | None = None, num_train: int = 20000, num_test: int = 500,
+    def __init__(self, path: str | None = None, num_train: int = 10000, num_test: int = 500,
                  split_seed: int = 0, difficulty: int = 1):
         if not path:
             raise GraftError("task.path: the jsonl task needs task.path=FILE.jsonl")
