@@ -4,7 +4,7 @@ import pytest
 TINY = [
     "name=tiny", "log.progress=false",
     "model.d_model=32", "model.n_layers=2", "model.n_heads=2",
-    "task.name=arithmetic", "task.difficulty=1", "task.num_train=300", "task.num_test=40",
+    "task.name=arithmetic", "task.difficulty=2", "task.num_train=300", "task.num_test=40",
     "sft.steps=4", "sft.batch_size=16", "sft.warmup_steps=1",
     "rl.steps=4", "rl.num_prompts=4", "rl.num_generations=4", "rl.max_new_tokens=24",
     "eval.num_examples=16", "eval.max_new_tokens=24", "checkpoint.every=2",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from graft.errors import GraftError
 from graft.models.policy import Policy
 
 
@@ -13,7 +14,10 @@ def create_policy(model_cfg, seed: int) -> Policy:
     if model_cfg.path:
         from graft.models.hf import HFPolicy
 
-        return HFPolicy.load(model_cfg.path)
+        try:
+            return HFPolicy.load(model_cfg.path)
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            raise GraftError(f"model.path: {exc}") from None
     from graft.models.tiny import TinyConfig
     from graft.models.tiny_policy import TinyPolicy
     from graft.models.tokenizer import CharTokenizer

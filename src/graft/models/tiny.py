@@ -137,7 +137,7 @@ def attention_allowed(attention_mask: torch.Tensor, t_new: int) -> torch.Tensor:
     already sees itself), while a pad query in an all-pad prefix would otherwise attend to no
     key at all and softmax would return NaN. Pad queries' outputs are never used.
     """
-    B, S = attention_mask.shape
+    S = attention_mask.shape[1]
     t_past = S - t_new
     q_idx = torch.arange(t_past, S, device=attention_mask.device)[:, None]  # (T, 1)
     k_idx = torch.arange(S, device=attention_mask.device)[None, :]  # (1, S)

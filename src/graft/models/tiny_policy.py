@@ -1,49 +1,70 @@
-"""The built-in tiny transformer behind the Policy interface, with save/load."""
+"""The built-in tiny transformer behind the Policy interface, with save/load.
+
+A saved directory holds three files:
+  graft_model.json   {"type": "graft-tiny", "config": {...TinyConfig fields...}}
+  model.safetensors  the module's state dict (tied weights are one tensor, stored once)
+  tokenizer.json     the character tokenizer
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
-from graft.models.tiny import TinyConfig, TinyTransformer
+from graft.models.tiny import KVCache, TinyConfig, TinyTransformer
 from graft.models.tokenizer import CharTokenizer
+
+MARKER_FILE = "graft_model.json"
+WEIGHTS_FILE = "model.safetensors"
+MODEL_TYPE = "graft-tiny"
 
 
 class TinyPolicy:
-    def __init__(self, module: TinyTransformer, tokenizer: CharTokenizer):
+    """Implements ``graft.models.policy.Policy`` with a ``TinyTransformer`` and a ``CharTokenizer``."""
+
+    def __init__(self, module: TinyTransformer, tokenizer: CharTokenizer) -> None:
+        if module.config.vocab_size != tokenizer.vocab_size:
+            raise ValueError(
+                f"model vocab_size {module.config.vocab_size} != tokenizer vocab_size {tokenizer.vocab_size}"
+            )
         self.module = module
         self.tokenizer = tokenizer
-        self.config = module.cfg
+        self.config = module.config
 
     @classmethod
     def create(cls, config: TinyConfig, seed: int) -> TinyPolicy:
+        """A freshly initialised model; the same seed gives bitwise-identical weights."""
         return cls(TinyTransformer(config, seed=seed), CharTokenizer())
 
-    def forward(self, ids, attention_mask, position_ids, cache=None):
+    def forward(
+        self,
+        ids: torch.Tensor,  # (B, T) long
+        attention_mask: torch.Tensor,  # (B, T_past + T) long, 1 = real token
+        position_ids: torch.Tensor,  # (B, T) long
+        cache: KVCache | None = None,
+    ) -> tuple[torch.Tensor, KVCache]:
         return self.module(ids, attention_mask, position_ids, cache)
 
-    def save(self, directory: Path) -> None:
+    def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "graft_model.json").write_text(
-            json.dumps({"type": "graft-tiny", "config": self.config.to_dict()}, indent=2)
-        )
-        state = {k: v.contiguous() for k, v in self.module.state_dict().items()}
-        if self.config.tie_embeddings:
-            state.pop("head.weight")  # the same tensor as embed.weight
-        save_file(state, str(directory / "model.safetensors"))
+        marker = {"type": MODEL_TYPE, "config": self.config.to_dict()}
+        (directory / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+        # The tied LM head reuses tok_emb.weight instead of owning a parameter, so the state
+        # dict has no duplicate tensor (safetensors refuses shared storage).
+        state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE))
         self.tokenizer.save(directory)
 
     @classmethod
-    def load(cls, directory: Path) -> TinyPolicy:
+    def load(cls, directory: str | Path) -> TinyPolicy:
         directory = Path(directory)
-        meta = json.loads((directory / "graft_model.json").read_text())
-        config = TinyConfig(**meta["config"])
-        module = TinyTransformer(config, seed=0)
-        state = load_file(str(directory / "model.safetensors"))
-        if config.tie_embeddings:
-            state["head.weight"] = state["embed.weight"]
-        module.load_state_dict(state)
+        marker = json.loads((directory / MARKER_FILE).read_text())
+        if marker.get("type") != MODEL_TYPE:
+            raise ValueError(f"{directory / MARKER_FILE}: expected type {MODEL_TYPE!r}, found {marker.get('type')!r}")
+        module = TinyTransformer(TinyConfig(**marker["config"]), seed=0)  # weights replaced below
+        module.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
         return cls(module, CharTokenizer.load(directory))

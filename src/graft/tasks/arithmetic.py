@@ -1,11 +1,38 @@
-"""Integer addition and subtraction with worked, column-by-column solutions.
+"""Integer addition and subtraction, with worked column-by-column solutions.
 
-Formats (difficulty d = digits per operand, each operand drawn from [0, 10^d)):
-    prompt:         "47+85="                      (subtraction: "85-47=", always a >= b)
-    demonstration:  "7+5+0=12,4+8+1=13,A:132"     one step per column, right to left:
-                    digit + digit + carry = column sum; for subtraction
-                    "15-7-0=8,8-4-1=3,A:38": digit (+10 when borrowing) - digit - borrow = digit
-    final answer:   the integer after the last "A:"; reward 1 when it equals a + b (a - b), else 0.
+Problems (difficulty d = at most d digits per operand, 1 <= d <= 6):
+    a + b  or  a - b  with a, b drawn uniformly from [0, 10^d); for subtraction
+    the operands are ordered so that a >= b, so every answer is a non-negative
+    integer. Operations are equally likely.
+
+Text formats (printable ASCII only):
+    prompt          "47+85="          subtraction: "85-47="
+    demonstration   "7+5+0=12,4+8+1=13 A:132"
+                    "15-7-0=8,8-4-1=3 A:38"
+        One step per column, right to left, comma-separated, then a space and
+        the final answer. The shorter operand is padded with 0 digits.
+        Addition step:    digit_a + digit_b + carry_in = column sum (0..19);
+                          the sum's last digit is the answer digit, its tens
+                          digit the carry into the next column.
+        Subtraction step: top - digit_b - borrow_in = answer digit (0..9),
+                          where top is digit_a, or digit_a + 10 when the column
+                          borrows; a top >= 10 means the next column's
+                          borrow_in is 1.
+        Length: about 9 characters per digit of d plus the answer, e.g. 23
+        characters for two-digit addition.
+    final answer    the integer right after the first "A:" marker (spaces after
+                    the marker are allowed, leading zeros are ignored); anything
+                    after it is ignored.
+
+Verifier: reward 1.0 when the final answer equals the reference, else 0.0.
+parts = {"correct": 0/1, "format": 1 if the marker was followed by an integer}.
+The steps are not checked: they are scaffolding for imitation, and RL is free
+to keep or drop them. Only the first 512 characters of a completion are read.
+
+Split: problems are drawn with ``random.Random(split_seed)``, skipping prompts
+already drawn; the first ``num_test`` distinct prompts are the test set, the
+next ``num_train`` the training set, so the test set does not depend on
+``num_train``.
 """
 
 from __future__ import annotations
@@ -15,80 +42,101 @@ import re
 
 from graft.tasks.base import Example, Score
 
-_ANSWER = re.compile(r"A:(-?\d{1,40})")
-_MAX_CHARS = 4096
+MARKER = "A:"
+MAX_CHARS = 512  # completions are read up to here; the longest demonstration is 63 chars
+_ANSWER = re.compile(r"A: *(-?\d{1,40})")  # 40 digits: far beyond any answer, cheap to parse
 
 
-def _digits(x: int, width: int) -> list[int]:
-    return [(x // 10**i) % 10 for i in range(width)]  # least significant first
+def problem_space(difficulty: int) -> int:
+    """How many distinct prompts exist: ordered pairs for +, pairs with a >= b for -."""
+    n = 10**difficulty
+    return n * n + n * (n + 1) // 2
+
+
+def solve(a: int, op: str, b: int) -> int:
+    return a + b if op == "+" else a - b
 
 
 def demonstration(a: int, op: str, b: int) -> str:
+    """Column-by-column worked solution of ``a op b`` (a >= b for "-"), ending in `` A:<answer>``."""
     width = max(len(str(a)), len(str(b)))
-    steps, carry = [], 0
-    for da, db in zip(_digits(a, width), _digits(b, width)):
+    steps, carry = [], 0  # carry doubles as the borrow for subtraction
+    for i in range(width):  # least significant column first
+        da, db = (a // 10**i) % 10, (b // 10**i) % 10
         if op == "+":
-            s = da + db + carry
-            steps.append(f"{da}+{db}+{carry}={s}")
-            carry = s // 10
+            total = da + db + carry
+            steps.append(f"{da}+{db}+{carry}={total}")
+            carry = total // 10
         else:
-            borrow_next = 1 if da - db - carry < 0 else 0
-            top = da + 10 * borrow_next
+            top = da + 10 if da < db + carry else da
             steps.append(f"{top}-{db}-{carry}={top - db - carry}")
-            carry = borrow_next
-    result = a + b if op == "+" else a - b
-    return ",".join(steps) + f",A:{result}"
+            carry = 1 if top >= 10 else 0
+    return ",".join(steps) + f" {MARKER}{solve(a, op, b)}"
 
 
 def final_answer(completion: str) -> int | None:
-    found = _ANSWER.findall(completion[-_MAX_CHARS:])
-    return int(found[-1]) if found else None
+    """The integer after the first ``A:`` in the first MAX_CHARS characters, or None."""
+    text = completion[:MAX_CHARS]
+    cut = text.find(MARKER)
+    match = _ANSWER.match(text, cut) if cut >= 0 else None
+    return int(match[1]) if match else None
+
+
+def draw_problem(rng: random.Random, difficulty: int) -> tuple[int, str, int]:
+    hi = 10**difficulty - 1
+    a, b, op = rng.randint(0, hi), rng.randint(0, hi), rng.choice("+-")
+    if op == "-" and a < b:
+        a, b = b, a
+    return a, op, b
 
 
 class ArithmeticTask:
+    """Addition and subtraction of up-to-``difficulty``-digit integers (see module docstring)."""
+
     name = "arithmetic"
 
     def __init__(self, difficulty: int = 2, num_train: int = 10000, num_test: int = 500,
                  split_seed: int = 0):
         if not 1 <= difficulty <= 6:
-            raise ValueError(f"difficulty must be 1..6 (digits per operand), got {difficulty}")
-        n = 10**difficulty
-        space = n * n + n * (n + 1) // 2  # ordered (a, b) pairs for +, plus a >= b pairs for -
-        if num_train + num_test > space * 3 // 4:
+            raise ValueError(f"arithmetic difficulty must be 1..6 (digits per operand), got {difficulty}")
+        if num_train < 1 or num_test < 1:
+            raise ValueError(f"num_train and num_test must be >= 1, got {num_train} and {num_test}")
+        space = problem_space(difficulty)
+        if num_train + num_test > space:
             raise ValueError(
-                f"num_train + num_test = {num_train + num_test} is too many distinct problems for "
-                f"difficulty {difficulty} (at most {space * 3 // 4})"
+                f"arithmetic difficulty {difficulty} has only {space} distinct problems, fewer than "
+                f"num_train + num_test = {num_train} + {num_test} = {num_train + num_test}"
             )
         self.difficulty = difficulty
         rng = random.Random(split_seed)
         seen: set[str] = set()
-        items: list[Example] = []
-        hi = 10**difficulty - 1
-        while len(items) < num_train + num_test:
-            a, b, op = rng.randint(0, hi), rng.randint(0, hi), rng.choice("+-")
-            if op == "-" and a < b:
-                a, b = b, a
+        problems: list[tuple[int, str, int]] = []
+        while len(problems) < num_train + num_test:
+            a, op, b = draw_problem(rng, difficulty)
             prompt = f"{a}{op}{b}="
-            if prompt in seen:
-                continue
-            seen.add(prompt)
-            answer = a + b if op == "+" else a - b
-            items.append(Example(prompt, str(answer), demonstration(a, op, b),
-                                 {"difficulty": difficulty}))
-        self._test = [_with_id(ex, f"arithmetic-test-{i}") for i, ex in enumerate(items[:num_test])]
-        self._train = [_with_id(ex, f"arithmetic-train-{i}") for i, ex in enumerate(items[num_test:])]
+            if prompt not in seen:
+                seen.add(prompt)
+                problems.append((a, op, b))
+        self._test = [self._example(p, f"arithmetic-test-{i}") for i, p in enumerate(problems[:num_test])]
+        self._train = [self._example(p, f"arithmetic-train-{i}") for i, p in enumerate(problems[num_test:])]
+
+    def _example(self, problem: tuple[int, str, int], ident: str) -> Example:
+        a, op, b = problem
+        return Example(
+            prompt=f"{a}{op}{b}=",
+            answer=str(solve(a, op, b)),
+            demonstration=demonstration(a, op, b),
+            meta={"id": ident, "difficulty": self.difficulty, "a": a, "op": op, "b": b},
+        )
 
     def train_examples(self) -> list[Example]:
-        return self._train
+        return list(self._train)
 
     def test_examples(self) -> list[Example]:
-        return self._test
+        return list(self._test)
 
     def score(self, example: Example, completion: str) -> Score:
         got = final_answer(completion)
-        ok = got is not None and str(got) == example.answer
-        return Score(float(ok), ok, {"correct": float(ok), "format": float(got is not None)})
-
-
-def _with_id(ex: Example, ident: str) -> Example:
-    return Example(ex.prompt, ex.answer, ex.demonstration, {**ex.meta, "id": ident})
+        ok = got is not None and got == int(example.answer)
+        return Score(reward=float(ok), correct=ok,
+                     parts={"correct": float(ok), "format": float(got is not None)})

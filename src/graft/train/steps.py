@@ -47,7 +47,7 @@ def sft_step(
         share = float(mb.loss_mask.sum()) / total_tokens
         loss = sft_loss(logp, mb.loss_mask) * share  # token mean over the whole batch
         loss.backward()
-        loss_sum += float(loss)
+        loss_sum += loss.item()
     grad_norm = _apply_update(policy, optimizer, lr, cfg.optim.grad_clip)
     dt = time.perf_counter() - t0
     return {
@@ -97,14 +97,14 @@ def _policy_loss(policy: Policy, ref: Policy | None, mb: Batch, cfg: Config, sha
             ref_logp, _ = completion_logprobs(ref, mb, cfg.rl.temperature)
         kl = aggregate(KL_ESTIMATORS[algo.kl](logp, ref_logp), mb.loss_mask)
         loss = loss + algo.kl_coef * kl
-        kl_value = float(kl)
+        kl_value = kl.item()
     ent = aggregate(entropy, mb.loss_mask)
     if algo.entropy_coef:
         loss = loss - algo.entropy_coef * ent
     (loss * share).backward()
     sums = {
-        "losses/policy": float(loss) * share,
-        "losses/entropy": float(ent) * share,
+        "losses/policy": loss.item() * share,
+        "losses/entropy": ent.item() * share,
         "losses/kl": kl_value * share,
         "losses/clip_frac": float(token_mean(clipped.float(), mb.loss_mask)) * share,
     }

@@ -1,0 +1,130 @@
+"""A local Hugging Face causal LM behind graft's ``Policy`` interface.
+
+Only local directories are loaded (``local_files_only=True``): graft never
+downloads weights itself. Notes on transformers 5, which this targets:
+
+- ``from_pretrained`` defaults to ``dtype="auto"`` (the checkpoint's dtype, often
+  bf16); we always pass ``dtype`` explicitly (``torch_dtype`` is deprecated).
+- The cache is a ``DynamicCache`` that the model extends *in place* and also
+  returns; a cache passed to ``forward`` must not be reused for another branch.
+- With an explicit 2-D ``attention_mask`` transformers does not try to detect
+  packed sequences from ``position_ids``, so left padding plus
+  ``position_ids_from_mask`` is safe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "tekken.json")
+
+
+class HFTokenizer:
+    """Adapts a ``transformers`` tokenizer to graft's ``Tokenizer`` protocol.
+
+    The wrapped tokenizer stays available as ``.hf`` (e.g. for its chat template).
+    ``vocab_size`` is ``len(tokenizer)``, which may be smaller than the model's
+    embedding table (checkpoints often pad it); logits keep the model's size.
+    """
+
+    def __init__(self, hf: Any):
+        if hf.eos_token_id is None:
+            raise ValueError(f"tokenizer {hf.name_or_path!r} defines no eos token")
+        self.hf = hf
+        self.vocab_size: int = len(hf)
+        self.eos_id: int = hf.eos_token_id
+        self.pad_id: int = hf.pad_token_id if hf.pad_token_id is not None else hf.eos_token_id
+        self.bos_id: int | None = hf.bos_token_id
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=True)
+
+
+class HFPolicy:
+    """Any local causal LM directory (config + weights + tokenizer) as a ``Policy``."""
+
+    def __init__(self, module: nn.Module, tokenizer: HFTokenizer):
+        self.module = module
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def load(cls, path: str | Path, dtype: torch.dtype = torch.float32) -> HFPolicy:
+        """Load model and tokenizer from ``path``; fail with one short message if it is not a model."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(path)
+        _check_model_dir(path)
+        try:
+            module = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+        except Exception as err:  # noqa: BLE001 -- an edge: any failure becomes one line
+            raise ValueError(f"could not load the model in {path}: {_first_line(err)}") from None
+        try:
+            hf_tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except Exception as err:  # noqa: BLE001 -- an edge: any failure becomes one line
+            raise ValueError(
+                f"could not load the tokenizer in {path}: {_first_line(err)}"
+            ) from None
+        return cls(module, HFTokenizer(hf_tokenizer))
+
+    def forward(
+        self,
+        ids: torch.Tensor,  # (B, T) long
+        attention_mask: torch.Tensor,  # (B, T_past + T) long, 1 = real token
+        position_ids: torch.Tensor,  # (B, T) long
+        cache: Any = None,
+    ) -> tuple[torch.Tensor, Any]:
+        """Logits (B, T, V) float32 and the cache (a ``DynamicCache``, updated in place)."""
+        inputs: dict[str, Any] = {}
+        if cache is not None:
+            inputs["past_key_values"] = cache  # None: the model makes a fresh DynamicCache
+        out = self.module(
+            input_ids=ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=True,
+            **inputs,
+        )
+        return out.logits.float(), out.past_key_values  # (B, T, V)
+
+    def save(self, directory: Path) -> None:
+        """Write config, safetensors weights and tokenizer in the standard Hugging Face layout."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.module.save_pretrained(directory)
+        self.tokenizer.hf.save_pretrained(directory)
+
+
+def _check_model_dir(path: Path) -> None:
+    """Name the first missing piece before transformers gets a chance to print a traceback wall."""
+    if not path.exists():
+        raise FileNotFoundError(f"model directory {path} does not exist")
+    if not path.is_dir():
+        raise ValueError(f"model path {path} is not a directory")
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"model directory {path} has no config.json")
+    if not any((path / name).is_file() for name in _WEIGHT_FILES):
+        raise FileNotFoundError(
+            f"model directory {path} has no weights (expected one of {', '.join(_WEIGHT_FILES)})"
+        )
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        raise FileNotFoundError(
+            f"model directory {path} has no tokenizer (expected one of {', '.join(_TOKENIZER_FILES)})"
+        )
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__

@@ -1,0 +1,122 @@
+"""ArithmeticTask: formats, verifier, split determinism and disjointness."""
+
+import pytest
+
+from graft.tasks import TASKS, Example, make_task
+from graft.tasks.arithmetic import ArithmeticTask, demonstration, final_answer
+
+
+@pytest.fixture(scope="module")
+def task() -> ArithmeticTask:
+    return ArithmeticTask()  # the defaults the quickstart uses
+
+
+def _example(a: int, op: str, b: int) -> Example:
+    answer = a + b if op == "+" else a - b
+    return Example(f"{a}{op}{b}=", str(answer), demonstration(a, op, b), {"id": "hand"})
+
+
+def test_demonstrations_by_hand():
+    assert demonstration(47, "+", 85) == "7+5+0=12,4+8+1=13 A:132"
+    assert demonstration(85, "-", 47) == "15-7-0=8,8-4-1=3 A:38"
+    assert demonstration(7, "+", 85) == "7+5+0=12,0+8+1=9 A:92"  # shorter operand padded with 0
+    assert demonstration(100, "-", 1) == "10-1-0=9,10-0-1=9,1-0-1=0 A:99"
+    assert demonstration(0, "-", 0) == "0-0-0=0 A:0"
+
+
+def test_every_demonstration_verifies(task):
+    for ex in task.train_examples() + task.test_examples():
+        score = task.score(ex, ex.demonstration)
+        assert score.correct and score.reward == 1.0, ex
+        assert score.parts == {"correct": 1.0, "format": 1.0}
+
+
+def test_text_is_printable_ascii_and_short(task):
+    examples = task.train_examples()
+    for ex in examples:
+        for text in (ex.prompt, ex.demonstration, ex.answer):
+            assert all(32 <= ord(ch) <= 126 for ch in text), text
+    assert max(len(ex.demonstration) for ex in examples) <= 23
+    assert len(ArithmeticTask(difficulty=6, num_train=50, num_test=5).train_examples()[0].demonstration) <= 63
+
+
+def test_hand_written_completions():
+    task = ArithmeticTask(difficulty=2, num_train=5, num_test=5)
+    ex = _example(47, "+", 85)
+    assert task.score(ex, "A:132").correct
+    assert task.score(ex, "A: 132").correct
+    assert task.score(ex, "A:0132").correct  # the value counts, not leading zeros
+    assert task.score(ex, "7+5+0=12,4+8+1=13 A:132 and then some text A:5").correct
+    wrong = task.score(ex, "7+5+0=12,4+8+1=12 A:122")
+    assert not wrong.correct and wrong.reward == 0.0 and wrong.parts == {"correct": 0.0, "format": 1.0}
+    assert not task.score(ex, "A:13").correct
+    assert not task.score(ex, "A:1320").correct
+    assert not task.score(ex, "A:122 A:132").correct  # only the first answer counts
+    assert task.score(_example(85, "-", 47), "15-7-0=8,8-4-1=3 A:38").correct
+
+
+@pytest.mark.parametrize("completion", [
+    "", "132", "A:", "A:x132", "a:132", "\n\n", "~!@#$%^&*()", "A:-", "A:" + "9" * 5000,
+    "1" * 100_000, "A:" * 50_000, "x" * 100_000 + "A:132", "\x00\uffff A", "A:" + "1" * 41,
+])
+def test_malformed_completions_score_zero(completion):
+    task = ArithmeticTask(difficulty=2, num_train=5, num_test=5)
+    score = task.score(_example(47, "+", 85), completion)
+    assert score.reward == 0.0 and not score.correct and score.parts["correct"] == 0.0
+
+
+def test_format_part():
+    task = ArithmeticTask(difficulty=2, num_train=5, num_test=5)
+    ex = _example(47, "+", 85)
+    assert task.score(ex, "the answer is 132").parts["format"] == 0.0
+    assert task.score(ex, "A:77").parts["format"] == 1.0
+    assert final_answer("x A:-12 y") == -12 and final_answer("A:") is None
+
+
+def test_same_seed_same_examples_other_seed_differs():
+    a = ArithmeticTask(num_train=300, num_test=50, split_seed=3)
+    b = ArithmeticTask(num_train=300, num_test=50, split_seed=3)
+    c = ArithmeticTask(num_train=300, num_test=50, split_seed=4)
+    assert a.train_examples() == b.train_examples() and a.test_examples() == b.test_examples()
+    assert [e.prompt for e in a.train_examples()] != [e.prompt for e in c.train_examples()]
+    assert [e.prompt for e in a.test_examples()] != [e.prompt for e in c.test_examples()]
+
+
+def test_test_set_does_not_depend_on_num_train():
+    small, big = ArithmeticTask(num_train=10, num_test=40), ArithmeticTask(num_train=2000, num_test=40)
+    assert small.test_examples() == big.test_examples()
+
+
+def test_train_and_test_are_disjoint_and_unique(task):
+    train = [ex.prompt for ex in task.train_examples()]
+    test = [ex.prompt for ex in task.test_examples()]
+    assert len(train) == 10000 and len(test) == 500
+    assert len(set(train)) == len(train) and len(set(test)) == len(test)
+    assert not set(train) & set(test)
+    ids = [ex.meta["id"] for ex in task.train_examples() + task.test_examples()]
+    assert len(set(ids)) == len(ids) and ids[-1] == "arithmetic-test-499"
+    assert all(ex.meta["difficulty"] == 2 for ex in task.test_examples())
+
+
+def test_difficulty_changes_the_problems():
+    for d in (1, 3, 6):
+        examples = ArithmeticTask(difficulty=d, num_train=100, num_test=20).train_examples()
+        operands = [int(x) for ex in examples for x in ex.prompt[:-1].replace("-", "+").split("+")]
+        assert max(operands) < 10**d and max(operands) >= 10 ** (d - 1)
+        assert all(ex.meta["difficulty"] == d for ex in examples)
+
+
+def test_too_few_problems_or_bad_difficulty_raise():
+    ArithmeticTask(difficulty=1, num_train=100, num_test=55)  # all 155 problems of difficulty 1
+    with pytest.raises(ValueError, match="only 155 distinct problems.*100 \\+ 56 = 156"):
+        ArithmeticTask(difficulty=1, num_train=100, num_test=56)
+    for bad in (0, 7):
+        with pytest.raises(ValueError, match="difficulty"):
+            ArithmeticTask(difficulty=bad)
+
+
+def test_registry():
+    assert TASKS["arithmetic"] is ArithmeticTask
+    assert isinstance(make_task("arithmetic", difficulty=1, num_train=10, num_test=5), ArithmeticTask)
+    with pytest.raises(ValueError, match="unknown task 'nope'; choose one of: arithmetic, countdown"):
+        make_task("nope")
