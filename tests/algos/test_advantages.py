@@ -47,7 +47,8 @@ def test_all_equal_rewards_give_exact_zeros(value, G):
 def test_flat_group_next_to_a_mixed_one():
     a = grpo_advantages(torch.tensor([[0.3, 0.3, 0.3], [0.0, 1.0, 2.0]]))
     assert torch.equal(a[0], torch.zeros(3))
-    torch.testing.assert_close(a[1], torch.tensor([-0.9999990000, 0.0, 0.9999990000]), atol=1e-6, rtol=0)
+    expected = torch.tensor([-0.9999990000, 0.0, 0.9999990000])
+    torch.testing.assert_close(a[1], expected, atol=1e-6, rtol=0)
 
 
 def test_group_of_one_gives_zeros_without_nan_or_warning():

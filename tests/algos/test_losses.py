@@ -55,7 +55,8 @@ def test_token_logprobs_gradient_is_onehot_minus_softmax():
 
 
 def test_token_logprobs_low_precision_in_float32_out():
-    out = token_logprobs(torch.ones(2, 4, 3, dtype=torch.bfloat16), torch.zeros(2, 4, dtype=torch.long))
+    logits = torch.ones(2, 4, 3, dtype=torch.bfloat16)
+    out = token_logprobs(logits, torch.zeros(2, 4, dtype=torch.long))
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, torch.full((2, 4), -1.0986122887), atol=1e-6, rtol=0)
 
@@ -89,7 +90,8 @@ def test_logprobs_and_entropy_do_not_mutate():
 
 # DAPO band: clip_low 0.2, clip_high 0.28 -> rho in [0.8, 1.28] is inside.
 CL, CH = 0.2, 0.28
-RATIOS = [0.5, 0.75, 1.0, 1.25, 1.5]  # below, below, inside, inside (only thanks to clip-higher), above
+# rho: below, below, inside, inside (only thanks to clip-higher), above
+RATIOS = [0.5, 0.75, 1.0, 1.25, 1.5]
 OLD = -1.0
 
 
@@ -175,7 +177,8 @@ def test_clip_low_and_clip_high_are_separate():
     torch.testing.assert_close(loss[0, 0], torch.tensor(-2.4), atol=1e-6, rtol=0)
     assert clipped[0, 0]
     # wider clip_low 0.3: rho 0.75 with A = -1 is inside [0.7, 1.28] -> 0.75, not clipped
-    loss, clipped = ppo_clip_loss(logp, old, torch.tensor([-1.0]), mask, clip_low=0.3, clip_high=0.28)
+    neg = torch.tensor([-1.0])
+    loss, clipped = ppo_clip_loss(logp, old, neg, mask, clip_low=0.3, clip_high=0.28)
     torch.testing.assert_close(loss[0, 1], torch.tensor(0.75), atol=1e-6, rtol=0)
     assert not clipped[0, 1]
 

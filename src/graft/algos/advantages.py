@@ -8,7 +8,7 @@ this signature, so ``algo.advantage: <name>`` in the config picks it from
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -14,7 +14,7 @@ caller (``graft.algos.losses.LOSS_AGG``).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
