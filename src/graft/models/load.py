@@ -10,12 +10,11 @@ from graft.models.policy import Policy
 
 
 def create_policy(model_cfg, seed: int) -> Policy:
-    """``model.path`` set: the local Hugging Face model there. Unset: a fresh seeded tiny transformer."""
+    """``model.path`` set: the saved model there (a local Hugging Face directory, or a graft
+    checkpoint's ``model/``). Unset: a fresh seeded tiny transformer."""
     if model_cfg.path:
-        from graft.models.hf import HFPolicy
-
         try:
-            return HFPolicy.load(model_cfg.path)
+            return load_saved_policy(model_cfg.path)
         except (FileNotFoundError, ValueError, OSError) as exc:
             raise GraftError(f"model.path: {exc}") from None
     from graft.models.tiny import TinyConfig
@@ -36,6 +35,8 @@ def create_policy(model_cfg, seed: int) -> Policy:
 def load_saved_policy(directory: str | Path) -> Policy:
     """Load a policy saved by ``Policy.save`` (either kind), e.g. ``checkpoints/step_N/model``."""
     directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such model directory")
     marker = directory / "graft_model.json"
     if marker.is_file() and json.loads(marker.read_text()).get("type") == "graft-tiny":
         from graft.models.tiny_policy import TinyPolicy
