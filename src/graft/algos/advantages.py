@@ -243,7 +243,8 @@ def reinforce_pp_advantages(
     Models" (Hu 2025, arXiv 2501.03262), Sec. 3 (advantage of token t =
     discounted sum of the rewards from t on, the per-token KL penalty folded into
     those rewards; then normalised with the mean and std of all advantages of the
-    global batch):
+    global batch; the equation numbers differ between the paper's arXiv versions
+    and are not cited):
         G_t = sum_{k >= t, m_k = 1} gamma^{n(t, k)} r_k,   A = (G - mean(G)) / (std(G) + eps)
     where n(t, k) counts the masked-in tokens after t up to k (= k - t when the
     mask has no holes).

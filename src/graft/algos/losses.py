@@ -120,7 +120,8 @@ def gspo_loss(
     """GSPO: PPO-style clipping of a length-normalised *sequence* importance ratio.
 
     "Group Sequence Policy Optimization" (Zheng et al. 2025, arXiv 2507.18071),
-    Sec. 4: the sequence ratio
+    Sec. 4 (the GSPO objective and its GSPO-token variant; equation numbers not
+    re-checked against the PDF): the sequence ratio
         s_i = (pi_theta(y_i | x) / pi_old(y_i | x))^(1 / |y_i|)
             = exp( mean_{t in y_i} (logp_t - old_logp_t) )
     replaces the token ratio in the clipped objective, and the GSPO-token form
