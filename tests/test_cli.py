@@ -9,7 +9,7 @@ import pytest
 
 def graft(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "graft.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+                          cwd=cwd, timeout=300, check=False)
 
 
 def _sets(overrides):

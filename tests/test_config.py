@@ -59,3 +59,22 @@ def test_file_plus_override(tmp_path):
     f.write_text("seed: 3\nrl:\n  steps: 5\n")
     cfg = load_config(f, ["rl.steps=9"])
     assert cfg.seed == 3 and cfg.rl.steps == 9
+
+
+def test_base_file_is_merged_section_by_section(tmp_path):
+    (tmp_path / "parent.yaml").write_text("name: parent\nrl:\n  steps: 7\n  num_prompts: 3\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\nname: child\nrl:\n  num_prompts: 5\n")
+    cfg = load_config(tmp_path / "child.yaml", ["rl.steps=9"])
+    assert (cfg.name, cfg.rl.steps, cfg.rl.num_prompts) == ("child", 9, 5)
+    cfg = load_config(tmp_path / "child.yaml")
+    assert cfg.rl.steps == 7
+
+
+def test_base_loop_and_missing_base_are_clear_errors(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="loop"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: nope.yaml\n")
+    with pytest.raises(ConfigError, match="nope.yaml"):
+        load_config(tmp_path / "c.yaml")

@@ -7,8 +7,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from graft.config import build_config
 from graft.models.hf_testing import build_tiny_hf_model
-from graft.train.loop import prepare, train
 from graft.train.logging import read_metrics
+from graft.train.loop import prepare, train
 
 
 def test_tiny_qwen2_trains_and_saves_in_hf_format(tmp_path, tiny_overrides):

@@ -13,8 +13,8 @@ import torch
 
 from graft.config import build_config
 from graft.models.load import load_saved_policy
-from graft.train.loop import prepare, train
 from graft.train.logging import read_metrics
+from graft.train.loop import prepare, train
 
 COMPARED = ("losses/sft", "losses/policy", "rollout/reward_mean", "rollout/accuracy", "optim/grad_norm")
 

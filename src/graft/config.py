@@ -109,6 +109,41 @@ class AlgoConfig(_Section):
     """Weight of the KL term in the loss; the reference is the policy when RL starts."""
     entropy_coef: float = 0.0
     """Weight of an entropy bonus (subtracted from the loss)."""
+    kl_in: Literal["loss", "reward"] = "loss"
+    """Where the KL to the reference goes: a loss term, or a per-token penalty folded into the reward."""
+    mask_truncated: bool = False
+    """Drop completions cut at rl.max_new_tokens from the loss (DAPO overlong filtering)."""
+    gamma: float = Field(1.0, ge=0, le=1)
+    """Discount of token rewards (reinforce_pp returns, gae)."""
+    lam: float = Field(0.95, ge=0, le=1)
+    """GAE lambda (gae only)."""
+    critic_lr: float = Field(1e-4, gt=0)
+    """Learning rate of the value model (gae only; its own AdamW, constant)."""
+    value_clip: float = Field(0.2, ge=0)
+    """PPO value clip c: V_old +- c (gae only; 0 = off)."""
+
+
+class SelectConfig(_Section):
+    dynamic_sampling: bool = False
+    """DAPO dynamic sampling: drop groups whose rewards are all equal and refill from more prompts."""
+    max_extra_prompts: int = Field(64, ge=0)
+    """Budget per step of extra prompts (each with rl.num_generations rollouts) for refilling."""
+
+
+class ShapingConfig(_Section):
+    overlong_cache: int = Field(0, ge=0)
+    """DAPO soft overlong punishment over the last N tokens before rl.max_new_tokens (0 = off)."""
+    length: str = "none"
+    """Length-based reward shaping (registry name: none, laser, grpo_lambda, s_grpo)."""
+    target_len: int = Field(32, ge=1)
+    """laser: the target length L_T (tokens)."""
+    coef: float = Field(0.5, ge=0)
+    """laser / grpo_lambda: weight of the length reward."""
+    top_fraction: float = Field(0.2, ge=0, le=1)
+    """grpo_lambda: the fraction lambda of the batch's groups, highest correctness ratio first,
+    whose correct answers get the length penalty (GRPO-lambda's example: 0.2)."""
+    decay: float = Field(0.5, gt=0, le=1)
+    """s_grpo: reward of the k-th earliest correct exit is decay^(k-1)."""
 
 
 class OptimConfig(_Section):
@@ -159,6 +194,8 @@ class Config(_Section):
     sft: SFTConfig = SFTConfig()
     rl: RLConfig = RLConfig()
     algo: AlgoConfig = AlgoConfig()
+    select: SelectConfig = SelectConfig()
+    shaping: ShapingConfig = ShapingConfig()
     optim: OptimConfig = OptimConfig()
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
@@ -220,22 +257,43 @@ def build_config(tree: dict | None, overrides: list[str] = ()) -> Config:
         raise ConfigError("; ".join(_describe(e) for e in exc.errors()[:5])) from None
 
 
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """A YAML config as a dict; a top-level ``base: FILE`` (relative to this file) is read first
+    and this file's keys are merged over it, section by section."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: 'base' files include each other in a loop")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        reason = getattr(exc, "problem", None) or "malformed YAML"
+        raise ConfigError(f"{path}{where}: {reason}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping of config sections, got {type(tree).__name__}")
+    base = tree.pop("base", None)
+    if base is None:
+        return tree
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: config key 'base' must be a file name, got {base!r}")
+    return _merge(_read_yaml(path.parent / base, (*chain, path.resolve())), tree)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
-    """Read a YAML config file and apply ``--set`` overrides."""
-    tree: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            reason = getattr(exc, "problem", None) or "malformed YAML"
-            raise ConfigError(f"{path}{where}: {reason}") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{path}: expected a mapping of config sections, got {type(tree).__name__}")
+    """Read a YAML config file (following ``base:``) and apply ``--set`` overrides."""
+    tree = _read_yaml(Path(path)) if path is not None else {}
     return build_config(tree, overrides)
 
 

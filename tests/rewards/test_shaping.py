@@ -22,7 +22,7 @@ def close(a, b):
 
 
 def params(**kw):
-    base = {"target_len": 10, "coef": 0.5, "threshold": 0.4, "decay": 0.5}
+    base = {"target_len": 10, "coef": 0.5, "top_fraction": 0.4, "decay": 0.5}
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -94,7 +94,7 @@ def test_grpo_lambda_top_fraction_by_hand():
     # group 0: correct lengths 10, 10, 40: mean 20, std sqrt(200) = 14.1421356237,
     #   z = [-0.7071067812, -0.7071067812, 1.4142135624] -> [0.8348807747, 0.8348807747, 0.5977851587];
     #   the wrong one keeps 0
-    out = grpo_lambda_shaping(GL_REWARDS, GL_CORRECT, GL_LENGTHS, params(threshold=0.4, coef=0.5))
+    out = grpo_lambda_shaping(GL_REWARDS, GL_CORRECT, GL_LENGTHS, params(top_fraction=0.4, coef=0.5))
     expected = [
         [0.8348807747, 0.8348807747, 0.5977851587, 0.0],
         [0.8963798193, 0.8049882687, 0.6950117313, 0.6036201807],
@@ -106,23 +106,23 @@ def test_grpo_lambda_top_fraction_by_hand():
 
 
 def test_grpo_lambda_edges():
-    p0 = params(threshold=0.0)
+    p0 = params(top_fraction=0.0)
     assert torch.equal(grpo_lambda_shaping(GL_REWARDS, GL_CORRECT, GL_LENGTHS, p0), GL_REWARDS)
     # lambda 1: every group. Group 2 has one correct answer: z = 0, 1 - 0.5 * 0.5 = 0.75;
     # group 4 has none: unchanged.
-    out = grpo_lambda_shaping(GL_REWARDS, GL_CORRECT, GL_LENGTHS, params(threshold=1.0))
+    out = grpo_lambda_shaping(GL_REWARDS, GL_CORRECT, GL_LENGTHS, params(top_fraction=1.0))
     close(out[2], [0.75, 0.0, 0.0, 0.0])
     assert torch.equal(out[4], torch.zeros(4))
     # equal correct lengths: flat penalty coef / 2 = 0.1, no nan
     out = grpo_lambda_shaping(
         torch.tensor([[1.0, 1.0, 0.0]]), torch.tensor([[T, T, F]]), torch.tensor([[8.0, 8.0, 2.0]]),
-        params(threshold=1.0, coef=0.2),
+        params(top_fraction=1.0, coef=0.2),
     )
     close(out, [[0.9, 0.9, 0.0]])
     # lambda 0.3 of 10 groups is 3 groups, not ceil(3.0000000000000004) = 4
     r = torch.ones(10, 2)
     out = grpo_lambda_shaping(r, r.bool(), torch.tensor([[1.0, 3.0]]).expand(10, 2),
-                              params(threshold=0.3))
+                              params(top_fraction=0.3))
     assert int((out != 1.0).any(dim=-1).sum()) == 3
 
 
@@ -157,7 +157,7 @@ def test_shaping_is_pure_and_shaped(name):
     correct = torch.tensor([[T, F, T], [T, T, F]])
     lengths = torch.tensor([[4.0, 9.0, 12.0], [3, 30, 5]])
     copies = [t.clone() for t in (r, correct, lengths)]
-    out = LENGTH_SHAPING[name](r, correct, lengths, params(threshold=1.0))
+    out = LENGTH_SHAPING[name](r, correct, lengths, params(top_fraction=1.0))
     assert out.shape == (2, 3) and out.dtype == torch.float32
     assert torch.isfinite(out).all()
     for t, c in zip((r, correct, lengths), copies):

@@ -99,6 +99,19 @@ class HFPolicy:
         )
         return out.logits.float(), out.past_key_values  # (B, T, V)
 
+    @property
+    def hidden_size(self) -> int:
+        return int(self.module.config.hidden_size)
+
+    def hidden(
+        self, ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """Final hidden states (B, T, C) of the decoder stack (after its final norm), no cache."""
+        out = self.module.get_decoder()(
+            input_ids=ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        )
+        return out.last_hidden_state.float()  # (B, T, C)
+
     def save(self, directory: Path) -> None:
         """Write config, safetensors weights and tokenizer in the standard Hugging Face layout."""
         directory = Path(directory)

@@ -44,6 +44,17 @@ class Policy(Protocol):
         """Return logits (B, T, V) float32 and the updated cache."""
         ...
 
+    @property
+    def hidden_size(self) -> int:
+        """Width of the final hidden states (what a value head reads)."""
+        ...
+
+    def hidden(
+        self, ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """Final hidden states (B, T, C) of a full forward pass without cache."""
+        ...
+
     def save(self, directory: Path) -> None:
         """Write weights, config and tokenizer so that ``load_policy`` restores it."""
         ...

@@ -185,7 +185,10 @@ class TinyTransformer(nn.Module):
         attention_mask: torch.Tensor,  # (B, T_past + T) long, 1 = real token
         position_ids: torch.Tensor,  # (B, T) long
         cache: KVCache | None = None,
+        return_hidden: bool = False,
     ) -> tuple[torch.Tensor, KVCache]:
+        """Logits (B, T, V) float32, or the final normed hidden states (B, T, C) when
+        ``return_hidden``; and the new cache."""
         B, T = ids.shape
         t_past = 0 if cache is None else cache[0][0].shape[2]
         if attention_mask.shape != (B, t_past + T):
@@ -210,6 +213,8 @@ class TinyTransformer(nn.Module):
             x, kv = block(x, cos, sin, allowed, None if cache is None else cache[i])
             new_cache.append(kv)
         x = self.final_norm(x)  # (B, T, C)
+        if return_hidden:
+            return x, new_cache  # (B, T, C) final hidden states, for a value head
         head = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight  # (V, C)
         logits = F.linear(x, head)  # (B, T, V)
         return logits.float(), new_cache

@@ -48,6 +48,17 @@ class TinyPolicy:
     ) -> tuple[torch.Tensor, KVCache]:
         return self.module(ids, attention_mask, position_ids, cache)
 
+    @property
+    def hidden_size(self) -> int:
+        return self.config.d_model
+
+    def hidden(
+        self, ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """Final hidden states (B, T, C) of a full forward pass, no cache (for a value head)."""
+        x, _ = self.module(ids, attention_mask, position_ids, None, return_hidden=True)
+        return x  # (B, T, C)
+
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

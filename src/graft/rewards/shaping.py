@@ -10,7 +10,7 @@ returns a new tensor and never modifies its inputs. ``params`` is any object
 with the attributes
   - ``target_len`` (int): LASER's target length L_T;
   - ``coef`` (float): the weight of the length term (LASER's alpha, GRPO-lambda's alpha);
-  - ``threshold`` (float): GRPO-lambda's lambda, the *fraction of the batch's
+  - ``top_fraction`` (float): GRPO-lambda's lambda, the *fraction of the batch's
     groups*, highest correctness ratio first, that get the length penalty;
   - ``decay`` (float): S-GRPO's decay base (0.5: 1, 1/2, 1/4, ... by exit rank).
 
@@ -116,7 +116,7 @@ def grpo_lambda_shaping(
     Here: shaped = r - coef * sigmoid(z) on correct completions of the selected
     groups, r elsewhere (the paper's values for 0/1 rewards).
 
-    ``params``: ``threshold`` = lambda, the fraction of groups selected
+    ``params``: ``top_fraction`` = lambda, the fraction of groups selected
     (ceil(lambda * P) groups; 0 selects none, 1 all); ``coef`` = alpha.
 
     Deviations and choices (the equation above was read in a faithful
@@ -128,7 +128,7 @@ def grpo_lambda_shaping(
         gets z = 0, i.e. a flat penalty of coef / 2, instead of 0 / 0.
       - A selected group with no correct completion is unchanged (nothing to
         penalise).
-      - ``threshold`` is a fraction of groups, not a correctness-ratio cut-off:
+      - ``top_fraction`` is a fraction of groups, not a correctness-ratio cut-off:
         the paper's selection is relative to the batch.
     """
     rewards = _as_float(rewards)  # (P, G)
@@ -137,7 +137,7 @@ def grpo_lambda_shaping(
     P = rewards.shape[0]
     c = correct.to(rewards.dtype)  # (P, G)
     ratio = c.mean(dim=-1)  # (P,) correctness ratio
-    k = min(max(math.ceil(round(params.threshold * P, 9)), 0), P)
+    k = min(max(math.ceil(round(params.top_fraction * P, 9)), 0), P)
     order = torch.sort(ratio, descending=True, stable=True).indices  # (P,)
     selected = torch.zeros(P, dtype=torch.bool, device=rewards.device)  # (P,)
     selected[order[:k]] = True

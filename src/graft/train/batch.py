@@ -24,7 +24,10 @@ class Batch:
     targets: torch.Tensor  # (B, Tc) long: completion tokens
     loss_mask: torch.Tensor  # (B, Tc) float, 1 = completion token that counts in the loss
     old_logprobs: torch.Tensor  # (B, Tc) float: logprobs under the sampling policy (0 for SFT)
-    advantages: torch.Tensor  # (B,) float (0 for SFT)
+    advantages: torch.Tensor  # (B, Tc) float per token (0 for SFT and on masked tokens)
+    loss_weights: torch.Tensor  # (B, Tc) float: aggregation weights over the WHOLE batch (sum = loss)
+    old_values: torch.Tensor  # (B, Tc) float: critic values at scoring time (gae only, else 0)
+    returns: torch.Tensor  # (B, Tc) float: value targets (gae only, else 0)
     prompt_width: int  # Tp
 
     def __len__(self) -> int:
@@ -68,7 +71,10 @@ def make_batch(
         targets=c_ids,
         loss_mask=c_mask,
         old_logprobs=old,
-        advantages=adv,
+        advantages=adv[:, None] * c_mask,  # (B, Tc) one value per sequence, on its tokens
+        loss_weights=c_mask / c_mask.sum().clamp(min=1.0),  # token mean over the batch
+        old_values=torch.zeros((B, width)),
+        returns=torch.zeros((B, width)),
         prompt_width=p_ids.shape[1],
     )
 

@@ -23,7 +23,7 @@ def _clean(value):
 class MetricsLogger:
     def __init__(self, run_dir: Path, tensorboard: bool = False):
         self.path = run_dir / "metrics.jsonl"
-        self._fh = open(self.path, "a")
+        self._fh = open(self.path, "a")  # noqa: SIM115 -- kept open for the run, closed in close()
         self._tb = None
         if tensorboard:
             try:

@@ -19,17 +19,20 @@ from pathlib import Path
 
 import torch
 
+from graft.algos import ADVANTAGES
 from graft.config import Config, dump_config
 from graft.curriculum.uniform import UniformStream
 from graft.errors import GraftError
 from graft.eval.evaluate import evaluate_both
+from graft.models.critic import Critic
 from graft.models.load import create_policy, load_saved_policy
 from graft.models.policy import Policy
 from graft.tasks.base import Task
 from graft.train import checkpoint as ckpt
 from graft.train.logging import MetricsLogger, truncate_metrics
 from graft.train.registry import check_names
-from graft.train.steps import lr_at, rl_step, sft_step
+from graft.train.rl import Learner, rl_step
+from graft.train.steps import lr_at, sft_step
 
 
 @dataclass
@@ -44,8 +47,8 @@ class Setup:
 def build_task(task_cfg) -> Task:
     from graft.tasks import make_task
 
-    kwargs = dict(difficulty=task_cfg.difficulty, num_train=task_cfg.num_train,
-                  num_test=task_cfg.num_test, split_seed=task_cfg.split_seed)
+    kwargs = {"difficulty": task_cfg.difficulty, "num_train": task_cfg.num_train,
+              "num_test": task_cfg.num_test, "split_seed": task_cfg.split_seed}
     if task_cfg.path is not None:
         kwargs["path"] = task_cfg.path
     try:
@@ -72,12 +75,39 @@ def prepare(cfg: Config) -> Setup:
     return Setup(cfg, task, policy)
 
 
-def _optimizer(policy: Policy, cfg: Config) -> torch.optim.Optimizer:
-    params = [p for p in policy.module.parameters() if p.requires_grad]
+def _optimizer(module: torch.nn.Module, cfg: Config, lr: float) -> torch.optim.Optimizer:
+    params = [p for p in module.parameters() if p.requires_grad]
     return torch.optim.AdamW(
-        params, lr=cfg.sft.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
-        weight_decay=cfg.optim.weight_decay,
+        params, lr=lr, betas=(cfg.optim.beta1, cfg.optim.beta2), weight_decay=cfg.optim.weight_decay,
     )
+
+
+def start_rl(policy: Policy, cfg: Config) -> Learner:
+    """The RL phase's learner: a fresh optimizer (new objective, new moments); a frozen copy of the
+    starting policy as the KL reference when KL is on; a critic when the advantage needs one."""
+    learner = Learner(policy, _optimizer(policy.module, cfg, cfg.rl.lr))
+    if cfg.algo.kl != "none" and cfg.algo.kl_coef > 0:
+        learner.ref = copy.deepcopy(policy)  # reference = the policy RL starts from
+        learner.ref.module.requires_grad_(False)
+    if ADVANTAGES[cfg.algo.advantage].level == "critic":
+        learner.critic = Critic(policy)
+        learner.critic_optimizer = _optimizer(learner.critic, cfg, cfg.algo.critic_lr)
+    return learner
+
+
+def _restore(last: Path, cfg: Config, saved: dict) -> Learner:
+    """The learner as saved in checkpoint ``last`` (weights, optimizers, reference, critic)."""
+    policy = load_saved_policy(last / "model")
+    learner = Learner(policy, _optimizer(policy.module, cfg, cfg.sft.lr))
+    learner.optimizer.load_state_dict(saved["optimizer"])
+    if (last / "reference").is_dir():
+        learner.ref = load_saved_policy(last / "reference")
+        learner.ref.module.requires_grad_(False)
+    if saved.get("critic_optimizer") is not None:
+        learner.critic = Critic.load(policy, last)
+        learner.critic_optimizer = _optimizer(learner.critic, cfg, cfg.algo.critic_lr)
+        learner.critic_optimizer.load_state_dict(saved["critic_optimizer"])
+    return learner
 
 
 def _open_run_dir(run_dir: Path, cfg: Config, resume: bool) -> None:
@@ -101,38 +131,37 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
     _open_run_dir(run_dir, cfg, resume)
     sft_stream = UniformStream([ex for ex in task.train_examples() if ex.demonstration], cfg.seed)
     rl_stream = UniformStream(task.train_examples(), cfg.seed + 1)
+    extra_stream = UniformStream(task.train_examples(), cfg.seed + 2)  # dynamic-sampling refills
     generator = torch.Generator().manual_seed(cfg.seed)
-    optimizer = _optimizer(policy, cfg)
-    ref: Policy | None = None
+    learner = Learner(policy, _optimizer(policy.module, cfg, cfg.sft.lr))
     state = {"step": 0, "wall_seconds": 0.0, "eval_after_sft": None, "eval_final": None}
 
     found = ckpt.list_checkpoints(run_dir / "checkpoints") if resume else []
-    if found:  # restore weights, optimizer, RNG and counters of the newest complete checkpoint
-        last = found[-1]
-        saved = ckpt.load_trainer_state(last)
-        policy = load_saved_policy(last / "model")
-        optimizer = _optimizer(policy, cfg)
-        optimizer.load_state_dict(saved["optimizer"])
+    if found:  # restore weights, optimizers, RNG and counters of the newest complete checkpoint
+        saved = ckpt.load_trainer_state(found[-1])
+        learner = _restore(found[-1], cfg, saved)
         generator.set_state(saved["generator"])
-        if (last / "reference").is_dir():
-            ref = load_saved_policy(last / "reference")
         state = saved["state"]
     truncate_metrics(run_dir / "metrics.jsonl", state["step"])
     logger = MetricsLogger(run_dir, tensorboard=cfg.log.tensorboard)
 
     def save(step: int) -> None:
         def write(directory: Path) -> None:
-            policy.save(directory / "model")
-            if ref is not None:
-                ref.save(directory / "reference")
+            learner.policy.save(directory / "model")
+            if learner.ref is not None:
+                learner.ref.save(directory / "reference")
+            if learner.critic is not None:
+                learner.critic.save(directory)
             (directory / "config.yaml").write_text(dump_config(cfg))
             ckpt.save_trainer_state(directory, {
-                "state": state, "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                "state": state, "optimizer": learner.optimizer.state_dict(),
+                "critic_optimizer": None if learner.critic is None else learner.critic_optimizer.state_dict(),
+                "generator": generator.get_state(),
             })
         ckpt.save_checkpoint(run_dir / "checkpoints", step, write, keep=cfg.checkpoint.keep)
 
     def run_eval(name: str) -> dict:
-        result = evaluate_both(policy, task, cfg.eval, cfg.seed)
+        result = evaluate_both(learner.policy, task, cfg.eval, cfg.seed)
         (run_dir / "eval").mkdir(exist_ok=True)
         ckpt.write_atomic_text(run_dir / "eval" / f"{name}.json", json.dumps(result, indent=2))
         return result
@@ -144,17 +173,19 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         if step < cfg.sft.steps:  # ---- imitation: demonstrations of the next prompts
             examples = sft_stream.take(step * cfg.sft.batch_size, cfg.sft.batch_size)
             lr = lr_at(step, cfg.sft.steps, cfg.sft.warmup_steps, cfg.sft.lr, cosine=True)
-            metrics = sft_step(policy, optimizer, examples, cfg, lr)
+            metrics = sft_step(learner.policy, learner.optimizer, examples, cfg, lr)
         else:  # ---- reinforcement: prompts -> rollouts -> rewards -> advantages -> loss -> update
             rl_index = step - cfg.sft.steps
             if rl_index == 0:
-                optimizer = _optimizer(policy, cfg)  # fresh moments for the new objective
-                if cfg.algo.kl != "none" and cfg.algo.kl_coef > 0:
-                    ref = copy.deepcopy(policy)  # reference = the policy RL starts from
-                    ref.module.requires_grad_(False)
+                learner = start_rl(learner.policy, cfg)
             examples = rl_stream.take(rl_index * cfg.rl.num_prompts, cfg.rl.num_prompts)
+            budget = cfg.select.max_extra_prompts
+
+            def draw_extra(offset: int, count: int, base: int = rl_index * budget) -> list:
+                return extra_stream.take(base + offset, count)  # a function of the step: resumable
+
             lr = lr_at(rl_index, cfg.rl.steps, cfg.rl.warmup_steps, cfg.rl.lr, cosine=False)
-            metrics = rl_step(policy, ref, optimizer, task, examples, cfg, lr, generator, version=step)
+            metrics = rl_step(learner, task, examples, draw_extra, cfg, lr, generator, version=step)
         state["step"] = step + 1
         state["wall_seconds"] = time.perf_counter() - t_start
         if state["step"] == cfg.sft.steps and cfg.rl.steps:

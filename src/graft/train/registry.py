@@ -7,6 +7,7 @@ from graft.config import Config, ConfigError
 
 def registries() -> dict[str, list[str]]:
     from graft.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGG, POLICY_LOSSES
+    from graft.rewards.shaping import LENGTH_SHAPING
     from graft.tasks import TASKS
 
     return {
@@ -15,6 +16,7 @@ def registries() -> dict[str, list[str]]:
         "algo.policy_loss": sorted(POLICY_LOSSES),
         "algo.loss_agg": sorted(LOSS_AGG),
         "algo.kl": ["none", *sorted(KL_ESTIMATORS)],
+        "shaping.length": sorted(LENGTH_SHAPING),
     }
 
 
@@ -26,9 +28,15 @@ def check_names(cfg: Config) -> None:
         "algo.policy_loss": cfg.algo.policy_loss,
         "algo.loss_agg": cfg.algo.loss_agg,
         "algo.kl": cfg.algo.kl,
+        "shaping.length": cfg.shaping.length,
     }
     for key, names in registries().items():
         if values[key] not in names:
             raise ConfigError(f"config key '{key}': unknown name {values[key]!r}; choose one of {', '.join(names)}")
     if cfg.algo.kl_coef > 0 and cfg.algo.kl == "none":
         raise ConfigError("config key 'algo.kl': is 'none' but algo.kl_coef > 0; pick an estimator (k1, k2, k3)")
+    if cfg.shaping.overlong_cache >= cfg.rl.max_new_tokens:
+        raise ConfigError(
+            f"config key 'shaping.overlong_cache': {cfg.shaping.overlong_cache} must be below "
+            f"rl.max_new_tokens ({cfg.rl.max_new_tokens})"
+        )

@@ -1,0 +1,271 @@
+"""One RL step, read top to bottom as the dataflow:
+
+    prompts -> rollouts -> rewards (+ shaping) -> selection -> advantages -> losses -> update
+
+Every formula comes from a registry of pure functions (``graft.algos``,
+``graft.rewards.shaping``) chosen by config name; this file only wires them:
+it never branches on a name. What varies by estimator is the *kind* of input
+an advantage needs (``AdvantageSpec.level``: group rewards, token rewards, or
+token rewards plus a critic's values).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+
+from graft.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGG, POLICY_LOSSES
+from graft.algos.advantages import outcome_token_rewards, whiten
+from graft.algos.losses import aggregate
+from graft.algos.selection import informative_groups
+from graft.algos.value import clipped_value_loss
+from graft.config import Config
+from graft.models.critic import Critic
+from graft.models.policy import Policy
+from graft.rewards.shaping import LENGTH_SHAPING, overlong_penalty
+from graft.rollout.sampler import Group, sample
+from graft.tasks.base import Example, Task
+from graft.train.batch import Batch, completion_logprobs, make_batch
+from graft.train.steps import apply_update
+
+
+@dataclass
+class Learner:
+    """What an RL step updates: the policy and its optimizer; the frozen reference (KL on);
+    the critic and its optimizer (``algo.advantage: gae``)."""
+
+    policy: Policy
+    optimizer: torch.optim.Optimizer
+    ref: Policy | None = None
+    critic: Critic | None = None
+    critic_optimizer: torch.optim.Optimizer | None = None
+
+
+# ---------------------------------------------------------------- rollouts and rewards
+
+
+def sample_groups(
+    policy: Policy, task: Task, examples: list[Example], cfg: Config,
+    generator: torch.Generator, version: int,
+) -> list[Group]:
+    """``num_generations`` completions per example, scored by the task's verifier, then shaped."""
+    G = cfg.rl.num_generations
+    prompts = [policy.tokenizer.encode(ex.prompt) for ex in examples for _ in range(G)]
+    policy.module.eval()
+    flat = sample(
+        policy, prompts, max_new_tokens=cfg.rl.max_new_tokens, temperature=cfg.rl.temperature,
+        top_p=cfg.rl.top_p, generator=generator, policy_version=version,
+    )
+    policy.module.train()
+    groups = [flat[i * G : (i + 1) * G] for i in range(len(examples))]
+    for ex, group in zip(examples, groups):
+        for ro in group:
+            score = task.score(ex, ro.text)
+            ro.reward, ro.correct, ro.parts = score.reward, score.correct, dict(score.parts)
+    shape_rewards(groups, cfg)
+    return groups
+
+
+def shape_rewards(groups: list[Group], cfg: Config) -> None:
+    """Add DAPO's overlong penalty and the configured length shaping to each rollout's reward.
+
+    The verifier's reward stays in ``parts['verifier']``; ``reward`` becomes the shaped one.
+    """
+    sh = cfg.shaping
+    rewards = torch.tensor([[ro.reward for ro in g] for g in groups], dtype=torch.float32)  # (P, G)
+    correct = torch.tensor([[ro.correct for ro in g] for g in groups], dtype=torch.bool)  # (P, G)
+    lengths = torch.tensor([[len(ro.completion_ids) for ro in g] for g in groups], dtype=torch.float32)
+    shaped = LENGTH_SHAPING[sh.length](rewards, correct, lengths, sh)  # (P, G)
+    if sh.overlong_cache:
+        penalty = overlong_penalty(lengths.flatten(), cfg.rl.max_new_tokens, sh.overlong_cache)
+        shaped = shaped + penalty.view_as(shaped)  # (P, G)
+    for g, row_before, row_after in zip(groups, rewards, shaped):
+        for ro, before, after in zip(g, row_before.tolist(), row_after.tolist()):
+            ro.parts["verifier"] = before
+            ro.reward = after
+
+
+def gather_groups(
+    policy: Policy, task: Task, examples: list[Example], draw_extra: Callable[[int, int], list[Example]],
+    cfg: Config, generator: torch.Generator, version: int,
+) -> tuple[list[Group], list[Group], dict]:
+    """Sample the step's groups; with dynamic sampling drop zero-variance groups and refill.
+
+    DAPO dynamic sampling (Yu et al. 2025, arXiv 2503.14476, Eq. 11's constraint
+    0 < |correct| < G): here a group is kept when its *shaped* rewards are not all
+    equal (equal rewards give zero advantage for every group estimator, so the
+    group teaches nothing). Refills draw ``draw_extra(offset, count)`` prompts
+    until ``num_prompts`` groups are kept or ``select.max_extra_prompts`` is spent.
+
+    Returns (groups to train on, every group sampled, selection metrics).
+    """
+    groups = sample_groups(policy, task, examples, cfg, generator, version)
+    if not cfg.select.dynamic_sampling:
+        return groups, groups, {}
+    want, budget = cfg.rl.num_prompts, cfg.select.max_extra_prompts
+    sampled = list(groups)
+    kept = [g for g, ok in zip(groups, _informative(groups)) if ok]
+    extra = 0
+    while len(kept) < want and extra < budget:
+        count = min(want - len(kept), budget - extra)
+        more = sample_groups(policy, task, draw_extra(extra, count), cfg, generator, version)
+        extra += count
+        sampled += more
+        kept += [g for g, ok in zip(more, _informative(more)) if ok]
+    kept = kept[:want]
+    info = {
+        "select/kept_groups": float(len(kept)),
+        "select/extra_prompts": float(extra),
+        "select/extra_rollouts": float(extra * cfg.rl.num_generations),
+        "select/filled": float(len(kept) == want),
+    }
+    return kept, sampled, info
+
+
+def _informative(groups: list[Group]) -> list[bool]:
+    rewards = torch.tensor([[ro.reward for ro in g] for g in groups], dtype=torch.float32)  # (P, G)
+    return informative_groups(rewards).tolist()
+
+
+# ---------------------------------------------------------------- advantages
+
+
+@torch.no_grad()
+def build_batch(learner: Learner, groups: list[Group], cfg: Config) -> tuple[Batch, dict]:
+    """Pad the groups into a Batch with loss mask, per-token advantages and aggregation weights."""
+    algo = cfg.algo
+    flat = [ro for g in groups for ro in g]
+    P, G = len(groups), cfg.rl.num_generations
+    batch = make_batch(
+        [ro.prompt_ids for ro in flat], [ro.completion_ids for ro in flat],
+        learner.policy.tokenizer.pad_id, old_logprobs=[ro.logprobs for ro in flat],
+    )
+    tokens = batch.loss_mask  # (B, T) every completion token
+    mask = tokens
+    if algo.mask_truncated:  # DAPO overlong filtering: cut completions carry no loss
+        cut = torch.tensor([ro.finish_reason == "length" for ro in flat])  # (B,)
+        mask = tokens * (~cut).float()[:, None]  # (B, T)
+    rewards = torch.tensor([ro.reward for ro in flat], dtype=torch.float32)  # (B,)
+    token_rewards = outcome_token_rewards(rewards, tokens)  # (B, T) reward on the last token
+    info: dict[str, float] = {}
+    if learner.ref is not None and algo.kl_in == "reward":  # KL as a per-token reward penalty
+        ref_logp, _ = completion_logprobs(learner.ref, batch, cfg.rl.temperature)
+        kl = KL_ESTIMATORS[algo.kl](batch.old_logprobs, ref_logp) * tokens  # (B, T)
+        token_rewards = token_rewards - algo.kl_coef * kl
+        info["rollout/kl"] = float(kl.sum() / tokens.sum().clamp(min=1))
+
+    spec = ADVANTAGES[algo.advantage]
+    old_values = returns = torch.zeros_like(tokens)
+    if spec.level == "group":  # one advantage per completion, from its group's rewards
+        seq_rewards = token_rewards.sum(-1).view(P, G)  # (P, G) = rewards when no KL in reward
+        advantages = spec.fn(seq_rewards).reshape(-1, 1) * mask  # (B, T)
+    elif spec.level == "token":  # per-token returns, normalised over the batch
+        advantages = spec.fn(token_rewards, mask, algo.gamma)  # (B, T)
+    else:  # "critic": GAE on the critic's values
+        old_values = learner.critic.values(batch.ids, batch.attention_mask, batch.prompt_width,
+                                           tokens.shape[1]) * tokens  # (B, T)
+        advantages, returns = spec.fn(token_rewards, old_values, tokens, algo.gamma, algo.lam)
+        advantages = whiten(advantages, mask)  # (B, T) PPO's usual advantage normalisation
+    weights = LOSS_AGG[algo.loss_agg](mask, cfg.rl.max_new_tokens)  # (B, T) over the whole batch
+    batch = replace(batch, loss_mask=mask, advantages=advantages * mask, loss_weights=weights,
+                    old_values=old_values, returns=returns)
+    return batch, info
+
+
+# ---------------------------------------------------------------- losses and update
+
+
+def _policy_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float) -> dict:
+    """Backward the micro-batch's part of the batch loss; return its part of the metrics."""
+    algo = cfg.algo
+    logp, entropy = completion_logprobs(learner.policy, mb, cfg.rl.temperature, with_entropy=True)
+    per_token, clipped = POLICY_LOSSES[algo.policy_loss](
+        logp=logp, old_logp=mb.old_logprobs, advantages=mb.advantages, mask=mb.loss_mask,
+        clip_low=algo.clip_low, clip_high=algo.clip_high,
+    )
+    w = mb.loss_weights  # (b, T) weights of the whole batch: micro-batch losses add up exactly
+    loss = aggregate(per_token, w)
+    kl_value = 0.0
+    if learner.ref is not None and algo.kl_in == "loss":
+        with torch.no_grad():
+            ref_logp, _ = completion_logprobs(learner.ref, mb, cfg.rl.temperature)
+        kl = aggregate(KL_ESTIMATORS[algo.kl](logp, ref_logp), w)
+        loss = loss + algo.kl_coef * kl
+        kl_value = kl.item()
+    ent = aggregate(entropy, w)
+    if algo.entropy_coef:
+        loss = loss - algo.entropy_coef * ent
+    loss.backward()
+    return {
+        "losses/policy": loss.item(),
+        "losses/entropy": ent.item(),
+        "losses/kl": kl_value,
+        "losses/clip_frac": float((clipped & (mb.loss_mask > 0)).sum()) / total_tokens,
+    }
+
+
+def _value_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float) -> dict:
+    values = learner.critic.values(mb.ids, mb.attention_mask, mb.prompt_width, mb.targets.shape[1])
+    weights = mb.loss_mask / total_tokens  # (b, T) token mean over the whole batch
+    loss, clipped = clipped_value_loss(values, mb.old_values, mb.returns, weights, cfg.algo.value_clip)
+    loss.backward()
+    return {"losses/value": loss.item(),
+            "losses/value_clip_frac": float(clipped.sum()) / total_tokens}
+
+
+def update(learner: Learner, batch: Batch, cfg: Config, lr: float) -> dict:
+    """``num_iterations`` passes over the batch, one optimizer step each (PPO epochs)."""
+    total_tokens = max(float(batch.loss_mask.sum()), 1.0)
+    sums: dict[str, float] = {}
+    grad_norms = []
+    for _ in range(cfg.rl.num_iterations):
+        for mb in batch.split(cfg.optim.micro_batch_size):
+            parts = _policy_loss(learner, mb, cfg, total_tokens)
+            if learner.critic is not None:
+                parts.update(_value_loss(learner, mb, cfg, total_tokens))
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + value / cfg.rl.num_iterations
+        grad_norms.append(apply_update(learner.policy.module, learner.optimizer, lr, cfg.optim.grad_clip))
+        if learner.critic is not None:
+            apply_update(learner.critic, learner.critic_optimizer, cfg.algo.critic_lr, cfg.optim.grad_clip)
+    return {**sums, "optim/grad_norm": sum(grad_norms) / len(grad_norms)}
+
+
+def rl_step(
+    learner: Learner, task: Task, examples: list[Example],
+    draw_extra: Callable[[int, int], list[Example]], cfg: Config, lr: float,
+    generator: torch.Generator, version: int,
+) -> dict:
+    """Sample groups, score and shape, select, compute advantages, update. Returns the step's metrics."""
+    t0 = time.perf_counter()
+    groups, sampled, metrics = gather_groups(learner.policy, task, examples, draw_extra, cfg,
+                                             generator, version)
+    t_rollout = time.perf_counter() - t0
+    if groups:
+        batch, info = build_batch(learner, groups, cfg)
+        metrics.update(info)
+        metrics.update(update(learner, batch, cfg, lr))
+    else:  # dynamic sampling found no informative group within its budget: nothing to learn from
+        metrics.update({"losses/policy": 0.0, "optim/grad_norm": 0.0})
+    dt = time.perf_counter() - t0
+    flat = [ro for g in sampled for ro in g]
+    rewards = torch.tensor([[ro.reward for ro in g] for g in sampled])  # (P', G)
+    lengths = torch.tensor([len(ro.completion_ids) for ro in flat], dtype=torch.float32)
+    return {
+        "rollout/reward_mean": float(rewards.mean()),
+        "rollout/reward_std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
+        "rollout/verifier_reward_mean": sum(ro.parts["verifier"] for ro in flat) / len(flat),
+        "rollout/accuracy": sum(ro.correct for ro in flat) / len(flat),
+        "rollout/zero_var_frac": 1.0 - sum(_informative(sampled)) / len(sampled),
+        "rollout/completion_len": float(lengths.mean()),
+        "rollout/truncated_frac": sum(ro.finish_reason == "length" for ro in flat) / len(flat),
+        **metrics,
+        "optim/lr": lr,
+        "mix/sft_share": 0.0,
+        "perf/step_time": dt,
+        "perf/rollout_time": t_rollout,
+        "perf/tokens_per_s": float(lengths.sum()) / t_rollout,
+    }
