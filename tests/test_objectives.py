@@ -35,7 +35,8 @@ NEEDS = {
     ("algo.policy_loss", "cispo"): ["rl.num_iterations=2", "algo.clip_low=1.0"],
     ("shaping.length", "laser"): ["shaping.target_len=6"],
 }
-SKIP_KEYS = {"task.name"}  # tasks have their own tests (tests/tasks); task files need data
+# tasks have their own tests (tests/tasks; task files need data); schedules too (tests/mix/test_schedules.py)
+SKIP_KEYS = {"task.name", "mix.schedule"}
 
 CASES = [(key, name) for key, names in registries().items() if key not in SKIP_KEYS for name in names]
 # switches that are not registry names

@@ -58,6 +58,9 @@ class TaskConfig(_Section):
     """Held-out examples generated (disjoint from training)."""
     split_seed: int = 0
     """Seed of the train/test split; independent of `seed` so runs with different seeds share a test set."""
+    demo_fraction: float = Field(1.0, ge=0, le=1)
+    """Share of training examples that keep their demonstration (a subset drawn with `split_seed`, the
+    same for every `seed`); the others are prompt + answer only. 1.0 = every demonstration."""
 
 
 class SFTConfig(_Section):
@@ -146,6 +149,46 @@ class ShapingConfig(_Section):
     """s_grpo: reward of the k-th earliest correct exit is decay^(k-1)."""
 
 
+class MixConfig(_Section):
+    """How imitation (SFT on demonstrations) and reinforcement share the steps (docs/mixing.md).
+
+    Every schedule first runs `sft.steps` SFT steps (the warm-up), then `rl.steps` steps whose kind
+    the schedule decides; `sft_then_rl` makes them all RL steps (the classic two-stage recipe)."""
+
+    schedule: str = "sft_then_rl"
+    """Registry name (see `graft list`): sft_then_rl, interleaved, adaptive, hints, inject, weighted."""
+    sft_lr: float | None = Field(None, gt=0)
+    """Learning rate of SFT steps after the warm-up (interleaved, adaptive); None = rl.lr."""
+    buffer_size: int = Field(16, ge=1)
+    """interleaved (ReLIFT): an SFT step on the buffered demonstrations once it holds this many."""
+    adaptive_p_min: float = Field(0.1, ge=0, le=1)
+    """adaptive (SASR-style): lowest probability of an SFT step."""
+    adaptive_p_max: float = Field(0.9, ge=0, le=1)
+    """adaptive: highest probability of an SFT step."""
+    adaptive_ema: float = Field(0.9, ge=0, lt=1)
+    """adaptive: decay of the moving average of SFT gradient norms (0 = last step only)."""
+    hint_p_low: float = Field(0.05, ge=0, le=1)
+    """hints (UFT cosine): expected hint fraction of the demonstration at the end of the hint phase."""
+    hint_p_high: float = Field(0.9, ge=0, le=1)
+    """hints: expected hint fraction at the start of the mixed phase."""
+    hint_steps: int | None = Field(None, ge=1)
+    """hints: length T_hint of the hint phase in mixed steps (no hints after it); None = rl.steps."""
+    inject_gamma: float = Field(0.1, gt=0)
+    """inject (LUFFY): policy shaping f(p) = p / (p + gamma) on demonstration tokens."""
+    sft_weight: float = Field(0.1, ge=0)
+    """weighted: weight of the SFT loss added to the RL loss at the first mixed step."""
+    sft_weight_end: float | None = Field(None, ge=0)
+    """weighted: weight at the last mixed step (linear in between); None = constant `sft_weight`."""
+
+    @model_validator(mode="after")
+    def _p_order(self) -> MixConfig:
+        if self.adaptive_p_min > self.adaptive_p_max:
+            raise ValueError(f"adaptive_p_min ({self.adaptive_p_min}) > adaptive_p_max ({self.adaptive_p_max})")
+        if self.hint_p_low > self.hint_p_high:
+            raise ValueError(f"hint_p_low ({self.hint_p_low}) > hint_p_high ({self.hint_p_high})")
+        return self
+
+
 class OptimConfig(_Section):
     weight_decay: float = Field(0.0, ge=0)
     """AdamW weight decay."""
@@ -196,6 +239,7 @@ class Config(_Section):
     algo: AlgoConfig = AlgoConfig()
     select: SelectConfig = SelectConfig()
     shaping: ShapingConfig = ShapingConfig()
+    mix: MixConfig = MixConfig()
     optim: OptimConfig = OptimConfig()
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()

@@ -31,6 +31,10 @@ class Rollout:
     finish_reason:   'stop' (emitted EOS) or 'length' (hit max_new_tokens).
     text:            decoded completion (specials dropped).
     reward, correct, parts: filled in by the verifier.
+    demo_len:        leading completion tokens copied from a demonstration rather than sampled
+                     (a hint prefix, an injected demonstration; ``graft.mix``); their behaviour
+                     probability is taken as 1, so their ``logprobs`` are 0.
+    shaped:          those tokens take LUFFY's policy-shaping loss instead of the ratio loss.
     """
 
     prompt_ids: list[int]
@@ -42,6 +46,8 @@ class Rollout:
     reward: float = 0.0
     correct: bool = False
     parts: dict[str, float] = field(default_factory=dict)
+    demo_len: int = 0
+    shaped: bool = False
 
 
 Group = list[Rollout]

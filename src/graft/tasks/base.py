@@ -7,7 +7,8 @@ prompts, answers and completions are plain strings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import random
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 
@@ -58,3 +59,35 @@ class Task(Protocol):
     def score(self, example: Example, completion: str) -> Score:
         """Verify a completion against the example. Never raises on bad completions."""
         ...
+
+
+class DemoSubset:
+    """A task whose training examples keep their demonstration only on a seeded subset.
+
+    ``round(fraction * N)`` training examples, drawn with ``random.Random(seed)`` (the config's
+    ``task.split_seed``, so every run ``seed`` sees the same subset), keep their demonstration;
+    the others become prompt + answer only (RL can use them, SFT cannot). Test examples and the
+    verifier are the wrapped task's. Models a common real situation: worked solutions exist for
+    part of the prompts only (``task.demo_fraction``).
+    """
+
+    def __init__(self, task: Task, fraction: float, seed: int):
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"demo_fraction must be in [0, 1], got {fraction}")
+        self._task = task
+        self.name = task.name
+        train = task.train_examples()
+        keep = set(random.Random(seed).sample(range(len(train)), round(fraction * len(train))))
+        self._train = [ex if i in keep else replace(ex, demonstration=None) for i, ex in enumerate(train)]
+
+    def train_examples(self) -> list[Example]:
+        return list(self._train)
+
+    def test_examples(self) -> list[Example]:
+        return self._task.test_examples()
+
+    def score(self, example: Example, completion: str) -> Score:
+        return self._task.score(example, completion)
+
+    def __getattr__(self, name: str):
+        return getattr(self._task, name)  # anything else a task offers (e.g. answer extraction)

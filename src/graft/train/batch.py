@@ -28,6 +28,8 @@ class Batch:
     loss_weights: torch.Tensor  # (B, Tc) float: aggregation weights over the WHOLE batch (sum = loss)
     old_values: torch.Tensor  # (B, Tc) float: critic values at scoring time (gae only, else 0)
     returns: torch.Tensor  # (B, Tc) float: value targets (gae only, else 0)
+    demo_mask: torch.Tensor  # (B, Tc) float: 1 on loss tokens copied from a demonstration (graft.mix)
+    shaped_mask: torch.Tensor  # (B, Tc) float: 1 on tokens taking LUFFY's policy-shaping loss
     prompt_width: int  # Tp
 
     def __len__(self) -> int:
@@ -75,6 +77,8 @@ def make_batch(
         loss_weights=c_mask / c_mask.sum().clamp(min=1.0),  # token mean over the batch
         old_values=torch.zeros((B, width)),
         returns=torch.zeros((B, width)),
+        demo_mask=torch.zeros((B, width)),
+        shaped_mask=torch.zeros((B, width)),
         prompt_width=p_ids.shape[1],
     )
 

@@ -1,12 +1,13 @@
 """The training loop: prompts -> rollouts -> rewards -> advantages -> losses -> update -> evaluation.
 
-SFT steps on demonstrations come first (``sft.steps``), then RL steps
-(``rl.steps``). Everything that can fail on bad input (config names, task,
+SFT steps on demonstrations come first (``sft.steps``), then ``rl.steps``
+steps whose kind the mixer schedule decides (``mix.schedule``, see
+``graft.mix.schedules``; the default makes them all RL steps). Everything that can fail on bad input (config names, task,
 model files, prompts that do not tokenize) is checked in ``prepare`` before
 the run directory is touched. A run killed at any moment continues with
 ``resume=True`` exactly as if it had not stopped: data order is a function of
-the step, the sampling RNG and optimizer are checkpointed, and metrics past
-the checkpoint are dropped and recomputed.
+the step, the sampling RNG, optimizer and the schedule's state (buffers, RNG)
+are checkpointed, and metrics past the checkpoint are dropped and recomputed.
 """
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ from graft.config import Config, dump_config
 from graft.curriculum.uniform import UniformStream
 from graft.errors import GraftError
 from graft.eval.evaluate import evaluate_both
+from graft.mix.schedules import MIX_SCHEDULES
 from graft.models.critic import Critic
 from graft.models.load import create_policy, load_saved_policy
 from graft.models.policy import Policy
-from graft.tasks.base import Task
+from graft.tasks.base import DemoSubset, Task
 from graft.train import checkpoint as ckpt
 from graft.train.logging import MetricsLogger, truncate_metrics
 from graft.train.registry import check_names
 from graft.train.rl import Learner, rl_step
-from graft.train.steps import lr_at, sft_step
+from graft.train.steps import sft_step
 
 
 @dataclass
@@ -52,9 +54,10 @@ def build_task(task_cfg) -> Task:
     if task_cfg.path is not None:
         kwargs["path"] = task_cfg.path
     try:
-        return make_task(task_cfg.name, **kwargs)
+        task = make_task(task_cfg.name, **kwargs)
     except (ValueError, TypeError) as exc:
         raise GraftError(f"task {task_cfg.name}: {exc}") from None
+    return task if task_cfg.demo_fraction == 1.0 else DemoSubset(task, task_cfg.demo_fraction, task_cfg.split_seed)
 
 
 def prepare(cfg: Config) -> Setup:
@@ -70,8 +73,11 @@ def prepare(cfg: Config) -> Setup:
                     policy.tokenizer.encode(ex.demonstration)
             except ValueError as exc:
                 raise GraftError(f"task {task.name} {split} example {i}: {exc}") from None
-    if cfg.sft.steps and not any(ex.demonstration for ex in task.train_examples()):
-        raise GraftError(f"sft.steps={cfg.sft.steps} but task {task.name} has no demonstrations")
+    if not any(ex.demonstration for ex in task.train_examples()):
+        if cfg.sft.steps:
+            raise GraftError(f"sft.steps={cfg.sft.steps} but task {task.name} has no demonstrations")
+        if MIX_SCHEDULES[cfg.mix.schedule].uses_demonstrations:
+            raise GraftError(f"mix.schedule={cfg.mix.schedule} needs demonstrations, task {task.name} has none")
     return Setup(cfg, task, policy)
 
 
@@ -129,11 +135,13 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
     policy = setup.policy
     run_dir = Path(run_dir)
     _open_run_dir(run_dir, cfg, resume)
-    sft_stream = UniformStream([ex for ex in task.train_examples() if ex.demonstration], cfg.seed)
+    with_demos = [ex for ex in task.train_examples() if ex.demonstration]
+    sft_stream = UniformStream(with_demos, cfg.seed) if with_demos else None  # prepare checked the need
     rl_stream = UniformStream(task.train_examples(), cfg.seed + 1)
     extra_stream = UniformStream(task.train_examples(), cfg.seed + 2)  # dynamic-sampling refills
     generator = torch.Generator().manual_seed(cfg.seed)
     learner = Learner(policy, _optimizer(policy.module, cfg, cfg.sft.lr))
+    schedule = MIX_SCHEDULES[cfg.mix.schedule](cfg)
     state = {"step": 0, "wall_seconds": 0.0, "eval_after_sft": None, "eval_final": None}
 
     found = ckpt.list_checkpoints(run_dir / "checkpoints") if resume else []
@@ -141,6 +149,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         saved = ckpt.load_trainer_state(found[-1])
         learner = _restore(found[-1], cfg, saved)
         generator.set_state(saved["generator"])
+        schedule.load_state_dict(saved["mix"])
         state = saved["state"]
     truncate_metrics(run_dir / "metrics.jsonl", state["step"])
     logger = MetricsLogger(run_dir, tensorboard=cfg.log.tensorboard)
@@ -156,7 +165,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
             ckpt.save_trainer_state(directory, {
                 "state": state, "optimizer": learner.optimizer.state_dict(),
                 "critic_optimizer": None if learner.critic is None else learner.critic_optimizer.state_dict(),
-                "generator": generator.get_state(),
+                "generator": generator.get_state(), "mix": schedule.state_dict(),
             })
         ckpt.save_checkpoint(run_dir / "checkpoints", step, write, keep=cfg.checkpoint.keep)
 
@@ -170,22 +179,26 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         state["eval_after_sft"] = run_eval("after_sft")  # no SFT: the starting point is the baseline
     t_start = time.perf_counter() - state["wall_seconds"]
     for step in range(state["step"], cfg.total_steps):
-        if step < cfg.sft.steps:  # ---- imitation: demonstrations of the next prompts
-            examples = sft_stream.take(step * cfg.sft.batch_size, cfg.sft.batch_size)
-            lr = lr_at(step, cfg.sft.steps, cfg.sft.warmup_steps, cfg.sft.lr, cosine=True)
-            metrics = sft_step(learner.policy, learner.optimizer, examples, cfg, lr)
-        else:  # ---- reinforcement: prompts -> rollouts -> rewards -> advantages -> loss -> update
+        if step == cfg.sft.steps:
+            learner = start_rl(learner.policy, cfg)  # the RL phase: fresh optimizer, reference, critic
+        plan = schedule.plan(step)  # ---- the mixer: SFT or RL, SFT weight, rollout hook, lr
+        demos = plan.demos
+        if demos is None and (not plan.rl or plan.sft_weight):  # demonstrations of the next prompts
+            demos = sft_stream.take(step * cfg.sft.batch_size, cfg.sft.batch_size)
+        if not plan.rl:  # ---- imitation
+            metrics = sft_step(learner.policy, learner.optimizer, list(demos), cfg, plan.lr)
+        else:  # ---- reinforcement: prompts -> rollouts (+ hook) -> rewards -> advantages -> loss -> update
             rl_index = step - cfg.sft.steps
-            if rl_index == 0:
-                learner = start_rl(learner.policy, cfg)
             examples = rl_stream.take(rl_index * cfg.rl.num_prompts, cfg.rl.num_prompts)
             budget = cfg.select.max_extra_prompts
 
             def draw_extra(offset: int, count: int, base: int = rl_index * budget) -> list:
                 return extra_stream.take(base + offset, count)  # a function of the step: resumable
 
-            lr = lr_at(rl_index, cfg.rl.steps, cfg.rl.warmup_steps, cfg.rl.lr, cosine=False)
-            metrics = rl_step(learner, task, examples, draw_extra, cfg, lr, generator, version=step)
+            metrics = rl_step(learner, task, examples, draw_extra, cfg, plan.lr, generator, version=step,
+                              hook=plan.hook, demos=demos or (), sft_weight=plan.sft_weight)
+        metrics.update(plan.info)
+        metrics.update(schedule.observe(step, plan, metrics))
         state["step"] = step + 1
         state["wall_seconds"] = time.perf_counter() - t_start
         if state["step"] == cfg.sft.steps and cfg.rl.steps:

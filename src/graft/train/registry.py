@@ -7,6 +7,7 @@ from graft.config import Config, ConfigError
 
 def registries() -> dict[str, list[str]]:
     from graft.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGG, POLICY_LOSSES
+    from graft.mix.schedules import MIX_SCHEDULES
     from graft.rewards.shaping import LENGTH_SHAPING
     from graft.tasks import TASKS
 
@@ -17,6 +18,7 @@ def registries() -> dict[str, list[str]]:
         "algo.loss_agg": sorted(LOSS_AGG),
         "algo.kl": ["none", *sorted(KL_ESTIMATORS)],
         "shaping.length": sorted(LENGTH_SHAPING),
+        "mix.schedule": sorted(MIX_SCHEDULES),
     }
 
 
@@ -29,6 +31,7 @@ def check_names(cfg: Config) -> None:
         "algo.loss_agg": cfg.algo.loss_agg,
         "algo.kl": cfg.algo.kl,
         "shaping.length": cfg.shaping.length,
+        "mix.schedule": cfg.mix.schedule,
     }
     for key, names in registries().items():
         if values[key] not in names:

@@ -7,6 +7,12 @@ Every formula comes from a registry of pure functions (``graft.algos``,
 it never branches on a name. What varies by estimator is the *kind* of input
 an advantage needs (``AdvantageSpec.level``: group rewards, token rewards, or
 token rewards plus a critic's values).
+
+The mixer (``graft.mix``) reaches into a step in three explicit places: a
+rollout hook that may rewrite freshly sampled groups (hints, injected
+demonstrations) or look at them (ReLIFT's buffer); demonstration tokens inside
+groups (``Rollout.demo_len``), some of which take LUFFY's shaped loss; and an
+optional SFT loss on demonstrations added to the RL loss with a weight.
 """
 
 from __future__ import annotations
@@ -23,13 +29,21 @@ from graft.algos.losses import aggregate
 from graft.algos.selection import informative_groups
 from graft.algos.value import clipped_value_loss
 from graft.config import Config
+from graft.mix.rules import policy_shaping_loss, sft_share
 from graft.models.critic import Critic
 from graft.models.policy import Policy
 from graft.rewards.shaping import LENGTH_SHAPING, overlong_penalty
 from graft.rollout.sampler import Group, sample
 from graft.tasks.base import Example, Task
 from graft.train.batch import Batch, completion_logprobs, make_batch
-from graft.train.steps import apply_update
+from graft.train.steps import apply_update, compute_metrics, demo_batch, sft_backward
+
+RolloutHook = Callable[
+    [Policy, Task, list[Example], list[Group], Config, torch.Generator, int], tuple[list[Group], dict]
+]
+"""``hook(policy, task, examples, groups, cfg, generator, version) -> (groups, info)``: sees each set
+of freshly sampled, scored groups before selection and returns the groups to train on (new lists,
+the sampled rollouts untouched) plus counters that are summed over the step's draws."""
 
 
 @dataclass
@@ -90,7 +104,7 @@ def shape_rewards(groups: list[Group], cfg: Config) -> None:
 
 def gather_groups(
     policy: Policy, task: Task, examples: list[Example], draw_extra: Callable[[int, int], list[Example]],
-    cfg: Config, generator: torch.Generator, version: int,
+    cfg: Config, generator: torch.Generator, version: int, hook: RolloutHook | None = None,
 ) -> tuple[list[Group], list[Group], dict]:
     """Sample the step's groups; with dynamic sampling drop zero-variance groups and refill.
 
@@ -100,23 +114,37 @@ def gather_groups(
     group teaches nothing). Refills draw ``draw_extra(offset, count)`` prompts
     until ``num_prompts`` groups are kept or ``select.max_extra_prompts`` is spent.
 
-    Returns (groups to train on, every group sampled, selection metrics).
+    A mixer ``hook`` rewrites each set of sampled groups before selection (so a failing
+    group it repairs with a hint or a demonstration can be kept).
+
+    Returns (groups to train on, every group the policy sampled itself, metrics).
     """
-    groups = sample_groups(policy, task, examples, cfg, generator, version)
+    info: dict[str, float] = {}
+
+    def draw(batch: list[Example]) -> tuple[list[Group], list[Group]]:
+        own = sample_groups(policy, task, batch, cfg, generator, version)
+        if hook is None:
+            return own, own
+        mixed, counts = hook(policy, task, batch, own, cfg, generator, version)
+        for key, value in counts.items():
+            info[key] = info.get(key, 0.0) + value
+        return own, mixed
+
+    sampled, groups = draw(examples)
     if not cfg.select.dynamic_sampling:
-        return groups, groups, {}
+        return groups, sampled, info
     want, budget = cfg.rl.num_prompts, cfg.select.max_extra_prompts
-    sampled = list(groups)
+    sampled = list(sampled)
     kept = [g for g, ok in zip(groups, _informative(groups)) if ok]
     extra = 0
     while len(kept) < want and extra < budget:
         count = min(want - len(kept), budget - extra)
-        more = sample_groups(policy, task, draw_extra(extra, count), cfg, generator, version)
+        own, more = draw(draw_extra(extra, count))
         extra += count
-        sampled += more
+        sampled += own
         kept += [g for g, ok in zip(more, _informative(more)) if ok]
     kept = kept[:want]
-    info = {
+    info |= {
         "select/kept_groups": float(len(kept)),
         "select/extra_prompts": float(extra),
         "select/extra_rollouts": float(extra * cfg.rl.num_generations),
@@ -170,8 +198,12 @@ def build_batch(learner: Learner, groups: list[Group], cfg: Config) -> tuple[Bat
         advantages, returns = spec.fn(token_rewards, old_values, tokens, algo.gamma, algo.lam)
         advantages = whiten(advantages, mask)  # (B, T) PPO's usual advantage normalisation
     weights = LOSS_AGG[algo.loss_agg](mask, cfg.rl.max_new_tokens)  # (B, T) over the whole batch
+    demo = torch.zeros_like(tokens)  # (B, T) tokens copied from a demonstration (graft.mix)
+    for i, ro in enumerate(flat):
+        demo[i, : ro.demo_len] = 1.0
+    shaped = demo * torch.tensor([float(ro.shaped) for ro in flat])[:, None]  # (B, T)
     batch = replace(batch, loss_mask=mask, advantages=advantages * mask, loss_weights=weights,
-                    old_values=old_values, returns=returns)
+                    old_values=old_values, returns=returns, demo_mask=demo * mask, shaped_mask=shaped * mask)
     return batch, info
 
 
@@ -186,6 +218,11 @@ def _policy_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float) 
         logp=logp, old_logp=mb.old_logprobs, advantages=mb.advantages, mask=mb.loss_mask,
         clip_low=algo.clip_low, clip_high=algo.clip_high,
     )
+    if bool(mb.shaped_mask.any()):  # LUFFY: injected demonstration tokens, shaped and never clipped
+        shaped = mb.shaped_mask > 0  # (b, T)
+        luffy = policy_shaping_loss(logp, mb.advantages, mb.shaped_mask, cfg.mix.inject_gamma)  # (b, T)
+        per_token = torch.where(shaped, luffy, per_token)
+        clipped = clipped & ~shaped
     w = mb.loss_weights  # (b, T) weights of the whole batch: micro-batch losses add up exactly
     loss = aggregate(per_token, w)
     kl_value = 0.0
@@ -216,8 +253,12 @@ def _value_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float) -
             "losses/value_clip_frac": float(clipped.sum()) / total_tokens}
 
 
-def update(learner: Learner, batch: Batch, cfg: Config, lr: float) -> dict:
-    """``num_iterations`` passes over the batch, one optimizer step each (PPO epochs)."""
+def update(learner: Learner, batch: Batch, cfg: Config, lr: float,
+           sft_batch: Batch | None = None, sft_weight: float = 0.0) -> dict:
+    """``num_iterations`` passes over the batch, one optimizer step each (PPO epochs).
+
+    With ``sft_batch``, every pass also backwards ``sft_weight`` x the token-mean NLL of its
+    demonstrations into the same gradient (the ``weighted`` mixer)."""
     total_tokens = max(float(batch.loss_mask.sum()), 1.0)
     sums: dict[str, float] = {}
     grad_norms = []
@@ -228,6 +269,9 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float) -> dict:
                 parts.update(_value_loss(learner, mb, cfg, total_tokens))
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value / cfg.rl.num_iterations
+        if sft_batch is not None:
+            sft = sft_backward(learner.policy, sft_batch, cfg.optim.micro_batch_size, sft_weight)
+            sums["losses/sft"] = sums.get("losses/sft", 0.0) + sft / cfg.rl.num_iterations
         grad_norms.append(apply_update(learner.policy.module, learner.optimizer, lr, cfg.optim.grad_clip))
         if learner.critic is not None:
             apply_update(learner.critic, learner.critic_optimizer, cfg.algo.critic_lr, cfg.optim.grad_clip)
@@ -237,21 +281,37 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float) -> dict:
 def rl_step(
     learner: Learner, task: Task, examples: list[Example],
     draw_extra: Callable[[int, int], list[Example]], cfg: Config, lr: float,
-    generator: torch.Generator, version: int,
+    generator: torch.Generator, version: int, hook: RolloutHook | None = None,
+    demos: list[Example] = (), sft_weight: float = 0.0,
 ) -> dict:
-    """Sample groups, score and shape, select, compute advantages, update. Returns the step's metrics."""
+    """Sample groups (through the mixer's ``hook``), score and shape, select, compute advantages,
+    update (plus ``sft_weight`` x SFT on ``demos`` when set). Returns the step's metrics."""
     t0 = time.perf_counter()
     groups, sampled, metrics = gather_groups(learner.policy, task, examples, draw_extra, cfg,
-                                             generator, version)
+                                             generator, version, hook)
     t_rollout = time.perf_counter() - t0
+    sft_batch = demo_batch(learner.policy, list(demos)) if sft_weight and demos else None
+    flat = [ro for g in sampled for ro in g]
+    fwd = metrics.pop("perf/fwd_tokens", 0.0) + sum(len(ro.prompt_ids) + len(ro.completion_ids) for ro in flat)
+    train_tokens, share = 0.0, 0.0
     if groups:
         batch, info = build_batch(learner, groups, cfg)
         metrics.update(info)
-        metrics.update(update(learner, batch, cfg, lr))
+        metrics.update(update(learner, batch, cfg, lr, sft_batch, sft_weight if sft_batch else 0.0))
+        real = float(batch.attention_mask.sum())
+        n_iter, has_critic = cfg.rl.num_iterations, learner.critic is not None
+        kl_ref = learner.ref is not None
+        fwd += real * ((kl_ref and cfg.algo.kl_in == "reward") + has_critic
+                       + n_iter * (kl_ref and cfg.algo.kl_in == "loss"))
+        train_tokens = n_iter * real * (1 + has_critic)
+        if sft_batch is not None:
+            train_tokens += n_iter * float(sft_batch.attention_mask.sum())
+        w = batch.loss_weights  # (B, T)
+        share = sft_share(float(w.sum()), float((w * batch.demo_mask).sum()),
+                          sft_weight if sft_batch else 0.0)
     else:  # dynamic sampling found no informative group within its budget: nothing to learn from
         metrics.update({"losses/policy": 0.0, "optim/grad_norm": 0.0})
     dt = time.perf_counter() - t0
-    flat = [ro for g in sampled for ro in g]
     rewards = torch.tensor([[ro.reward for ro in g] for g in sampled])  # (P', G)
     lengths = torch.tensor([len(ro.completion_ids) for ro in flat], dtype=torch.float32)
     return {
@@ -264,8 +324,9 @@ def rl_step(
         "rollout/truncated_frac": sum(ro.finish_reason == "length" for ro in flat) / len(flat),
         **metrics,
         "optim/lr": lr,
-        "mix/sft_share": 0.0,
+        "mix/sft_share": share,
         "perf/step_time": dt,
         "perf/rollout_time": t_rollout,
         "perf/tokens_per_s": float(lengths.sum()) / t_rollout,
+        **compute_metrics(fwd, train_tokens),
     }

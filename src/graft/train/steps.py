@@ -16,7 +16,7 @@ from graft.algos.losses import sft_loss
 from graft.config import Config
 from graft.models.policy import Policy
 from graft.tasks.base import Example
-from graft.train.batch import completion_logprobs, make_batch
+from graft.train.batch import Batch, completion_logprobs, make_batch
 
 
 def apply_update(module: torch.nn.Module, optimizer: torch.optim.Optimizer, lr: float, grad_clip: float) -> float:
@@ -30,33 +30,64 @@ def apply_update(module: torch.nn.Module, optimizer: torch.optim.Optimizer, lr: 
     return float(grad_norm)
 
 
+def demo_batch(policy: Policy, examples: list[Example]) -> Batch:
+    """Prompts + demonstrations (+ EOS) as a Batch whose loss mask covers the demonstration tokens."""
+    tok = policy.tokenizer
+    prompts = [tok.encode(ex.prompt) for ex in examples]
+    targets = [tok.encode(ex.demonstration) + [tok.eos_id] for ex in examples]
+    return make_batch(prompts, targets, tok.pad_id)
+
+
+def sft_backward(policy: Policy, batch: Batch, micro_batch_size: int, weight: float = 1.0) -> float:
+    """Backward ``weight`` x the token-mean NLL of the whole batch, micro-batch by micro-batch.
+
+    Returns the unweighted loss. Prompt tokens are not trained.
+    """
+    total_tokens = float(batch.loss_mask.sum())
+    loss_sum = 0.0
+    for mb in batch.split(micro_batch_size):
+        logp, _ = completion_logprobs(policy, mb)
+        share = float(mb.loss_mask.sum()) / total_tokens
+        loss = sft_loss(logp, mb.loss_mask) * share  # token mean over the whole batch
+        (loss if weight == 1.0 else loss * weight).backward()
+        loss_sum += loss.item()
+    return loss_sum
+
+
 def sft_step(
     policy: Policy, optimizer: torch.optim.Optimizer, examples: list[Example], cfg: Config, lr: float
 ) -> dict:
     """Next-token NLL on the demonstrations' completion tokens (prompt tokens are not trained)."""
     t0 = time.perf_counter()
-    tok = policy.tokenizer
-    prompts = [tok.encode(ex.prompt) for ex in examples]
-    targets = [tok.encode(ex.demonstration) + [tok.eos_id] for ex in examples]
-    batch = make_batch(prompts, targets, tok.pad_id)
-    total_tokens = float(batch.loss_mask.sum())
-    loss_sum = 0.0
-    for mb in batch.split(cfg.optim.micro_batch_size):
-        logp, _ = completion_logprobs(policy, mb)
-        share = float(mb.loss_mask.sum()) / total_tokens
-        loss = sft_loss(logp, mb.loss_mask) * share  # token mean over the whole batch
-        loss.backward()
-        loss_sum += loss.item()
+    batch = demo_batch(policy, examples)
+    loss_sum = sft_backward(policy, batch, cfg.optim.micro_batch_size)
     grad_norm = apply_update(policy.module, optimizer, lr, cfg.optim.grad_clip)
     dt = time.perf_counter() - t0
+    train_tokens = float(batch.attention_mask.sum())
     return {
         "losses/sft": loss_sum,
         "optim/grad_norm": grad_norm,
         "optim/lr": lr,
         "mix/sft_share": 1.0,
         "perf/step_time": dt,
-        "perf/tokens_per_s": total_tokens / dt,
+        "perf/tokens_per_s": float(batch.loss_mask.sum()) / dt,
+        **compute_metrics(0.0, train_tokens),
     }
+
+
+def compute_metrics(fwd_tokens: float, train_tokens: float) -> dict:
+    """A step's compute in forward-token equivalents (proportional to FLOPs).
+
+    A forward pass costs about 2N FLOPs per token and a forward + backward about 6N
+    (N = parameters; Kaplan et al. 2020, "Scaling Laws for Neural Language Models",
+    Sec. 2.1, attention's share ignored), so ``perf/compute = fwd + 3 * train``, where
+    ``fwd`` counts real (non-pad) tokens of forward-only passes (sampling: prompt
+    prefill + every generated token; reference and critic scoring) and ``train``
+    those of forward + backward passes (each PPO iteration counts again). Padding is
+    not counted: this is the work an ideal batcher would do; wall time shows the rest.
+    """
+    return {"perf/fwd_tokens": fwd_tokens, "perf/train_tokens": train_tokens,
+            "perf/compute": fwd_tokens + 3.0 * train_tokens}
 
 
 def lr_at(step: int, steps: int, warmup: int, peak: float, cosine: bool) -> float:
