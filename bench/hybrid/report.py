@@ -1,0 +1,180 @@
+"""Turn the hybrid bench's per-run results into bench/results/hybrid.json, the learning-curve PNG
+and the table in bench/hybrid/README.md (between the ``<!-- table -->`` markers).
+
+    .venv/bin/python bench/hybrid/report.py [--work runs/bench-hybrid]
+
+Statistics over seeds (one task, so the score matrices are (seeds, 1)): interquartile mean (IQM)
+with a 95% stratified-bootstrap percentile interval, and the probability of improvement over
+RL only and over SFT only (Agarwal et al. 2021, via ``graft.eval.stats``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = 0.55  # compute to reach this held-out greedy accuracy (warm start 0.465, SFT plateau ~0.59)
+REPS = 20_000  # bootstrap replicates
+SEED = 0  # bootstrap RNG
+
+try:
+    from graft.eval.stats import aggregate_iqm, probability_of_improvement, stratified_bootstrap_ci
+except ImportError:  # FALLBACK until issue 6 (graft.eval.stats) is merged: same names and formulas
+
+    def aggregate_iqm(scores):
+        """25%-trimmed mean over the last two axes pooled (rliable's IQM), batched over leading axes."""
+        arr = np.asarray(scores, dtype=float)
+        flat = np.sort(arr.reshape(*arr.shape[:-2], -1), axis=-1)
+        cut = int(0.25 * flat.shape[-1])
+        return flat[..., cut : flat.shape[-1] - cut].mean(axis=-1)
+
+    def probability_of_improvement(scores_x, scores_y):
+        """P(X > Y) + 0.5 P(X = Y), averaged over tasks (Mann-Whitney U / (N K))."""
+        x, y = np.asarray(scores_x, dtype=float), np.asarray(scores_y, dtype=float)
+        xi, yj = x[..., :, None, :], y[..., None, :, :]
+        return ((xi > yj) + 0.5 * (xi == yj)).mean(axis=(-3, -2)).mean(axis=-1)
+
+    def stratified_bootstrap_ci(statistic, *score_matrices, rng, reps=10_000, confidence=0.95):
+        """(point, lower, upper): runs resampled with replacement within each task, percentile interval."""
+        mats = [np.asarray(m, dtype=float) for m in score_matrices]
+        point = float(statistic(*mats))
+        resampled = []
+        for mat in mats:
+            idx = rng.integers(0, mat.shape[0], size=(reps, *mat.shape))
+            resampled.append(np.take_along_axis(mat[None], idx, axis=-2))
+        lo, hi = np.quantile(np.asarray(statistic(*resampled)), [(1 - confidence) / 2, (1 + confidence) / 2])
+        return point, float(lo), float(hi)
+
+
+def load(work: Path) -> dict[str, list[dict]]:
+    runs: dict[str, list[dict]] = {}
+    for path in sorted((work / "results").glob("*.json")):
+        r = json.loads(path.read_text())
+        runs.setdefault(r["method"], []).append(r)
+    order = ["sft_only", "rl_only"]
+    return {m: sorted(runs[m], key=lambda r: r["seed"]) for m in order + sorted(set(runs) - set(order))
+            if m in runs}
+
+
+def compute_to_target(curve: list[dict], target: float) -> float:
+    """First compute at which the accuracy curve reaches ``target`` (linear between evaluations);
+    inf when it never does."""
+    for a, b in itertools.pairwise(curve):
+        if a["accuracy"] >= target:
+            return a["compute"]
+        if b["accuracy"] >= target:
+            frac = (target - a["accuracy"]) / (b["accuracy"] - a["accuracy"])
+            return a["compute"] + frac * (b["compute"] - a["compute"])
+    return 0.0 if curve and curve[0]["accuracy"] >= target else math.inf
+
+
+def _ci(values: list[float], rng: np.random.Generator) -> dict:
+    point, lo, hi = stratified_bootstrap_ci(aggregate_iqm, np.array(values)[:, None], rng=rng, reps=REPS)
+    return {"iqm": point, "ci95": [lo, hi], "mean": float(np.mean(values)), "values": values}
+
+
+def summarize(runs: dict[str, list[dict]]) -> dict:
+    rng = np.random.default_rng(SEED)
+    table = {}
+    for method, rs in runs.items():
+        final = [r["final_accuracy"] for r in rs]
+        row = {"seeds": [r["seed"] for r in rs], "final_accuracy": _ci(final, rng)}
+        for k in ("pass@1", "pass@4", "pass@8"):
+            row[k] = _ci([r[k] for r in rs], rng)
+        reach = [compute_to_target(r["curve"], TARGET) for r in rs]
+        row["compute_to_target"] = {"median": float(np.median(reach)), "reached": sum(map(math.isfinite, reach)),
+                                    "values": reach}
+        row["wall_seconds_mean"] = float(np.mean([r["wall_seconds"] for r in rs]))
+        row["compute_mean"] = float(np.mean([r["compute"] for r in rs]))
+        row["steps_mean"] = float(np.mean([r["steps"] for r in rs]))
+        row["sft_share_mean"] = float(np.mean([r["mean_sft_share"] for r in rs]))
+        row["budget_reached"] = all(r["budget_reached"] for r in rs)
+        for base in ("rl_only", "sft_only"):
+            if base in runs and base != method:
+                other = np.array([r["final_accuracy"] for r in runs[base]])[:, None]
+                row[f"p_improve_over_{base}"] = float(probability_of_improvement(np.array(final)[:, None], other))
+        table[method] = row
+    return table
+
+
+def plot(runs: dict[str, list[dict]], budget: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = np.linspace(0, budget, 41)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for method, rs in runs.items():
+        curves = np.stack([np.interp(grid, [c["compute"] for c in r["curve"]],
+                                     [c["accuracy"] for c in r["curve"]]) for r in rs])  # (seeds, 41)
+        style = "--" if method in ("sft_only", "rl_only") else "-"
+        line, = ax.plot(grid / 1e6, curves.mean(0), style, label=f"{method} (n={len(rs)})")
+        ax.fill_between(grid / 1e6, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.12)
+    ax.axhline(TARGET, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("compute (millions of forward-token equivalents: fwd x1 + fwd/bwd x3)")
+    ax.set_ylabel("held-out greedy accuracy")
+    ax.set_title("Hybrid schedules at one compute budget (mean over seeds, band = min..max)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(table: dict) -> str:
+    head = ("| method | greedy acc. IQM [95% CI] | pass@1 | pass@8 | P(> RL only) | P(> SFT only) | "
+            f"compute to {TARGET:.2f} (median, reached) | SFT share | steps | wall s |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    lines = []
+    for method, r in table.items():
+        fa = r["final_accuracy"]
+        ctt = r["compute_to_target"]
+        med = "never" if not math.isfinite(ctt["median"]) else f"{ctt['median'] / 1e6:.2f}M"
+        p_rl = f"{r['p_improve_over_rl_only']:.2f}" if "p_improve_over_rl_only" in r else "-"
+        p_sft = f"{r['p_improve_over_sft_only']:.2f}" if "p_improve_over_sft_only" in r else "-"
+        lines.append(
+            f"| {method} | {fa['iqm']:.3f} [{fa['ci95'][0]:.3f}, {fa['ci95'][1]:.3f}] | "
+            f"{r['pass@1']['iqm']:.3f} | {r['pass@8']['iqm']:.3f} | {p_rl} | {p_sft} | "
+            f"{med}, {ctt['reached']}/{len(r['seeds'])} | {r['sft_share_mean']:.2f} | {r['steps_mean']:.0f} | "
+            f"{r['wall_seconds_mean']:.0f} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def write_report(work: Path, out_dir: Path = ROOT / "bench" / "results",
+                 readme: Path = ROOT / "bench" / "hybrid" / "README.md") -> dict:
+    runs = load(work)
+    budget = max(r["budget"] for rs in runs.values() for r in rs)
+    table = summarize(runs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot(runs, budget, out_dir / "hybrid_curves.png")
+    seconds = work / "bench_seconds.txt"
+    result = {"budget_compute": budget, "target_accuracy": TARGET, "bootstrap_reps": REPS,
+              "bench_wall_seconds": float(seconds.read_text()) if seconds.is_file() else None,
+              "table": table, "runs": [r for rs in runs.values() for r in rs]}
+    (out_dir / "hybrid.json").write_text(json.dumps(result, indent=1))
+    text = markdown(table)
+    if readme.is_file():
+        old = readme.read_text()
+        new = re.sub(r"<!-- table -->.*<!-- /table -->", f"<!-- table -->\n{text}<!-- /table -->", old,
+                     flags=re.DOTALL)
+        readme.write_text(new)
+    print(text)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default=str(ROOT / "runs" / "bench-hybrid"))
+    write_report(Path(ap.parse_args().work))
+
+
+if __name__ == "__main__":
+    main()
