@@ -25,6 +25,7 @@ children): ``setup <json>``, ``compile syntax``, ``load <reason>``,
 """
 
 import builtins
+import contextlib
 import ctypes
 import json
 import os
@@ -150,10 +151,8 @@ def run(req, info):
     def emit(event):
         if os.getpid() != me:  # a child the program forked fell through to here: stay silent
             os._exit(1)
-        try:
+        with contextlib.suppress(BaseException):  # the program may have broken sys.stdout
             sys.stdout.flush()
-        except BaseException:  # noqa: BLE001 - the program may have broken sys.stdout
-            pass
         os.write(status, f"\n{nonce} {event}\n".encode())
 
     if req["mode"] == "stdio":  # the test's input as stdin: an in-memory file, nothing on disk
@@ -167,7 +166,7 @@ def run(req, info):
     os.chdir(req["workdir"])
     set_limits(req["limits"])
     drop_privileges(req, info)
-    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
+    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115 - the program's
     emit("setup " + json.dumps(info))
     try:
         code = compile(req["code"], "<solution>", "exec")

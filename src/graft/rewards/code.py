@@ -70,7 +70,7 @@ def parse_tests(tests) -> tuple[str, list]:
             pairs = []
             for i, t in enumerate(tests):
                 if not isinstance(t.get("input"), str) or not isinstance(t.get("output"), str):
-                    raise ValueError(f"tests[{i}]: needs string 'input' and 'output'")
+                    raise ValueError(f"tests[{i}]: needs string 'input' and 'output'")  # noqa: TRY004
                 pairs.append((t["input"], t["output"]))
             return "stdio", pairs
         if all(isinstance(t, str) for t in tests):
