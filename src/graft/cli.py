@@ -115,7 +115,7 @@ def cmd_eval(args) -> int:
     from graft.eval.evaluate import evaluate_both
     from graft.models.load import load_saved_policy
     from graft.train.checkpoint import write_atomic_text
-    from graft.train.loop import build_task
+    from graft.train.loop import bind_tokenizer, build_task
 
     checkpoint, run_dir = _resolve_checkpoint(Path(args.target))
     overrides = [f"eval.num_examples={args.num_examples}"] if args.num_examples else []
@@ -123,6 +123,7 @@ def cmd_eval(args) -> int:
     torch.set_num_threads(cfg.threads)
     task = build_task(cfg.task)
     policy = load_saved_policy(checkpoint / "model")
+    bind_tokenizer(task, policy)
     result = {"checkpoint": str(checkpoint), **evaluate_both(policy, task, cfg.eval, cfg.seed)}
     if run_dir is not None:
         (run_dir / "eval").mkdir(exist_ok=True)
