@@ -142,7 +142,24 @@ def write(path: Path, rows: list[dict]) -> None:
         fh.writelines(json.dumps(row) + "\n" for row in rows)
 
 
+def code_verify_lines(problems: list[dict]) -> list[dict]:
+    """Input for ``graft verify --task code``: per problem the reference solution and a wrong one,
+    plus one syntax error and one infinite loop (the throughput in docs/verifiers.md is measured on it)."""
+    lines = []
+    for row in problems:
+        lines.append({"id": f"{row['id']}-ref", "completion": row["solution"], "tests": row["tests"]})
+        wrong = "```python\nprint(0)\n```" if isinstance(row["tests"][0], dict) else \
+            "```python\n" + row["solution"].split("```python\n")[1].split("(")[0] + "(*args):\n    return None\n```"
+        lines.append({"id": f"{row['id']}-wrong", "completion": wrong, "tests": row["tests"]})
+    lines.append({"id": "syntax", "completion": "def add(a, b) return a + b", "tests": problems[0]["tests"]})
+    lines.append({"id": "loop", "completion": "def add(a, b):\n    while True:\n        pass",
+                  "tests": problems[0]["tests"]})
+    return lines
+
+
 if __name__ == "__main__":
+    code = code_problems()
     write(DATA / "math" / "problems.jsonl", math_problems())
-    write(DATA / "code" / "problems.jsonl", code_problems())
-    print(f"wrote {DATA}/math/problems.jsonl and {DATA}/code/problems.jsonl")
+    write(DATA / "code" / "problems.jsonl", code)
+    write(DATA / "code" / "verify.jsonl", code_verify_lines(code))
+    print(f"wrote {DATA}/math/problems.jsonl, {DATA}/code/problems.jsonl and verify.jsonl")

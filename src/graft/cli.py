@@ -1,4 +1,4 @@
-"""graft command line: train | eval | quickstart | list.
+"""graft command line: train | eval | quickstart | list | verify.
 
 Errors in user input are printed as one line (``error: ...``) with exit code 2;
 nothing else is caught, so a bug still shows its traceback.
@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from graft.errors import GraftError
+from graft.rewards import verify_cli
 
 console = Console(stderr=True)
 
@@ -172,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="registered tasks and algorithm names")
     p.set_defaults(func=cmd_list)
+
+    verify_cli.add_parser(sub)  # graft verify --task {math,code,sql,exact,regex} FILE.jsonl
     return parser
 
 

@@ -15,7 +15,7 @@ from graft.rewards.sandbox import UID_BASE, UID_SLOTS, Limits, run_program
 from graft.tasks.base import Example
 
 REPO = Path(__file__).resolve().parents[2]
-LIMITS = {"wall_s": 4.0, "cpu_s": 1.0, "memory_mb": 256, "disk_mb": 4, "nproc": 16, "output_kb": 64}
+LIMITS = {"wall_s": 2.5, "cpu_s": 1.0, "memory_mb": 256, "disk_mb": 4, "nproc": 16, "output_kb": 64}
 TEST = "assert solve() == 1"
 
 
