@@ -1,5 +1,6 @@
 """Hostile code in the sandbox: reward 0 within its limits, no process or file left, caller unharmed."""
 
+import json
 import os
 import shutil
 import signal
@@ -252,3 +253,65 @@ def test_sandbox_reports_its_isolation():
         assert run.info["namespaces"].startswith("mount,net,pid")
         assert pid == 2 and UID_BASE <= uid < UID_BASE + UID_SLOTS  # runner is pid 2 under its own init
     assert "GRAFT_SANDBOX" not in os.environ and signal.SIGKILL  # the marker is the child's only
+
+
+def test_programs_can_import_the_interpreters_libraries():
+    code = "import pickle, ast, numpy\nprint(int(numpy.arange(4).sum()))"
+    run = run_program({"mode": "stdio", "code": code, "input": ""}, Limits(**LIMITS))
+    assert run.events == ["exit ok"] and run.stdout == "6\n", run.stderr[-300:]
+
+
+NON_ROOT = '''
+import importlib.util, json, os, sys, time
+spec = importlib.util.spec_from_file_location("sandbox", sys.argv[1])
+sandbox = importlib.util.module_from_spec(spec)
+sys.modules["sandbox"] = sandbox
+spec.loader.exec_module(sandbox)
+limits = sandbox.Limits(wall_s=2.5, cpu_s=1.0, memory_mb=256, disk_mb=4, nproc=64)
+out = {}
+for name, code in {
+    "who": "import os; print(os.getuid(), os.getpid())",
+    "tmp": "open('/tmp/graft_nonroot_x', 'w').write('x'); print('wrote')",
+    "net": "import socket; socket.create_connection(('127.0.0.1', int(sys_port)), timeout=1)",
+    "loop": "while True: pass",
+    "daemon": "import os, time\\nif os.fork() == 0:\\n    os.setsid()\\n    time.sleep(30)\\nprint('forked')",
+}.items():
+    code = code.replace("sys_port", sys.argv[2])
+    run = sandbox.run_program({"mode": "stdio", "code": code, "input": ""}, limits)
+    out[name] = {"events": run.events, "stdout": run.stdout, "info": run.info, "stopped": run.stopped}
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a process as another user")
+def test_fallback_for_a_non_root_trainer():
+    """The same module run by an unprivileged user: user namespace + no capabilities instead of a uid."""
+    import subprocess
+
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if python is None:
+        pytest.skip("no system python3 readable by an unprivileged user")
+    sandbox_file = REPO / "src" / "graft" / "rewards" / "sandbox.py"
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.2)
+    try:
+        done = subprocess.run([python, "-c", NON_ROOT, str(sandbox_file), str(server.getsockname()[1])],
+                              capture_output=True, text=True, timeout=60, user=65534, group=65534,
+                              extra_groups=[], env={"PATH": "/usr/bin:/bin"}, cwd="/", check=False)
+        with pytest.raises(socket.timeout):
+            server.accept()
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stderr[-500:]
+    out = json.loads(done.stdout)
+    if not out["who"]["info"].get("namespaces", "").endswith("user"):
+        pytest.skip(f"unprivileged user namespaces unavailable: {out['who']['info']}")
+    assert out["who"]["stdout"].split() == ["65534", "2"]  # own uid, pid 2 under the namespace's init
+    assert out["tmp"]["events"] == ["exit ok"] and not os.path.exists("/tmp/graft_nonroot_x")
+    assert out["net"]["events"] == ["exit runtime"]
+    assert out["loop"]["events"] == [] and out["loop"]["stopped"] is None  # killed by RLIMIT_CPU
+    assert out["daemon"]["events"] == ["exit ok"]
+    time.sleep(0.2)
+    assert _sandbox_processes() == []

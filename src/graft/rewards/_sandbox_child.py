@@ -6,7 +6,9 @@ reads one JSON request on stdin (``code``, ``mode``, ``tests`` or ``input``,
 ``nonce``, ``workdir``, ``uid``, ``limits``, ``isolate``), then:
 
 1. (``isolate``) ``unshare`` new mount, network, PID, IPC and UTS namespaces
-   (plus a user namespace when not root); fresh size-limited tmpfs over
+   (plus a user namespace when not root); as root, the interpreter's own
+   directories made reachable if they sit under a closed one (``/root``);
+   fresh size-limited tmpfs over
    ``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run/lock`` and the working
    directory, so every file the program writes disappears with it; an empty
    network namespace (no interface but a down loopback).
@@ -35,13 +37,13 @@ import sys
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 1 << 14, 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 NOBODY = 65534
 SETUP_FAILED = 70  # exit code: isolation was asked for and could only be half done
-# Imported before privileges drop: the interpreter may live where the sandbox uid cannot read
-# (e.g. under a 0700 /root), and these are what generated solutions commonly import.
+# Imported before privileges drop, so that they work even where the interpreter's files cannot be
+# made readable to the sandbox uid (no namespaces); also saves each program their import time.
 PRELOAD = (
     "array", "bisect", "cmath", "collections", "copy", "dataclasses", "datetime", "decimal", "enum",
     "fractions", "functools", "heapq", "io", "itertools", "json", "math", "numbers", "operator",
@@ -72,6 +74,43 @@ def _drop_capabilities():
         raise OSError(ctypes.get_errno(), "capset")
 
 
+def _closed_ancestor(path):
+    """The first directory above ``path`` that 'others' cannot traverse (e.g. a 0700 /root), or None."""
+    parts = os.path.realpath(path).split("/")[1:]
+    for i in range(1, len(parts)):
+        ancestor = "/" + "/".join(parts[:i])
+        if not os.stat(ancestor).st_mode & 0o001:
+            return ancestor
+    return None
+
+
+def expose_interpreter():
+    """Let the sandbox uid read this interpreter's files when they sit under a closed directory.
+
+    A closed ancestor (say /root, mode 0700) is covered, in this mount namespace only, by an
+    empty 0755 tmpfs in which just the interpreter's own directories are bind-mounted back:
+    the rest of it stays out of sight.
+    """
+    wanted = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(sys.executable),
+                                            *sys.path) if p and os.path.isdir(p)}
+    by_ancestor = {}
+    for path in wanted:
+        ancestor = _closed_ancestor(path)
+        if ancestor is not None:
+            by_ancestor.setdefault(ancestor, set()).add(path)
+    exposed = []
+    for ancestor, paths in by_ancestor.items():
+        keep = sorted(p for p in paths if not any(p != q and p.startswith(q + "/") for q in paths))
+        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in keep]  # still reachable: open before covering
+        _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+        for path, fd in zip(keep, fds):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
+            os.close(fd)
+            exposed.append(path)
+    return exposed
+
+
 def isolate(req, info):
     """Namespaces and private tmpfs mounts; fills ``info`` with what worked. True if in new namespaces."""
     root = os.geteuid() == 0
@@ -89,6 +128,8 @@ def isolate(req, info):
             fh.write(f"{gid} {gid} 1")
     info["namespaces"] = "mount,net,pid,ipc,uts" + ("" if root else ",user")
     _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+    if root:
+        info["exposed"] = expose_interpreter()
     size = req["limits"]["disk_bytes"]
     for path in SHARED_TMP:
         if os.path.isdir(path):
