@@ -315,3 +315,19 @@ def test_fallback_for_a_non_root_trainer():
     assert out["daemon"]["events"] == ["exit ok"]
     time.sleep(0.2)
     assert _sandbox_processes() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid-based fallback needs root")
+def test_fallback_without_namespaces_still_cleans_up():
+    """isolate=False (as when unshare is refused): dedicated uid, rlimits, sweeps of processes and files."""
+    code = ("import os, time\nopen('/tmp/graft_fallback_x', 'w').write('x')\nif os.fork() == 0:\n    os.setsid()\n"
+            "    time.sleep(30)\n    os._exit(0)\nprint(os.environ.get('GRAFT_TEST_SECRET'), os.getuid())")
+    os.environ["GRAFT_TEST_SECRET"] = "hunter2"
+    try:
+        run = run_program({"mode": "stdio", "code": code, "input": ""}, Limits(**LIMITS), isolate=False)
+    finally:
+        del os.environ["GRAFT_TEST_SECRET"]
+    secret, uid = run.stdout.split()
+    assert run.info["namespaces"] == "off" and secret == "None" and UID_BASE <= int(uid) < UID_BASE + UID_SLOTS
+    assert not os.path.exists("/tmp/graft_fallback_x")
+    assert _sandbox_processes() == [] and _sandbox_files() == []

@@ -159,6 +159,28 @@ def sweep(uid: int | None, marker: str) -> int:
     return killed
 
 
+def sweep_files(uid: int) -> int:
+    """Delete what ``uid`` left in the shared temporary directories (only needed without a mount namespace)."""
+    removed = 0
+    for top in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
+        try:
+            entries = list(os.scandir(top))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
 def _read_capped(proc: subprocess.Popen, limits: Limits, deadline: float):
     """Drain stdout/stderr until the process exits, the deadline passes or a cap is hit.
 
@@ -264,6 +286,8 @@ def run_program(request: dict, limits: Limits = Limits(), isolate: bool = True) 
         # A PID namespace dies with its init, but asynchronously; without one, escaped processes
         # live on. Either way: wait until no process of the run's uid (or marker) is left.
         sweep(lease.uid if lease else None, marker)
+        if lease is not None and "mount" not in info.get("namespaces", ""):
+            sweep_files(lease.uid)  # no private tmpfs: files it wrote to /tmp etc. are real
         shutil.rmtree(workdir, ignore_errors=True)
         if lease is not None:
             lease.release()
