@@ -33,6 +33,8 @@ def _sandbox_processes() -> list[int]:
             continue
         try:
             status = Path(f"/proc/{name}/status").read_text()
+            if "\nState:\tZ" in status:  # a zombie is dead, waiting for its parent to reap it
+                continue
             uid = int(next(ln for ln in status.splitlines() if ln.startswith("Uid:")).split()[1])
             environ = Path(f"/proc/{name}/environ").read_bytes() if uid == os.getuid() else b""
         except (OSError, StopIteration):

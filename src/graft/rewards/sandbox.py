@@ -118,18 +118,17 @@ def _clean_env(workdir: str, marker: str) -> dict[str, str]:
 
 
 def _processes() -> list[tuple[int, int]]:
-    """(pid, real uid) of every process visible in /proc."""
+    """(pid, real uid) of every live process visible in /proc (zombies are dead: skipped)."""
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
                 with open(f"/proc/{name}/status") as fh:
-                    for line in fh:
-                        if line.startswith("Uid:"):
-                            found.append((int(name), int(line.split()[1])))
-                            break
+                    fields = dict(line.split(":", 1) for line in fh if ":" in line)
             except OSError:
-                pass
+                continue
+            if "Uid" in fields and fields.get("State", "").split()[:1] not in (["Z"], ["X"]):
+                found.append((int(name), int(fields["Uid"].split()[0])))
     return found
 
 
