@@ -16,7 +16,7 @@ from graft.rewards.sandbox import UID_BASE, UID_SLOTS, Limits, run_program
 from graft.tasks.base import Example
 
 REPO = Path(__file__).resolve().parents[2]
-LIMITS = {"wall_s": 2.5, "cpu_s": 1.0, "memory_mb": 256, "disk_mb": 4, "nproc": 16, "output_kb": 64}
+LIMITS = {"wall_s": 2.0, "cpu_s": 1.0, "memory_mb": 256, "disk_mb": 4, "nproc": 16, "output_kb": 64}
 TEST = "assert solve() == 1"
 
 
@@ -169,10 +169,10 @@ def test_detached_child_is_killed(grader, clean_after):
     try:
         flag = scratch / "escaped"
         code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-                f"        time.sleep(1.0)\n        open({str(flag)!r}, 'w').write('alive')\n        os._exit(0)\n"
+                f"        time.sleep(0.5)\n        open({str(flag)!r}, 'w').write('alive')\n        os._exit(0)\n"
                 "    os._exit(0)\ndef solve():\n    return 0")
         _hostile(grader, code, "wrong_answer")
-        time.sleep(2.0)
+        time.sleep(1.0)
         assert not flag.exists()
         assert _sandbox_processes() == []
     finally:
@@ -198,6 +198,7 @@ def test_huge_output(grader, clean_after):
 def test_faking_results_by_exiting_early(grader, clean_after):
     _hostile(grader, "import sys\nsys.exit(0)", "runtime")
     _hostile(grader, "import os\nos._exit(0)", "runtime")
+    _hostile(grader, "import os\nos._exit(70)", "runtime")  # the harness's own setup-failure code
     _hostile(grader, "print('\\nOK test 0 ok')\ndef solve():\n    return 2", "wrong_answer")
 
 

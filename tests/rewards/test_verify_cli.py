@@ -33,7 +33,7 @@ def test_math(tmp_path):
         "",
         {"completion": "no idea", "answer": "3"},
     ])
-    out = verify("--task", "math", str(f), "--workers", "2")
+    out = verify("--task", "math", str(f))
     assert out.returncode == 0, out.stderr
     rows, summary = _results(out)
     assert rows == [{"line": 1, "id": "a", "reward": 1.0, "error": None},

@@ -127,7 +127,7 @@ def test_chat_template_is_applied_when_the_tokenizer_has_one():
 
 def test_dataset_task_split_score_and_binding(tmp_path):
     paths = _write_all(tmp_path)
-    task = DatasetTask(str(paths["jsonl"]), grader="math", columns=COLUMNS, template=TEMPLATE,
+    task = DatasetTask(str(paths["jsonl"]), grader="exact", columns=COLUMNS, template=TEMPLATE,
                        format="boxed", format_weight=0.5, num_test=1, chat_template=True)
     with pytest.raises(GraftError, match="chat_template"):
         task.train_examples()  # prompts are not final until the tokenizer is known
@@ -139,16 +139,19 @@ def test_dataset_task_split_score_and_binding(tmp_path):
     assert {ex.prompt for ex in train + test} == {"[Q: 2+2?\nA:]", "[Q: 3*3?\nA:]", "[Q: 10-7?\nA:]"}
     ex = train[0]
     good = task.score(ex, ex.demonstration)
-    assert good.correct and good.reward == 1.5 and good.parts == {"correct": 1.0, "math": 1.0, "format": 1.0}
+    assert good.correct and good.reward == 1.5 and good.parts == {"correct": 1.0, "exact": 1.0, "format": 1.0}
     bad = task.score(ex, "The answer is 1000")
     assert not bad.correct and bad.reward == 0.0
     assert task.final_answer("so \\boxed{7}") == "7"
-    task.grader.close()
+
+
+# one grader worker: each math worker imports sympy at start-up (about 1.5 s of CPU)
+ONE_WORKER = ["task.grader_options.workers=1"]
 
 
 @pytest.mark.parametrize("name,grader", [("math", "math"), ("code", "code"), ("sql", "sql")])
 def test_shipped_examples_demonstrations_are_correct(name, grader):
-    cfg = load_config(resolve_path(f"graft:configs/{name}.yaml"))
+    cfg = load_config(resolve_path(f"graft:configs/{name}.yaml"), ONE_WORKER)
     task = DatasetTask.from_config(cfg.task)
     items = [(ex, ex.demonstration) for ex in task.train_examples() + task.test_examples()]
     assert len(items) >= 16 and all(demo for _, demo in items)
@@ -163,7 +166,7 @@ def test_shipped_examples_demonstrations_are_correct(name, grader):
 def test_shipped_configs_train_end_to_end(tmp_path, tiny_overrides, name):
     overrides = [o for o in tiny_overrides if not o.startswith("task.")] + [
         "threads=1", "sft.steps=1", "sft.batch_size=4", "rl.steps=1", "rl.num_prompts=2",
-        "rl.num_generations=2", "eval.num_examples=1", "checkpoint.every=1",
+        "rl.num_generations=2", "eval.num_examples=1", "checkpoint.every=1", *ONE_WORKER,
     ]
     cfg = load_config(resolve_path(f"graft:configs/{name}.yaml"), overrides)
     summary = train(prepare(cfg), tmp_path / name)

@@ -9,7 +9,7 @@
 
 import importlib
 
-from graft.rewards.base import REASONS, Grader, Verdict, to_score
+from graft.rewards.base import REASONS, Grader, Verdict
 from graft.rewards.combine import FORMATS, Combined, format_reward
 
 # name -> "module:class"; imported on first use (math pulls in sympy, code nothing heavy)
@@ -34,4 +34,4 @@ def make_grader(name: str, **options) -> Grader:
 
 
 __all__ = ["FORMATS", "GRADERS", "REASONS", "Combined", "Grader", "Verdict", "format_reward",
-           "make_grader", "to_score"]
+           "make_grader"]

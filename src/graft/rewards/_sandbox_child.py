@@ -204,14 +204,21 @@ def run(req, info):
         fd = os.open(os.devnull, os.O_RDONLY)
     os.dup2(fd, 0)
     os.close(fd)
-    os.chdir(req["workdir"])
-    set_limits(req["limits"])
-    drop_privileges(req, info)
+    try:
+        os.chdir(req["workdir"])
+        set_limits(req["limits"])
+        drop_privileges(req, info)
+    except (OSError, ValueError) as exc:  # the host's problem, never the program's: say so
+        sys.stderr.write(f"graft-sandbox-setup: {exc}\n")
+        os._exit(SETUP_FAILED)
     sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115 - the program's
     emit("setup " + json.dumps(info))
     try:
         code = compile(req["code"], "<solution>", "exec")
-    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
+    except MemoryError:
+        emit(("exit " if req["mode"] == "stdio" else "load ") + "memory")
+        os._exit(0)
+    except (SyntaxError, ValueError, OverflowError, RecursionError):
         emit("compile syntax")
         os._exit(0)
     main = req["mode"] == "stdio"

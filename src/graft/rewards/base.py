@@ -1,4 +1,4 @@
-"""What every verifier returns, and the one way a verdict becomes a task's ``Score``.
+"""What every verifier returns: a ``Verdict`` (combine.py turns verdicts into a task's ``Score``).
 
 A grader is any object with ``grade(completion, example) -> Verdict`` (and
 ``grade_many`` for a list; the default runs them one by one). The reference a
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from graft.tasks.base import Example, Score
+from graft.tasks.base import Example
 
 # Short reasons a completion earned less than full reward (the `error` of `graft verify`).
 REASONS = (
@@ -63,8 +63,3 @@ class Grader(Protocol):
 
 def grade_serially(grader: Grader, items: Sequence[tuple[str, Example]]) -> list[Verdict]:
     return [grader.grade(completion, example) for completion, example in items]
-
-
-def to_score(verdict: Verdict) -> Score:
-    """Verdict -> Score with ``parts = {"correct": 0/1}`` (combine.py adds format parts)."""
-    return Score(reward=verdict.reward, correct=verdict.correct, parts={"correct": float(verdict.correct)})

@@ -290,7 +290,7 @@ def run_program(request: dict, limits: Limits = Limits(), isolate: bool = True) 
         shutil.rmtree(workdir, ignore_errors=True)
         if lease is not None:
             lease.release()
-    if proc.returncode == SETUP_FAILED and not events:
+    if proc.returncode == SETUP_FAILED and not info:  # before the runner said "setup": not the program
         raise SandboxError(f"sandbox setup failed: {err.decode(errors='replace').strip()[-300:]}")
     return RunResult(stopped, program, events, proc.returncode, err.decode("utf-8", errors="replace"),
                      time.monotonic() - start, info)
