@@ -28,6 +28,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 
 _READY = "ready"
 _START_TIMEOUT = 120.0  # seconds a fresh worker may take to import its libraries
@@ -68,9 +69,12 @@ def serve(handle: Callable[[dict], dict], memory_bytes: int | None = None) -> No
 
 class _Worker:
     def __init__(self, module: str):
+        # graft itself must be importable there even when the caller found it through sys.path edits
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, bufsize=0, close_fds=True,
+            stderr=subprocess.DEVNULL, bufsize=0, close_fds=True, env=env,
         )
         self.ready = False
         self.dead = False  # its stdout closed: it exited or was killed by a limit
