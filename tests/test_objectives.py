@@ -35,7 +35,7 @@ NEEDS = {
     ("algo.policy_loss", "cispo"): ["rl.num_iterations=2", "algo.clip_low=1.0"],
     ("shaping.length", "laser"): ["shaping.target_len=6"],
 }
-SKIP_KEYS = {"task.name"}  # tasks have their own tests (tests/tasks); task files need data
+SKIP_KEYS = {"task.name", "task.grader"}  # tested in tests/tasks and tests/rewards (they need data files)
 
 CASES = [(key, name) for key, names in registries().items() if key not in SKIP_KEYS for name in names]
 # switches that are not registry names

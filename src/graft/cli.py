@@ -1,4 +1,4 @@
-"""graft command line: train | eval | quickstart | list.
+"""graft command line: train | eval | quickstart | list | verify.
 
 Errors in user input are printed as one line (``error: ...``) with exit code 2;
 nothing else is caught, so a bug still shows its traceback.
@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from graft.errors import GraftError
+from graft.rewards import verify_cli
 
 console = Console(stderr=True)
 
@@ -115,7 +116,7 @@ def cmd_eval(args) -> int:
     from graft.eval.evaluate import evaluate_both
     from graft.models.load import load_saved_policy
     from graft.train.checkpoint import write_atomic_text
-    from graft.train.loop import build_task
+    from graft.train.loop import bind_tokenizer, build_task
 
     checkpoint, run_dir = _resolve_checkpoint(Path(args.target))
     overrides = [f"eval.num_examples={args.num_examples}"] if args.num_examples else []
@@ -123,6 +124,7 @@ def cmd_eval(args) -> int:
     torch.set_num_threads(cfg.threads)
     task = build_task(cfg.task)
     policy = load_saved_policy(checkpoint / "model")
+    bind_tokenizer(task, policy)
     result = {"checkpoint": str(checkpoint), **evaluate_both(policy, task, cfg.eval, cfg.seed)}
     if run_dir is not None:
         (run_dir / "eval").mkdir(exist_ok=True)
@@ -171,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="registered tasks and algorithm names")
     p.set_defaults(func=cmd_list)
+
+    verify_cli.add_parser(sub)  # graft verify --task {math,code,sql,exact,regex} FILE.jsonl
     return parser
 
 

@@ -45,8 +45,10 @@ class Setup:
 
 
 def build_task(task_cfg) -> Task:
-    from graft.tasks import make_task
+    from graft.tasks import TASKS, make_task
 
+    if hasattr(TASKS.get(task_cfg.name), "from_config"):  # a task that reads its own config keys
+        return TASKS[task_cfg.name].from_config(task_cfg)
     kwargs = {"difficulty": task_cfg.difficulty, "num_train": task_cfg.num_train,
               "num_test": task_cfg.num_test, "split_seed": task_cfg.split_seed}
     if task_cfg.path is not None:
@@ -57,11 +59,19 @@ def build_task(task_cfg) -> Task:
         raise GraftError(f"task {task_cfg.name}: {exc}") from None
 
 
+def bind_tokenizer(task: Task, policy: Policy) -> None:
+    """Tasks whose prompts depend on the model's tokenizer (a chat template) get it here."""
+    bind = getattr(task, "bind_tokenizer", None)
+    if bind is not None:
+        bind(policy.tokenizer)
+
+
 def prepare(cfg: Config) -> Setup:
     check_names(cfg)
     task = build_task(cfg.task)
     torch.set_num_threads(cfg.threads)
     policy = create_policy(cfg.model, cfg.seed)
+    bind_tokenizer(task, policy)
     for split, examples in (("train", task.train_examples()), ("test", task.test_examples())):
         for i, ex in enumerate(examples):
             try:
