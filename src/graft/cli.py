@@ -112,27 +112,28 @@ def cmd_eval(args) -> int:
     import torch
 
     from graft.config import load_config
-    from graft.eval.evaluate import evaluate_both
+    from graft.eval.evaluate import evaluate_full
+    from graft.eval.report_tables import eval_table, parse_ks
     from graft.models.load import load_saved_policy
     from graft.train.checkpoint import write_atomic_text
     from graft.train.loop import build_task
 
+    ks = parse_ks(args.k)
+    samples = args.samples if args.samples is not None else max(ks)
+    if samples < max(ks):
+        raise GraftError(f"--samples {samples} is fewer than the largest k ({max(ks)}); pass@k needs n >= k")
     checkpoint, run_dir = _resolve_checkpoint(Path(args.target))
     overrides = [f"eval.num_examples={args.num_examples}"] if args.num_examples else []
     cfg = load_config(checkpoint / "config.yaml", overrides)
     torch.set_num_threads(cfg.threads)
     task = build_task(cfg.task)
     policy = load_saved_policy(checkpoint / "model")
-    result = {"checkpoint": str(checkpoint), **evaluate_both(policy, task, cfg.eval, cfg.seed)}
+    result = {"checkpoint": str(checkpoint), **evaluate_full(policy, task, cfg.eval, cfg.seed, ks, samples)}
     if run_dir is not None:
         (run_dir / "eval").mkdir(exist_ok=True)
         write_atomic_text(run_dir / "eval" / f"{checkpoint.name}.json", json.dumps(result, indent=2))
-    table = Table(title=f"{checkpoint}: {result['n']} held-out examples")
-    for col in ("greedy accuracy", "sampled accuracy", "mean completion length"):
-        table.add_column(col, justify="right")
-    table.add_row(f"{result['accuracy']:.3f}", f"{result['sampled_accuracy']:.3f}",
-                  f"{result['completion_len']:.1f}")
-    Console().print(table)
+    Console().print(eval_table(result, title=f"{checkpoint}: {result['n']} held-out examples, "
+                                              f"{samples} samples each at T={cfg.eval.temperature}"))
     return 0
 
 
@@ -159,9 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="held-out greedy and sampled accuracy of a run or checkpoint")
+    p = sub.add_parser("eval", help="held-out accuracy, pass@k, maj@k of a run or checkpoint")
     p.add_argument("target", help="run directory or checkpoint directory")
     p.add_argument("--num-examples", type=int, help="evaluate the first N test examples")
+    p.add_argument("--k", default="1", help="comma-separated k for pass@k and maj@k (default 1)")
+    p.add_argument("--samples", type=int, help="sampled completions per prompt (default: the largest k)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("quickstart", help="SFT then GRPO on the built-in task, from scratch, on CPU")
