@@ -1,4 +1,4 @@
-"""graft command line: train | eval | quickstart | list.
+"""graft command line: train | eval | quickstart | compare | seeds | fit | contamination | report | list.
 
 Errors in user input are printed as one line (``error: ...``) with exit code 2;
 nothing else is caught, so a bug still shows its traceback.
@@ -149,6 +149,15 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _lazy(module: str, name: str):
+    """A command handler imported only when its command runs (keeps `graft --help` fast)."""
+    def run(args) -> int:
+        from importlib import import_module
+
+        return getattr(import_module(module), name)(args)
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graft", description="SFT and RL with verifiable rewards.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,6 +180,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/quickstart", help="run directory (replaced if present)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("compare", help="runs grouped by config: IQM, 95%% CIs, P(improvement); --adastop")
+    p.add_argument("runs", nargs="+", help="run directories (or directories holding runs)")
+    p.add_argument("--metric", default="accuracy", help="accuracy (summary.json accuracy_after_rl), a "
+                   "summary.json key, or an eval/*.json key such as pass@4 (default accuracy)")
+    p.add_argument("--group-by", default="name", help="config key whose value groups runs (default name)")
+    p.add_argument("--plot", default="compare.png", help="where to save the plot ('' for none)")
+    p.add_argument("--json", help="also write the numbers to this JSON file")
+    p.add_argument("--reps", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap / AdaStop permutations")
+    p.add_argument("--adastop", action="store_true", help="AdaStop sequential test instead of intervals")
+    p.add_argument("--n", type=int, default=5, help="AdaStop: seeds per group per interim (default 5)")
+    p.add_argument("--K", type=int, default=4, help="AdaStop: most interims (default 4)")
+    p.add_argument("--alpha", type=float, default=0.05, help="AdaStop: family-wise error (default 0.05)")
+    p.add_argument("--B", type=int, default=10_000, help="AdaStop: permutations (default 10000)")
+    p.add_argument("--run-next", action="store_true", help="AdaStop: train the seeds still needed, retest")
+    p.set_defaults(func=_lazy("graft.eval.compare", "cmd_compare"))
+
+    p = sub.add_parser("seeds", help="train one config once per seed into OUT_ROOT/<name>-seed<S>")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--seeds", required=True, help="e.g. 0-4 or 0,1,2")
+    p.add_argument("--out-root", default="runs", help="parent directory of the runs (default runs)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    p.set_defaults(func=_lazy("graft.eval.seeds", "cmd_seeds"))
+
+    p = sub.add_parser("fit", help="fit the ScaleRL sigmoid to accuracy vs training compute")
+    p.add_argument("runs", nargs="+", help="run directories (or directories holding runs)")
+    p.add_argument("--metric", default="rollout/accuracy", help="metrics.jsonl key (default rollout/accuracy)")
+    p.add_argument("--compute", default="rollout_tokens", choices=["rollout_tokens", "steps"],
+                   help="x axis: cumulative sampled tokens of RL steps, or RL steps")
+    p.add_argument("--fit-fraction", type=float, default=0.5, help="also fit on this first share of each "
+                   "run and compare its predicted asymptote with the full fit (default 0.5)")
+    p.add_argument("--reps", type=int, default=200, help="bootstrap resamples (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--plot", default="fit.png", help="where to save the plot ('' for none)")
+    p.set_defaults(func=_lazy("graft.eval.scaling", "cmd_fit"))
+
+    p = sub.add_parser("contamination", help="exact and n-gram overlap between training and test data")
+    p.add_argument("--train", required=True, help="JSONL file (prompt, answer) or a task name")
+    p.add_argument("--test", required=True, help="JSONL file (prompt, answer) or a task name")
+    p.add_argument("--n", type=int, default=8, help="n-gram length in words (default 8)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="task options for task names, "
+                   "e.g. task.difficulty=3")
+    p.set_defaults(func=_lazy("graft.eval.contamination", "cmd_contamination"))
+
+    p = sub.add_parser("report", help="one self-contained HTML page: learning curves, evaluation, configs")
+    p.add_argument("runs", nargs="+", help="run directories (or directories holding runs)")
+    p.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
+    p.add_argument("--group-by", default="name", help="config key whose value groups runs (default name)")
+    p.set_defaults(func=_lazy("graft.eval.report", "cmd_report"))
 
     p = sub.add_parser("list", help="registered tasks and algorithm names")
     p.set_defaults(func=cmd_list)
