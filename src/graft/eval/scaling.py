@@ -64,13 +64,17 @@ def fit_scalerl(C, R, r0: float | None = None) -> dict:
     logc = np.log(C)
     p0 = [float(np.clip(R[-max(1, len(R) // 10):].mean(), lo_a + 1e-6, hi_a - 1e-6)), 1.0, float(np.median(logc))]
     lower, upper = [lo_a, 0.01, logc.min() - 10], [hi_a, 20.0, logc.max() + 10]
+    def free_r0(c, a, b, log_cmid, r):
+        return scalerl_curve(c, a, b, np.exp(log_cmid), r)
+
+    def fixed_r0(c, a, b, log_cmid):
+        return scalerl_curve(c, a, b, np.exp(log_cmid), r0)
+
+    func = free_r0 if r0 is None else fixed_r0
     if r0 is None:
-        func = lambda c, a, b, lm, r: scalerl_curve(c, a, b, np.exp(lm), r)
         p0.append(float(np.clip(R[: max(1, len(R) // 10)].mean(), lo_a + 1e-6, hi_a - 1e-6)))
         lower.append(lo_a)
         upper.append(hi_a)
-    else:
-        func = lambda c, a, b, lm: scalerl_curve(c, a, b, np.exp(lm), r0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OptimizeWarning)
         try:
