@@ -25,7 +25,6 @@ from pathlib import Path
 import yaml
 
 from graft.errors import GraftError
-from graft.train.logging import read_metrics
 
 
 @dataclass
@@ -47,6 +46,8 @@ class Run:
 
     def metrics(self) -> list[dict]:
         """metrics.jsonl rows (values that were NaN/inf are strings there; they come back as NaN)."""
+        from graft.train.logging import read_metrics  # imports torch: only when curves are needed
+
         rows = read_metrics(self.path / "metrics.jsonl")
         for row in rows:
             for key, value in row.items():
