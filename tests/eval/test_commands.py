@@ -2,38 +2,16 @@
 tiny real runs and on fake runs with chosen numbers; bad input gives one `error:` line and exit 2."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from conftest import TINY
+from fakes import fake_run
 
 from graft.cli import main
-from graft.config import build_config, dump_config
 from graft.eval.scaling import scalerl_curve
 from graft.eval.seeds import parse_seeds, train_seeds
-
-
-def fake_run(root: Path, name: str, seed: int, accuracy: float | None, *, difficulty: int = 2,
-             curve=None, metrics=True) -> Path:
-    """A finished-looking run: a real tiny config, summary.json, and metrics.jsonl with an RL curve."""
-    run = root / f"{name}-seed{seed}"
-    run.mkdir(parents=True)
-    cfg = build_config({}, [*TINY, f"name={name}", f"seed={seed}", f"task.difficulty={difficulty}"])
-    (run / "config.yaml").write_text(dump_config(cfg))
-    if accuracy is not None:
-        (run / "summary.json").write_text(json.dumps({
-            "name": name, "seed": seed, "accuracy_after_sft": 0.1, "accuracy_after_rl": accuracy,
-            "sampled_accuracy_after_sft": 0.2, "sampled_accuracy_after_rl": accuracy}))
-    if metrics:
-        rows = [{"step": 0, "losses/sft": 1.0, "mix/sft_share": 1.0}]
-        for i, acc in enumerate(curve if curve is not None else [0.2, 0.3]):
-            rows.append({"step": i + 1, "rollout/accuracy": float(acc), "rollout/reward_mean": float(acc),
-                         "rollout/completion_len": 10.0, "losses/entropy": 1.0, "losses/kl": 0.0,
-                         "mix/sft_share": 0.0})
-        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return run
 
 
 def error_line(capsys, argv) -> str:
@@ -46,12 +24,13 @@ def error_line(capsys, argv) -> str:
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
-    """Two configs (names a, b) x two seeds of the tiny training run (~3 s each)."""
+    """Two configs (names a, b) x two seeds of a shortened tiny training run (~2 s each)."""
     root = tmp_path_factory.mktemp("runs")
     config = root / "c.yaml"
     config.write_text("seed: 0\n")
     for name in ("a", "b"):
-        train_seeds(config, [0, 1], root, [*TINY, f"name={name}"])
+        train_seeds(config, [0, 1], root, [*TINY, "threads=1", f"name={name}", "rl.steps=2",
+                                           "eval.num_examples=8"])
     return root
 
 
@@ -60,7 +39,7 @@ def test_eval_with_k_writes_pass_and_maj(tiny_runs, capsys):
     assert main(["eval", str(run), "--k", "1,2", "--num-examples", "8"]) == 0
     out = capsys.readouterr().out
     assert "pass@2" in out and "maj@2" in out
-    result = json.loads((run / "eval" / "step_8.json").read_text())
+    result = json.loads((run / "eval" / "step_6.json").read_text())
     assert result["samples"] == 2 and result["k"] == [1, 2] and result["n"] == 8
     assert set(result["by_difficulty"]) == {"2"}  # arithmetic at one difficulty: one row
     assert 0.0 <= result["pass@1"] <= result["pass@2"] <= 1.0
@@ -105,15 +84,20 @@ def test_adastop_decides_separated_groups(tmp_path, capsys):
     assert "high > low" in out  # rejected at the first interim: 4 seeds each were enough
 
 
-def test_adastop_asks_for_more_seeds_then_trains_them(tiny_runs, capsys):
-    # with 2 seeds per interim nothing can be rejected at the first interim (6 relabellings)
-    assert main(["compare", str(tiny_runs), "--adastop", "--n", "2", "--K", "2"]) == 0
-    assert "more seeds needed" in capsys.readouterr().err
-    assert main(["compare", str(tiny_runs), "--adastop", "--n", "2", "--K", "2", "--run-next"]) == 0
+def test_adastop_asks_for_more_seeds_then_trains_them(tmp_path, capsys):
+    # one seed per interim: nothing can be rejected at the first (2 relabellings), so AdaStop asks for
+    # the next batch; --run-next trains it from each group's own config (real tiny runs)
+    fake_run(tmp_path, "a", 0, 0.0)
+    fake_run(tmp_path, "b", 0, 0.0)
+    argv = ["compare", str(tmp_path), "--adastop", "--n", "1", "--K", "2"]
+    assert main(argv) == 0
+    assert "more seeds needed for interim 2 of 2 (1 per group): a: seeds 1; b: seeds 1" in capsys.readouterr().err
+    assert main([*argv, "--run-next"]) == 0
     captured = capsys.readouterr()
-    assert "training the next batch: a: seeds 2, 3; b: seeds 2, 3" in captured.err
-    assert (tiny_runs / "b-seed3" / "summary.json").is_file()
+    assert "training the next batch: a: seeds 1; b: seeds 1" in captured.err
+    assert (tmp_path / "b-seed1" / "summary.json").is_file()
     assert "more seeds needed" not in captured.err  # the second interim is the last: decided
+    assert "a = b" in captured.out
 
 
 def test_fit_on_fake_runs(tmp_path, capsys):

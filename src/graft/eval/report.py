@@ -135,9 +135,10 @@ def render(runs: list[Run], group_by: str = "name") -> str:
         raise GraftError(f"no metrics in {', '.join(empty)} (metrics.jsonl missing or empty: did the run start?)")
     groups = group_runs(runs, group_by)
     images = curve_images(groups)
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>graft report</title>"
-             f"<style>{STYLE}</style></head><body><h1>graft report: {len(runs)} runs in {len(groups)} "
-             f"group{'s' * (len(groups) > 1)} (by {html.escape(group_by)})</h1>"]
+    header = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>graft report</title>"
+              f"<style>{STYLE}</style></head><body><h1>graft report: {len(runs)} runs in {len(groups)} "
+              f"group{'s' * (len(groups) > 1)} (by {html.escape(group_by)})</h1>")
+    parts = [header]
     parts.append("<p class='note'>Lines: mean over the seeds of a group at each step. Bands: 95% t-interval of "
                  "that mean across seeds (none where a group has one seed). Per-step RL metrics are measured on "
                  "that step's training samples; held-out numbers are in the evaluation table.</p>")
