@@ -115,8 +115,8 @@ def cmd_compare(args) -> int:
     out = Console()
     table = Table(title=f"{args.metric} by {args.group_by} ({', '.join(sorted(sources))}); "
                         f"{summary['confidence']:.0%} stratified bootstrap CIs, {args.reps} resamples")
-    for col in ("group", "seeds", "IQM [CI]", "mean [CI]", "optimality gap"):
-        table.add_column(col, justify="left" if col == "group" else "right")
+    for col in ("group", "seeds", "IQM [CI]", "mean [CI]", "opt. gap"):
+        table.add_column(col, justify="left" if col == "group" else "right", no_wrap=col != "group")
     for label, g in summary["groups"].items():
         table.add_row(label, str(g["seeds"]), _fmt(g["iqm"]), _fmt(g["mean"]), f"{g['optimality_gap']:.3f}")
     out.print(table)
@@ -130,7 +130,7 @@ def cmd_compare(args) -> int:
         out.print(table)
     few = [label for label, v in values.items() if len(v) < FEW_SEEDS]
     if few:
-        Console(stderr=True).print(f"note: {', '.join(few)} have fewer than {FEW_SEEDS} seeds; percentile "
+        Console(stderr=True).print(f"note: fewer than {FEW_SEEDS} seeds in {', '.join(few)}; percentile "
                                    f"bootstrap intervals from so few seeds are too narrow: read them as rough")
     if args.plot:
         plot_compare(summary, args.metric, Path(args.plot))

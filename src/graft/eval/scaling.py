@@ -26,6 +26,10 @@ graft's version and its deviations (also in docs/evaluation.md):
 - Intervals: percentile bootstrap over the (C, R) points (pairs resampled
   with replacement), refitting each time; points of one step are not
   independent of their neighbours' policy, so treat them as approximate.
+- Seeds of one config are averaged step by step before fitting (the curve of
+  the config's expected performance); the intervals are over the steps of
+  that mean curve and do not include seed-to-seed spread: `graft compare`
+  is the tool for that.
 """
 
 from __future__ import annotations
@@ -44,11 +48,12 @@ def scalerl_curve(C, A: float, B: float, C_mid: float, R0: float) -> np.ndarray:
     return R0 + (A - R0) / (1.0 + (C_mid / C) ** B)
 
 
-def fit_scalerl(C, R, r0: float | None = None) -> dict:
+def fit_scalerl(C, R, r0: float | None = None, start: dict | None = None) -> dict:
     """Least-squares fit of Eq. 1 to points (C, R); returns A, B, C_mid, R0 and the RMSE.
 
     C_mid is fitted on a log scale (it spans orders of magnitude); B is bounded to (0.01, 20);
-    when every R lies in [0, 1] (a rate), A and R0 are bounded to [0, 1] too.
+    when every R lies in [0, 1] (a rate), A and R0 are bounded to [0, 1] too. ``start`` (a previous
+    fit's result) is the initial guess; the bootstrap passes the full fit so that refits converge fast.
     Raises ValueError when there are too few points or the fit does not converge.
     """
     C, R = np.asarray(C, dtype=float), np.asarray(R, dtype=float)
@@ -75,10 +80,15 @@ def fit_scalerl(C, R, r0: float | None = None) -> dict:
         p0.append(float(np.clip(R[: max(1, len(R) // 10)].mean(), lo_a + 1e-6, hi_a - 1e-6)))
         lower.append(lo_a)
         upper.append(hi_a)
+    if start is not None:
+        p0[:3] = [float(np.clip(start["A"], lo_a, hi_a)), float(np.clip(start["B"], 0.01, 20.0)),
+                  float(np.clip(np.log(start["C_mid"]), lower[2], upper[2]))]
+        if r0 is None:
+            p0[3] = float(np.clip(start["R0"], lo_a, hi_a))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OptimizeWarning)
         try:
-            params, _ = curve_fit(func, C, R, p0=p0, bounds=(lower, upper), maxfev=20_000)
+            params, _ = curve_fit(func, C, R, p0=p0, bounds=(lower, upper), maxfev=1_000)
         except RuntimeError as exc:
             raise ValueError(f"the sigmoid fit did not converge ({exc})") from None
     A, B, log_cmid = params[:3]
@@ -98,7 +108,7 @@ def bootstrap_scalerl(C, R, r0: float | None, rng: np.random.Generator, reps: in
     for _ in range(reps):
         idx = rng.integers(0, len(C), size=len(C))
         try:
-            f = fit_scalerl(C[idx], R[idx], r0)
+            f = fit_scalerl(C[idx], R[idx], r0, start=fit)
         except ValueError:
             failed += 1
             continue
@@ -143,6 +153,12 @@ def run_curve(run, metric: str, compute: str) -> tuple[np.ndarray, np.ndarray]:
     return C, np.array([float(r[metric]) for r in rows])
 
 
+def mean_curve(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Seeds of one config averaged step by step (over the steps every seed reached): (mean C, mean R)."""
+    steps = min(len(c) for c, _ in curves)
+    return (np.mean([c[:steps] for c, _ in curves], axis=0), np.mean([r[:steps] for _, r in curves], axis=0))
+
+
 def cmd_fit(args) -> int:
     from pathlib import Path
 
@@ -153,14 +169,10 @@ def cmd_fit(args) -> int:
 
     groups = group_runs(find_runs(args.runs), "name")
     rng = np.random.default_rng(args.seed)
-    table = Table(title=f"ScaleRL fit of {args.metric} vs compute ({args.compute}); 95% bootstrap intervals")
-    for col in ("name", "seeds", "points", "R0", "A [CI]", "B [CI]", "C_mid [CI]",
-                f"A from first {args.fit_fraction:.0%}", "RMSE"):
-        table.add_column(col, justify="left" if col == "name" else "right")
     fits = {}
     for label, members in sorted(groups.items()):
         curves = [run_curve(r, args.metric, args.compute) for r in members]
-        C, R = np.concatenate([c for c, _ in curves]), np.concatenate([r for _, r in curves])
+        C, R = mean_curve(curves)
         r0 = None
         if args.metric == "rollout/accuracy":
             held = [r.summary.get("sampled_accuracy_after_sft") for r in members if r.summary]
@@ -172,13 +184,21 @@ def cmd_fit(args) -> int:
             raise GraftError(f"{label}: {exc}") from None
         fits[label] = (C, R, full, early)
 
-        def ci(name, fmt, f=full):
-            lo, hi = f.get(f"{name}_ci", (float("nan"), float("nan")))
-            return f"{f[name]:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
-
-        table.add_row(label, str(len(members)), str(full["points"]), f"{full['R0']:.3f}", ci("A", ".3f"),
-                      ci("B", ".2f"), ci("C_mid", ".3g"), f"{early['A']:.3f}", f"{full['rmse']:.3f}")
-    Console().print(table)
+        table = Table(title=f"{label}: ScaleRL fit of {args.metric} (mean of {len(members)} seeds, "
+                            f"{full['points']} RL steps) vs compute ({args.compute})")
+        for col in ("parameter", "estimate", "95% bootstrap CI"):
+            table.add_column(col, justify="left" if col == "parameter" else "right")
+        for name, what in (("A", "asymptote"), ("B", "steepness"), ("C_mid", "compute at half gain")):
+            lo, hi = full.get(f"{name}_ci", (float("nan"), float("nan")))
+            table.add_row(f"{name} ({what})", f"{full[name]:.4g}", f"[{lo:.4g}, {hi:.4g}]")
+        table.add_row("R0 (start, fixed)" if r0 is not None else "R0 (start, fitted)", f"{full['R0']:.4g}", "")
+        table.add_row(f"A fitted on the first {args.fit_fraction:.0%} of compute", f"{early['A']:.4g}", "")
+        table.add_row("RMSE of the full fit", f"{full['rmse']:.4g}", "")
+        Console().print(table)
+    for label, (_, _, full, _) in fits.items():
+        if full["bootstrap_failed"] > 0.05 * args.reps:
+            Console(stderr=True).print(f"note: {label}: {full['bootstrap_failed']} of {args.reps} bootstrap refits "
+                                       f"did not converge; the intervals leave them out")
     if args.plot:
         _plot_fits(fits, args.metric, args.compute, Path(args.plot))
         Console(stderr=True).print(f"plot: {args.plot}")
