@@ -43,6 +43,12 @@ def test_eval_with_k_writes_pass_and_maj(tiny_runs, capsys):
     assert result["samples"] == 2 and result["k"] == [1, 2] and result["n"] == 8
     assert set(result["by_difficulty"]) == {"2"}  # arithmetic at one difficulty: one row
     assert 0.0 <= result["pass@1"] <= result["pass@2"] <= 1.0
+    # by default (--k 1, one sample) graft eval repeats the end-of-training evaluation exactly
+    other = tiny_runs / "b-seed1"
+    assert main(["eval", str(other)]) == 0
+    again, final = (json.loads((other / "eval" / f).read_text()) for f in ("step_6.json", "final.json"))
+    for key in ("n", "accuracy", "sampled_accuracy", "completion_len"):
+        assert again[key] == final[key], key
 
 
 def test_compare_and_report_on_tiny_runs(tiny_runs, tmp_path, capsys):

@@ -2,8 +2,9 @@
 
 import pytest
 
-from graft.eval.evaluate import Graded, answer_of, summarize
+from graft.eval.evaluate import Graded, answer_of, breakdown, summarize
 from graft.tasks.arithmetic import ArithmeticTask
+from graft.tasks.base import Example
 
 
 def test_summarize_hand_made():
@@ -32,3 +33,19 @@ def test_answer_of_uses_the_task_or_the_last_line():
     assert answer_of(task, "no marker") is None
     assert answer_of(object(), "steps\n  42 \n\n") == "42"
     assert answer_of(object(), "  \n") is None
+
+
+def test_breakdown_by_difficulty():
+    examples = [Example("a", "1", meta={"difficulty": 1}), Example("b", "2", meta={"difficulty": 3}),
+                Example("c", "3", meta={"difficulty": 1})]
+    greedy = [Graded(0, True, 1.0, "1", 2), Graded(1, False, 0.0, "0", 4), Graded(2, False, 0.0, "0", 6)]
+    sampled = [Graded(0, True, 1.0, "1", 1), Graded(0, True, 1.0, "1", 1),
+               Graded(1, False, 0.0, "0", 1), Graded(1, True, 1.0, "2", 1),
+               Graded(2, False, 0.0, "0", 1), Graded(2, False, 0.0, "9", 1)]
+    out = breakdown(examples, greedy, sampled, samples=2, ks=[1, 2])
+    assert out["accuracy"] == pytest.approx(1 / 3, abs=1e-15)
+    assert set(out["by_difficulty"]) == {"1", "3"}
+    easy, hard = out["by_difficulty"]["1"], out["by_difficulty"]["3"]
+    assert easy["n"] == 2 and easy["accuracy"] == 0.5 and easy["pass@2"] == 0.5 and easy["completion_len"] == 4.0
+    assert hard["n"] == 1 and hard["sampled_accuracy"] == 0.5 and hard["pass@2"] == 1.0
+    assert hard["maj@2"] == 0.5  # a tie between "0" (wrong) and "2" (right)

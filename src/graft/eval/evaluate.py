@@ -132,8 +132,14 @@ def evaluate_full(policy: Policy, task: Task, eval_cfg, seed: int, ks: list[int]
     greedy = decode(policy, task, examples, repeats=1, temperature=0.0, **common)
     sampled = decode(policy, task, examples, repeats=samples, temperature=eval_cfg.temperature,
                      generator=_sampling_seed(seed), **common)
-    result = {"samples": samples, "k": list(ks), "temperature": eval_cfg.temperature,
-              **summarize(greedy, sampled, len(examples), samples, ks)}
+    return {"samples": samples, "k": list(ks), "temperature": eval_cfg.temperature,
+            **breakdown(examples, greedy, sampled, samples, ks)}
+
+
+def breakdown(examples: list[Example], greedy: list[Graded], sampled: list[Graded], samples: int,
+              ks: list[int]) -> dict:
+    """``summarize`` over all examples, and under "by_difficulty" per ``meta["difficulty"]``."""
+    result = summarize(greedy, sampled, len(examples), samples, ks)
     levels: dict[str, list[int]] = {}
     for i, ex in enumerate(examples):
         levels.setdefault(str(ex.meta.get("difficulty", "-")), []).append(i)

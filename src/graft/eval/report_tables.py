@@ -19,21 +19,22 @@ def parse_ks(text: str) -> list[int]:
 
 
 def eval_table(result: dict, title: str) -> Table:
-    """One row per difficulty level (plus 'all' when there are several): greedy and sampled
-    accuracy, pass@k, maj@k, mean completion length of greedy and of sampled completions."""
+    """One row per number, one column per difficulty level (plus 'all' when there are several):
+    greedy and sampled accuracy, pass@k, maj@k, mean completion length of greedy and sampled
+    completions."""
     ks = result["k"]
+    levels = dict(result["by_difficulty"])
+    if len(levels) > 1:
+        levels["all"] = result
     table = Table(title=title)
-    for col in ("level", "n", "greedy", "sampled", *(f"pass@{k}" for k in ks),
-                *(f"maj@{k}" for k in ks), "len", "len(s)"):
-        table.add_column(col, justify="right")
-
-    def row(label: str, r: dict) -> list[str]:
-        return [label, str(r["n"]), f"{r['accuracy']:.3f}", f"{r['sampled_accuracy']:.3f}",
-                *(f"{r[f'pass@{k}']:.3f}" for k in ks), *(f"{r[f'maj@{k}']:.3f}" for k in ks),
-                f"{r['completion_len']:.1f}", f"{r['sampled_completion_len']:.1f}"]
-
-    for level, r in result["by_difficulty"].items():
-        table.add_row(*row(level, r))
-    if len(result["by_difficulty"]) > 1:
-        table.add_row(*row("all", result), style="bold")
+    table.add_column("")
+    for level in levels:
+        table.add_column(f"difficulty {level}" if level != "all" else "all", justify="right")
+    rows = [("n examples", "n", "d"), ("greedy accuracy", "accuracy", ".3f"),
+            ("sampled accuracy", "sampled_accuracy", ".3f"),
+            *((f"pass@{k}", f"pass@{k}", ".3f") for k in ks), *((f"maj@{k}", f"maj@{k}", ".3f") for k in ks),
+            ("mean length, greedy", "completion_len", ".1f"),
+            ("mean length, sampled", "sampled_completion_len", ".1f")]
+    for label, key, fmt in rows:
+        table.add_row(label, *(format(r[key], fmt) for r in levels.values()))
     return table
