@@ -95,14 +95,16 @@ def eval_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
             for k in data:
                 if (k.startswith(("pass@", "maj@")) and k not in eval_keys):
                     eval_keys.append(k)
-    columns = ["name", "seed", *summary_keys, "eval file", "greedy", "sampled", *eval_keys]
+    columns = ["name", "seed", *summary_keys, "eval file", "n", "greedy", "sampled", *eval_keys]
     rows = []
     for run in runs:
         s = run.summary or {}
         head = [run.name, str(run.seed), *(_num(s.get(k)) for k in summary_keys)]
         files = run.evals or {"-": {}}
         for stem, data in files.items():
-            rows.append([*head, stem, _num(data.get("accuracy")), _num(data.get("sampled_accuracy")),
+            n = data.get("n")
+            rows.append([*head, stem, str(n) if isinstance(n, int) else "-", _num(data.get("accuracy")),
+                         _num(data.get("sampled_accuracy")),
                          *(_num(data.get(k)) for k in eval_keys)])
             head = ["", "", *([""] * len(summary_keys))]
     return columns, rows
