@@ -59,3 +59,22 @@ def test_replay_stops_where_the_seeds_stop():
     assert result.undecided_methods() == ["a", "b"]
     with pytest.raises(ValueError):
         AdaStop(["a"], n=3, K=3)
+
+
+def test_no_decision_when_the_budget_admits_only_the_largest_relabelling():
+    # n = 3, K = 2: the first interim may spend alpha / 2 = 0.025 < 1 / C(6, 3), so only the largest
+    # permuted value is admissible; swapping the two groups attains the statistic exactly, so nothing
+    # can be rejected there. With these numbers a statistic computed from whole-sample means (as the
+    # reference does) and permuted values from a matrix product differed in the last bit, and the
+    # first interim rejected; graft computes both the same way.
+    gen = np.random.default_rng(0)
+    scores = {"sft-only": [], "sft+grpo": [], "grpo": []}
+    for _ in range(6):
+        scores["sft-only"].append(0.6 + gen.normal(0, 0.05))
+        scores["sft+grpo"].append(0.7 + gen.normal(0, 0.05))
+        scores["grpo"].append(0.5 + gen.normal(0, 0.08))
+    ours = adastop(scores, n=3, K=2)
+    assert set(ours.decided_at.values()) == {1}  # every decision at the second interim
+    ref_decisions, _, ref_bounds = reference(scores, 3, 2, 10_000, 0.05, 0)
+    assert ours.decisions == ref_decisions
+    np.testing.assert_allclose(ours.boundaries, ref_bounds, rtol=0, atol=1e-12)

@@ -184,3 +184,21 @@ def test_same_seed_twice_in_a_group_is_refused(tmp_path, capsys):
 def test_fake_run_config_is_a_real_config(tmp_path):
     run = fake_run(tmp_path, "a", 3, 0.5)
     assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == 3
+
+
+def test_compare_reads_eval_files(tmp_path, capsys):
+    for seed in range(2):
+        for name, value in (("x", 0.4 + 0.1 * seed), ("y", 0.7 + 0.1 * seed)):
+            run = fake_run(tmp_path, name, seed, 0.5)
+            (run / "eval").mkdir()
+            (run / "eval" / "step_2.json").write_text(json.dumps({"pass@4": 0.0}))
+            (run / "eval" / "step_10.json").write_text(json.dumps({"pass@4": value}))  # the newest
+    out_json = tmp_path / "o.json"
+    plot = tmp_path / "p.png"
+    assert main(["compare", str(tmp_path), "--metric", "pass@4", "--json", str(out_json), "--plot", str(plot),
+                 "--reps", "200"]) == 0
+    data = json.loads(out_json.read_text())
+    assert data["sources"] == ["eval/step_10.json"]
+    assert data["groups"]["y"]["mean"][0] == pytest.approx(0.75, abs=1e-12)
+    assert data["improvement"]["y > x"][0] == 1.0
+    assert plot.stat().st_size > 1000

@@ -26,7 +26,8 @@ module follows step by step so that both reach the same decisions:
 - Rejected comparisons are "larger" / "smaller" (sign of mean_i - mean_j);
   those still undecided after interim K-1 are declared "equal".
 
-Faithful to the reference, including two of its choices a reader should know:
+Faithful to the reference, including two of its choices a reader should know
+(and one correction of float rounding, below):
 the permuted values are signed while the statistic is absolute (so the test
 is, in effect, two-sided at about twice the nominal tail), and the permutation
 draws come from ``numpy.random.RandomState(seed)``, a private instance (not
@@ -36,6 +37,12 @@ default); one n for all methods; and when the permutations are random from
 the first interim on (B <= C(2n, n), i.e. n >= 8 at B = 10,000), the tail
 probabilities of later interims are normalised by B, the number of paths,
 where the reference uses C(2n, n) ** floor(log B / log C(2n, n)) = 1.
+Rounding: the reference computes the observed statistic from whole-sample
+means and the permuted values from per-interim means, so when the budget
+admits only the largest permuted value (which the relabelling that swaps the
+two groups makes exactly equal to the statistic), a difference in the last
+bit can declare a difference that the test cannot support. Here the
+statistic is the identity relabelling's own value, summed the same way.
 """
 
 from __future__ import annotations
@@ -50,9 +57,14 @@ Pair = tuple[str, str]
 
 
 def _block_diffs(z: np.ndarray, masks: np.ndarray, n: int) -> np.ndarray:
-    """mean(z[mask]) - mean(z[~mask]) for each row of masks (P, 2n)."""
-    inside = masks @ z / n  # (P,)
-    outside = (~masks) @ z / (len(z) - n)
+    """mean(z[mask]) - mean(z[~mask]) for each row of masks (P, 2n).
+
+    Row sums (not a matrix product) so that every row is summed the same way: the complement of a
+    relabelling then gives exactly the negated value, and the observed statistic (the identity row)
+    is exactly one of the permuted values, so float rounding can never make it exceed them all.
+    """
+    inside = np.where(masks, z, 0.0).sum(axis=1) / n  # (P,)
+    outside = np.where(~masks, z, 0.0).sum(axis=1) / (len(z) - n)
     return inside - outside
 
 
@@ -99,6 +111,7 @@ class AdaStop:
         self.boundaries: list[float] = []
         self.current: list[Pair] = list(self.pairs)
         self.diffs: dict[Pair, np.ndarray] = {}  # permuted statistic paths of undecided pairs
+        self.observed: dict[Pair, float] = {}  # signed statistic: sum of per-interim mean differences
 
     @property
     def finished(self) -> bool:
@@ -113,8 +126,10 @@ class AdaStop:
             keep = np.abs(stacked).max(axis=0) <= self.boundaries[-1]
             kept = {p: self.diffs[p][keep] for p in self.current}
             count = int(keep.sum())
+        identity = _masks([range(n)], 2 * n)
         for pair in self.current:
             block = np.concatenate([z[pair[0]][k * n : (k + 1) * n], z[pair[1]][k * n : (k + 1) * n]])
+            self.observed[pair] = self.observed.get(pair, 0.0) + float(_block_diffs(block, identity, n)[0])
             if exhaustive:
                 new = _block_diffs(block, _masks(list(itertools.combinations(range(2 * n), n)), 2 * n), n)
                 if k == 0:
@@ -144,7 +159,7 @@ class AdaStop:
         self._permutation_paths(z)
         budget = self.alpha * (k + 1) / self.K
         cont = list(self.current)
-        signed = {p: (k + 1) * (z[p[0]][: (k + 1) * n].mean() - z[p[1]][: (k + 1) * n].mean()) for p in cont}
+        signed = {p: self.observed[p] for p in cont}  # = (k+1) (mean_i - mean_j) up to rounding
         bound, level_to_add = np.inf, 0.0
         while cont:
             values = np.sort(np.stack([self.diffs[p] for p in cont]).max(axis=0))  # (P,)

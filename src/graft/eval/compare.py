@@ -1,5 +1,6 @@
 """`graft compare`: runs grouped by config (seeds as repetitions), IQM and mean with stratified
-bootstrap 95% intervals, pairwise probability of improvement, a plot; or, with ``--adastop``,
+bootstrap 95% intervals, pairwise probability of improvement, a plot (IQM intervals, P(X > Y)
+intervals, performance profiles); or, with ``--adastop``,
 the AdaStop sequential test and the seeds it still needs.
 
 The numbers are computed by the pure functions of ``graft.eval.stats`` on a
@@ -23,6 +24,7 @@ from graft.eval.stats import (
     aggregate_iqm,
     aggregate_mean,
     aggregate_optimality_gap,
+    performance_profile,
     probability_of_improvement,
     stratified_bootstrap_ci,
 )
@@ -79,7 +81,7 @@ def plot_compare(summary: dict, metric: str, path: Path) -> None:
 
     labels = list(summary["groups"])
     pairs = list(summary["improvement"])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.6 * max(len(labels), len(pairs)) + 2))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 0.6 * max(len(labels), len(pairs)) + 2.5))
     for i, label in enumerate(labels):
         g = summary["groups"][label]
         point, lo, hi = g["iqm"]
@@ -94,6 +96,15 @@ def plot_compare(summary: dict, metric: str, path: Path) -> None:
     ax2.set_xlim(-0.02, 1.02)
     ax2.set_yticks(range(len(pairs)), [p.replace(" > ", " > ") for p in pairs])
     ax2.set_xlabel("P(X > Y): probability of improvement")
+    every = np.concatenate([summary["groups"][label]["scores"] for label in labels])
+    taus = np.linspace(every.min() - 1e-9, every.max(), 200)
+    for i, label in enumerate(labels):
+        profile = performance_profile(np.asarray(summary["groups"][label]["scores"])[:, None], taus)
+        ax3.step(taus, profile, where="post", color=f"C{i}", label=label)
+    ax3.set_xlabel(f"{metric} threshold tau")
+    ax3.set_ylabel("fraction of seeds > tau")
+    ax3.set_title("performance profile", fontsize=10)
+    ax3.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
