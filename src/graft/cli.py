@@ -113,7 +113,7 @@ def cmd_eval(args) -> int:
 
     from graft.config import load_config
     from graft.eval.evaluate import evaluate_full
-    from graft.eval.report_tables import eval_table, parse_ks
+    from graft.eval.tables import eval_table, parse_ks
     from graft.models.load import load_saved_policy
     from graft.train.checkpoint import write_atomic_text
     from graft.train.loop import build_task
