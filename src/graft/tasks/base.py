@@ -58,3 +58,6 @@ class Task(Protocol):
     def score(self, example: Example, completion: str) -> Score:
         """Verify a completion against the example. Never raises on bad completions."""
         ...
+
+    # Optional: ``final_answer(completion) -> str | None``, the answer in canonical form that
+    # maj@k votes on (graft.eval.evaluate.answer_of falls back to the last non-empty line).
