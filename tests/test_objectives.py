@@ -19,7 +19,7 @@ from graft.train.registry import registries
 
 # smaller than the TINY run of conftest: no SFT, 2 RL steps, evaluation on 8 examples
 FAST = [
-    "name=objective", "log.progress=false", "model.d_model=32", "model.n_layers=1", "model.n_heads=2",
+    "name=objective", "log.progress=false", "threads=1", "model.d_model=32", "model.n_layers=1", "model.n_heads=2",
     "task.difficulty=1", "task.num_train=64", "task.num_test=8", "sft.steps=0",
     "rl.steps=2", "rl.num_prompts=3", "rl.num_generations=4", "rl.max_new_tokens=12",
     "eval.num_examples=8", "eval.max_new_tokens=12", "checkpoint.every=2",
