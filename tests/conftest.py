@@ -2,7 +2,7 @@ import pytest
 
 # A run small enough for a unit test: tiny model, tiny task, a few steps of each phase.
 TINY = [
-    "name=tiny", "log.progress=false",
+    "name=tiny", "log.progress=false", "threads=1",
     "model.d_model=32", "model.n_layers=2", "model.n_heads=2",
     "task.name=arithmetic", "task.difficulty=2", "task.num_train=300", "task.num_test=40",
     "sft.steps=4", "sft.batch_size=16", "sft.warmup_steps=1",

@@ -19,7 +19,7 @@ from graft.train.registry import registries
 
 # smaller than the TINY run of conftest: no SFT, 2 RL steps, evaluation on 8 examples
 FAST = [
-    "name=objective", "log.progress=false", "model.d_model=32", "model.n_layers=1", "model.n_heads=2",
+    "name=objective", "log.progress=false", "threads=1", "model.d_model=32", "model.n_layers=1", "model.n_heads=2",
     "task.difficulty=1", "task.num_train=64", "task.num_test=8", "sft.steps=0",
     "rl.steps=2", "rl.num_prompts=3", "rl.num_generations=4", "rl.max_new_tokens=12",
     "eval.num_examples=8", "eval.max_new_tokens=12", "checkpoint.every=2",
@@ -35,8 +35,8 @@ NEEDS = {
     ("algo.policy_loss", "cispo"): ["rl.num_iterations=2", "algo.clip_low=1.0"],
     ("shaping.length", "laser"): ["shaping.target_len=6"],
 }
-# tasks have their own tests (tests/tasks; task files need data); schedules too (tests/mix/test_schedules.py)
-SKIP_KEYS = {"task.name", "mix.schedule"}
+# tested in tests/tasks and tests/rewards (they need data files); schedules in tests/mix/test_mix_schedules.py
+SKIP_KEYS = {"task.name", "task.grader", "mix.schedule"}
 
 CASES = [(key, name) for key, names in registries().items() if key not in SKIP_KEYS for name in names]
 # switches that are not registry names

@@ -19,39 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from graft.eval.stats import aggregate_iqm, probability_of_improvement, stratified_bootstrap_ci
+
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = 0.55  # compute to reach this held-out greedy accuracy (warm start 0.465, SFT plateau ~0.59)
 REPS = 20_000  # bootstrap replicates
 SEED = 0  # bootstrap RNG
-
-try:
-    from graft.eval.stats import aggregate_iqm, probability_of_improvement, stratified_bootstrap_ci
-except ImportError:  # FALLBACK until issue 6 (graft.eval.stats) is merged: same names and formulas
-
-    def aggregate_iqm(scores):
-        """25%-trimmed mean over the last two axes pooled (rliable's IQM), batched over leading axes."""
-        arr = np.asarray(scores, dtype=float)
-        flat = np.sort(arr.reshape(*arr.shape[:-2], -1), axis=-1)
-        cut = int(0.25 * flat.shape[-1])
-        return flat[..., cut : flat.shape[-1] - cut].mean(axis=-1)
-
-    def probability_of_improvement(scores_x, scores_y):
-        """P(X > Y) + 0.5 P(X = Y), averaged over tasks (Mann-Whitney U / (N K))."""
-        x, y = np.asarray(scores_x, dtype=float), np.asarray(scores_y, dtype=float)
-        xi, yj = x[..., :, None, :], y[..., None, :, :]
-        return ((xi > yj) + 0.5 * (xi == yj)).mean(axis=(-3, -2)).mean(axis=-1)
-
-    def stratified_bootstrap_ci(statistic, *score_matrices, rng, reps=10_000, confidence=0.95):
-        """(point, lower, upper): runs resampled with replacement within each task, percentile interval."""
-        mats = [np.asarray(m, dtype=float) for m in score_matrices]
-        point = float(statistic(*mats))
-        resampled = []
-        for mat in mats:
-            idx = rng.integers(0, mat.shape[0], size=(reps, *mat.shape))
-            resampled.append(np.take_along_axis(mat[None], idx, axis=-2))
-        lo, hi = np.quantile(np.asarray(statistic(*resampled)), [(1 - confidence) / 2, (1 + confidence) / 2])
-        return point, float(lo), float(hi)
-
 
 def load(work: Path) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {}

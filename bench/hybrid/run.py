@@ -38,49 +38,49 @@ BASE = [
     "model.d_model=64", "model.n_layers=2", "model.n_heads=2",
     "task.name=arithmetic", "task.difficulty=2", "task.num_train=10000", "task.num_test=200",
     "task.demo_fraction=0.1",
-    "sft.batch_size=32", "sft.lr=0.003", "sft.warmup_steps=0",
+    "sft.batch_size=32", "sft.lr=0.001", "sft.warmup_steps=20",  # SFT after the warm start (fresh Adam)
     "rl.num_prompts=8", "rl.num_generations=8", "rl.max_new_tokens=32", "rl.lr=0.00003",
     "eval.num_examples=200", "eval.max_new_tokens=32",
     "mix.sft_lr=0.001",
 ]
-WARM = ["name=warm", "seed=0", "sft.steps=400", "sft.warmup_steps=20", "rl.steps=0"]
-LONG = 100_000  # step counts that the budget, not the config, ends
-
-# the schedules' settings in this bench; anything not set here is the config default
-SCHEDULE_SETTINGS = {
-    "sft_then_rl": ["sft.steps=300"],  # ~0.8M of SFT (where SFT alone levels off in pilots), then RL
-    "interleaved": ["mix.buffer_size=8"],
-    "adaptive": [],
-    "hints": ["mix.hint_steps=150"],  # hints fade out over about the first half of the RL steps
-    "inject": [],
-    "weighted": ["mix.sft_weight=1.0", "mix.sft_weight_end=0.1"],
-}
+WARM = ["name=warm", "seed=0", "sft.steps=400", "sft.lr=0.003", "rl.steps=0"]
+# compute of one step here, measured in pilots (perf/compute): schedules that depend on the step
+# count (SFT's cosine learning rate, hint and SFT-weight schedules) are sized to end near the budget
+SFT_STEP_COMPUTE = 2.65e3  # 32 demonstrations: 2.0M over 756 steps
+RL_STEP_COMPUTE = 7.1e3  # 8 prompts x 8 rollouts from the warm start: 2.0M over 282 steps
+SFT_THEN_RL_SFT_STEPS = 300  # ~0.8M of SFT (40% of the default budget), then RL
 
 
-def methods() -> dict[str, list[str]]:
-    """Method name -> config overrides (on top of BASE, the warm start's weights and the seed)."""
+def methods(budget: float) -> dict[str, list[str]]:
+    """Method name -> config overrides (on top of BASE, the warm start's weights and the seed).
+
+    The budget ends every run (``BudgetSpent``); step counts are set a little past it (x1.02 for
+    SFT, whose cost per step is fixed; x1.25 for RL, whose completions may grow) so that it does.
+    """
     from graft.mix.schedules import MIX_SCHEDULES
 
+    sft_steps = math.ceil(1.02 * budget / SFT_STEP_COMPUTE)
+    rl_steps = math.ceil(1.25 * budget / RL_STEP_COMPUTE)
+    after_sft = math.ceil(1.25 * (budget - SFT_THEN_RL_SFT_STEPS * SFT_STEP_COMPUTE) / RL_STEP_COMPUTE)
+    settings = {  # each schedule's settings in this bench; anything not set is the config default
+        "sft_then_rl": [f"sft.steps={SFT_THEN_RL_SFT_STEPS}", f"rl.steps={max(1, after_sft)}"],
+        "interleaved": ["mix.buffer_size=8"],
+        "adaptive": [],
+        "hints": [f"mix.hint_steps={max(1, round(budget / RL_STEP_COMPUTE / 2))}"],  # first half
+        "inject": [],
+        "weighted": [f"rl.steps={rl_steps}", "mix.sft_weight=1.0", "mix.sft_weight_end=0.1"],  # linear
+    }
+    mixed_steps = max(sft_steps, rl_steps)  # schedules that may pick cheap SFT steps need more steps
     out = {
-        "sft_only": ["mix.schedule=sft_then_rl", f"sft.steps={LONG}", "rl.steps=0"],
-        "rl_only": ["mix.schedule=sft_then_rl", "sft.steps=0", f"rl.steps={LONG}"],
+        "sft_only": ["mix.schedule=sft_then_rl", f"sft.steps={sft_steps}", "rl.steps=0"],
+        "rl_only": ["mix.schedule=sft_then_rl", "sft.steps=0", f"rl.steps={rl_steps}"],
     }
     for name in sorted(MIX_SCHEDULES):
-        sets = SCHEDULE_SETTINGS.get(name, [])
-        steps = [] if any(s.startswith("sft.steps=") for s in sets) else ["sft.steps=0"]
-        out[name] = [f"mix.schedule={name}", *steps, f"rl.steps={LONG}", *sets]
+        sets = settings.get(name, [])
+        defaults = [d for d in ("sft.steps=0", f"rl.steps={mixed_steps}")
+                    if not any(s.startswith(d.split("=")[0] + "=") for s in sets)]
+        out[name] = [f"mix.schedule={name}", *defaults, *sets]
     return out
-
-
-try:
-    from graft.eval.metrics import pass_at_k
-except ImportError:  # FALLBACK until issue 6 (graft.eval.metrics) is merged: same name and formula
-
-    def pass_at_k(n: int, c: int, k: int) -> float:
-        """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k) = 1 - prod_{i=n-c+1}^{n} (1 - k/i)."""
-        if n - c < k:
-            return 1.0
-        return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
 class BudgetSpent(Exception):
@@ -99,24 +99,20 @@ def warm_start(work: Path) -> Path:
 
 
 def pass_at_ks(policy, task, cfg, n: int, ks: list[int], seed: int) -> dict:
-    """pass@k on the held-out examples from n samples per prompt at temperature 1 (Chen et al. 2021)."""
+    """Unbiased pass@k on the held-out examples from n samples per prompt at temperature 1."""
     import torch
 
-    from graft.rollout.sampler import sample
+    from graft.eval.evaluate import decode
+    from graft.eval.metrics import mean_pass_at_k
 
     examples = task.test_examples()[: cfg.eval.num_examples]
-    gen = torch.Generator().manual_seed(10_007 + seed)
-    policy.module.eval()
-    counts = []
-    for start in range(0, len(examples), 50):
-        chunk = examples[start : start + 50]
-        prompts = [policy.tokenizer.encode(ex.prompt) for ex in chunk for _ in range(n)]
-        flat = sample(policy, prompts, max_new_tokens=cfg.eval.max_new_tokens, temperature=1.0,
-                      generator=gen)
-        for i, ex in enumerate(chunk):
-            counts.append(sum(task.score(ex, ro.text).correct for ro in flat[i * n : (i + 1) * n]))
-    policy.module.train()
-    return {f"pass@{k}": sum(pass_at_k(n, c, k) for c in counts) / len(counts) for k in ks}
+    graded = decode(policy, task, examples, repeats=n, max_new_tokens=cfg.eval.max_new_tokens,
+                    batch_size=cfg.eval.batch_size, temperature=1.0,
+                    generator=torch.Generator().manual_seed(10_007 + seed))
+    correct = [0] * len(examples)
+    for g in graded:
+        correct[g.index] += g.correct
+    return {f"pass@{k}": mean_pass_at_k(correct, n, k) for k in ks}
 
 
 def run_one(method: str, seed: int, overrides: list[str], warm: str, budget: float, points: int,
@@ -194,7 +190,7 @@ def main() -> None:
     (work / "results").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     warm = str(warm_start(work))
-    table = methods()
+    table = methods(args.budget)
     chosen = args.methods.split(",") if args.methods else list(table)
     jobs = [(m, int(s), table[m] + args.set, warm, args.budget, args.points, str(work))
             for s in args.seeds.split(",") for m in chosen

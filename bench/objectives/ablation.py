@@ -37,7 +37,7 @@ def warm_start(work: Path) -> Path:
     return list_checkpoints(run / "checkpoints")[-1] / "model"
 
 
-def run_one(recipe: str, seed: int, model: Path, work: Path, steps: int | None) -> dict:
+def run_one(recipe: str, seed: int, model: Path, work: Path, steps: int | None, extra: list[str]) -> dict:
     out = work / f"{recipe}-s{seed}"
     summary_file = out / "summary.json"
     if not summary_file.is_file():
@@ -45,6 +45,7 @@ def run_one(recipe: str, seed: int, model: Path, work: Path, steps: int | None) 
                      f"name={recipe}"]
         if steps is not None:
             overrides.append(f"rl.steps={steps}")
+        overrides += extra
         train(prepare(load_config(packaged_config(recipe), overrides)), out)
     summary = json.loads(summary_file.read_text())
     rows = read_metrics(out / "metrics.jsonl")
@@ -61,6 +62,7 @@ def main() -> None:
     ap.add_argument("--recipes", default="grpo,dr_grpo,dapo,lite_ppo")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=None, help="override rl.steps (default: the recipe's)")
+    ap.add_argument("--set", action="append", default=[], help="extra config override for every RL run")
     ap.add_argument("--work", default=str(ROOT / "runs" / "ablation"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "objectives.json"))
     args = ap.parse_args()
@@ -70,7 +72,7 @@ def main() -> None:
     results = []
     for recipe in args.recipes.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
-            results.append(run_one(recipe, seed, model, work, args.steps))
+            results.append(run_one(recipe, seed, model, work, args.steps, args.set))
             r = results[-1]
             print(f"{recipe:>10} seed {seed}: {r['before']:.3f} -> {r['after']:.3f} "
                   f"({r['rollouts']} rollouts, {r['wall_seconds']:.0f} s)", flush=True)
@@ -85,7 +87,8 @@ def main() -> None:
     for recipe, s in table.items():
         print(f"{recipe:>10}  {s['mean']:.3f}  {s['std']:.3f}  {s['min']:.3f}  {s['max']:.3f}  "
               f"{s['mean_gain']:+.3f}  {s['mean_rollouts']:.0f}")
-    Path(args.out).write_text(json.dumps({"runs": results, "table": table,
+    Path(args.out).write_text(json.dumps({"runs": results, "table": table, "steps": args.steps,
+                                          "overrides": args.set,
                                           "wall_seconds": time.perf_counter() - t0}, indent=2))
     print(f"\nwrote {args.out}")
 

@@ -1,4 +1,4 @@
-"""graft command line: train | eval | quickstart | list.
+"""graft command line: train | eval | quickstart | compare | seeds | fit | contamination | report | verify | list.
 
 Errors in user input are printed as one line (``error: ...``) with exit code 2;
 nothing else is caught, so a bug still shows its traceback.
@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from graft.errors import GraftError
+from graft.rewards import verify_cli
 
 console = Console(stderr=True)
 
@@ -112,27 +113,29 @@ def cmd_eval(args) -> int:
     import torch
 
     from graft.config import load_config
-    from graft.eval.evaluate import evaluate_both
+    from graft.eval.evaluate import evaluate_full
+    from graft.eval.tables import eval_table, parse_ks
     from graft.models.load import load_saved_policy
     from graft.train.checkpoint import write_atomic_text
-    from graft.train.loop import build_task
+    from graft.train.loop import bind_tokenizer, build_task
 
+    ks = parse_ks(args.k)
+    samples = args.samples if args.samples is not None else max(ks)
+    if samples < max(ks):
+        raise GraftError(f"--samples {samples} is fewer than the largest k ({max(ks)}); pass@k needs n >= k")
     checkpoint, run_dir = _resolve_checkpoint(Path(args.target))
     overrides = [f"eval.num_examples={args.num_examples}"] if args.num_examples else []
     cfg = load_config(checkpoint / "config.yaml", overrides)
     torch.set_num_threads(cfg.threads)
     task = build_task(cfg.task)
     policy = load_saved_policy(checkpoint / "model")
-    result = {"checkpoint": str(checkpoint), **evaluate_both(policy, task, cfg.eval, cfg.seed)}
+    bind_tokenizer(task, policy)
+    result = {"checkpoint": str(checkpoint), **evaluate_full(policy, task, cfg.eval, cfg.seed, ks, samples)}
     if run_dir is not None:
         (run_dir / "eval").mkdir(exist_ok=True)
         write_atomic_text(run_dir / "eval" / f"{checkpoint.name}.json", json.dumps(result, indent=2))
-    table = Table(title=f"{checkpoint}: {result['n']} held-out examples")
-    for col in ("greedy accuracy", "sampled accuracy", "mean completion length"):
-        table.add_column(col, justify="right")
-    table.add_row(f"{result['accuracy']:.3f}", f"{result['sampled_accuracy']:.3f}",
-                  f"{result['completion_len']:.1f}")
-    Console().print(table)
+    Console().print(eval_table(result, title=f"{checkpoint}: {result['n']} held-out examples, "
+                                              f"{samples} samples each at T={cfg.eval.temperature}"))
     return 0
 
 
@@ -148,6 +151,15 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _lazy(module: str, name: str):
+    """A command handler imported only when its command runs (keeps `graft --help` fast)."""
+    def run(args) -> int:
+        from importlib import import_module
+
+        return getattr(import_module(module), name)(args)
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graft", description="SFT and RL with verifiable rewards.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -159,9 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="held-out greedy and sampled accuracy of a run or checkpoint")
+    p = sub.add_parser("eval", help="held-out accuracy, pass@k, maj@k of a run or checkpoint")
     p.add_argument("target", help="run directory or checkpoint directory")
     p.add_argument("--num-examples", type=int, help="evaluate the first N test examples")
+    p.add_argument("--k", default="1", help="comma-separated k for pass@k and maj@k (default 1)")
+    p.add_argument("--samples", type=int, help="sampled completions per prompt (default: the largest k)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("quickstart", help="SFT then GRPO on the built-in task, from scratch, on CPU")
@@ -169,8 +183,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     p.set_defaults(func=cmd_quickstart)
 
+    p = sub.add_parser("compare", help="runs grouped by config: IQM, 95%% CIs, P(improvement); --adastop")
+    p.add_argument("runs", nargs="+", help="run directories (or directories holding runs)")
+    p.add_argument("--metric", default="accuracy", help="accuracy (summary.json accuracy_after_rl), a "
+                   "summary.json key, or an eval/*.json key such as pass@4 (default accuracy)")
+    p.add_argument("--group-by", default="name", help="config key whose value groups runs (default name)")
+    p.add_argument("--plot", default="compare.png", help="where to save the plot ('' for none)")
+    p.add_argument("--json", help="also write the numbers to this JSON file")
+    p.add_argument("--reps", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap / AdaStop permutations")
+    p.add_argument("--adastop", action="store_true", help="AdaStop sequential test instead of intervals")
+    p.add_argument("--n", type=int, default=5, help="AdaStop: seeds per group per interim (default 5)")
+    p.add_argument("--K", type=int, default=4, help="AdaStop: most interims (default 4)")
+    p.add_argument("--alpha", type=float, default=0.05, help="AdaStop: family-wise error (default 0.05)")
+    p.add_argument("--B", type=int, default=10_000, help="AdaStop: permutations (default 10000)")
+    p.add_argument("--run-next", action="store_true", help="AdaStop: train the seeds still needed, retest")
+    p.set_defaults(func=_lazy("graft.eval.compare", "cmd_compare"))
+
+    p = sub.add_parser("seeds", help="train one config once per seed into OUT_ROOT/<name>-seed<S>")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--seeds", required=True, help="e.g. 0-4 or 0,1,2")
+    p.add_argument("--out-root", default="runs", help="parent directory of the runs (default runs)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    p.set_defaults(func=_lazy("graft.eval.seeds", "cmd_seeds"))
+
+    p = sub.add_parser("fit", help="fit the ScaleRL sigmoid to accuracy vs training compute")
+    p.add_argument("runs", nargs="+", help="run directories (or directories holding runs)")
+    p.add_argument("--metric", default="rollout/accuracy", help="metrics.jsonl key (default rollout/accuracy)")
+    p.add_argument("--compute", default="rollout_tokens", choices=["rollout_tokens", "steps"],
+                   help="x axis: cumulative sampled tokens of RL steps, or RL steps")
+    p.add_argument("--fit-fraction", type=float, default=0.5, help="also fit on this first share of each "
+                   "run and compare its predicted asymptote with the full fit (default 0.5)")
+    p.add_argument("--reps", type=int, default=200, help="bootstrap resamples (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--plot", default="fit.png", help="where to save the plot ('' for none)")
+    p.set_defaults(func=_lazy("graft.eval.scaling", "cmd_fit"))
+
+    p = sub.add_parser("contamination", help="exact and n-gram overlap between training and test data")
+    p.add_argument("--train", required=True, help="JSONL file (prompt, answer) or a task name")
+    p.add_argument("--test", required=True, help="JSONL file (prompt, answer) or a task name")
+    p.add_argument("--n", type=int, default=8, help="n-gram length in words (default 8)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="task options for task names, "
+                   "e.g. task.difficulty=3")
+    p.set_defaults(func=_lazy("graft.eval.contamination", "cmd_contamination"))
+
+    p = sub.add_parser("report", help="one self-contained HTML page: learning curves, evaluation, configs")
+    p.add_argument("runs", nargs="+", help="run directories (or directories holding runs)")
+    p.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
+    p.add_argument("--group-by", default="name", help="config key whose value groups runs (default name)")
+    p.set_defaults(func=_lazy("graft.eval.report", "cmd_report"))
+
     p = sub.add_parser("list", help="registered tasks and algorithm names")
     p.set_defaults(func=cmd_list)
+
+    verify_cli.add_parser(sub)  # graft verify --task {math,code,sql,exact,regex} FILE.jsonl
     return parser
 
 

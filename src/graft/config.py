@@ -49,7 +49,8 @@ class TaskConfig(_Section):
     name: str = "arithmetic"
     """Registered task (see `graft list`)."""
     path: str | None = None
-    """Data file for file-based tasks (`jsonl`): one JSON object per line with prompt, answer[, demonstration]."""
+    """Data for file-based tasks: `jsonl` (prompt, answer[, demonstration] per line) or `dataset` (.jsonl, .csv,
+    .parquet, a datasets.save_to_disk directory, or graft:data/... for the shipped examples)."""
     difficulty: int = Field(2, ge=1)
     """Task difficulty knob (arithmetic: digits per operand; countdown: how many numbers)."""
     num_train: int = Field(10000, ge=1)
@@ -61,6 +62,20 @@ class TaskConfig(_Section):
     demo_fraction: float = Field(1.0, ge=0, le=1)
     """Share of training examples that keep their demonstration (a subset drawn with `split_seed`, the
     same for every `seed`); the others are prompt + answer only. 1.0 = every demonstration."""
+    grader: str = "exact"
+    """`dataset` task: verifier by name (math, code, sql, exact, regex; see docs/verifiers.md)."""
+    grader_options: dict[str, Any] = {}
+    """`dataset` task: the grader's options, e.g. {timeout: 5, workers: 2} or, for code, {partial: false, wall_s: 5}."""
+    columns: dict[str, str] = {}
+    """`dataset` task: field -> column holding it (prompt, answer, demonstration, id, db); default: same name."""
+    template: str | None = None
+    """`dataset` task: prompt as Python str.format over the row's columns, e.g. "Q: {question}\nA:". None = prompt column."""
+    chat_template: bool = False
+    """`dataset` task: wrap each prompt as the user turn of the model tokenizer's chat template, if it has one."""
+    format: str | None = None
+    """`dataset` task: add a format reward (answer_tags, think_answer, boxed, code_fence, sql_fence) or None."""
+    format_weight: float = Field(0.1, ge=0)
+    """Weight of the `format` reward added to the grader's reward."""
 
 
 class SFTConfig(_Section):

@@ -1,12 +1,59 @@
-"""Held-out accuracy: greedy and sampled decoding over a task's test split."""
+"""Held-out evaluation: greedy accuracy, and from n samples per prompt sampled accuracy,
+unbiased pass@k, maj@k, completion length, and a per-difficulty breakdown."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
+from graft.eval.metrics import maj_at_k, pass_at_k
 from graft.models.policy import Policy
 from graft.rollout.sampler import sample
 from graft.tasks.base import Example, Task
+
+
+@dataclass(frozen=True)
+class Graded:
+    """One completion of one example: the verifier's verdict, its final answer and length."""
+
+    index: int  # position of the example in the evaluated list
+    correct: bool
+    reward: float
+    answer: str | None
+    length: int  # completion tokens
+
+
+def answer_of(task: Task, completion: str) -> str | None:
+    """The task's final answer (``task.final_answer``), or the last non-empty line if it has none."""
+    extract = getattr(task, "final_answer", None)
+    if extract is not None:
+        return extract(completion)
+    lines = [ln.strip() for ln in completion.splitlines() if ln.strip()]
+    return lines[-1] if lines else None
+
+
+def decode(
+    policy: Policy, task: Task, examples: list[Example], *, repeats: int, max_new_tokens: int,
+    batch_size: int, temperature: float, generator: torch.Generator | None = None,
+) -> list[Graded]:
+    """``repeats`` completions per example (example-major order), ``batch_size`` rows per batch."""
+    was_training = policy.module.training
+    policy.module.eval()
+    rows = [i for i in range(len(examples)) for _ in range(repeats)]
+    graded = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        prompts = [policy.tokenizer.encode(examples[i].prompt) for i in chunk]
+        rollouts = sample(policy, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+                          generator=generator)
+        for i, ro in zip(chunk, rollouts):
+            score = task.score(examples[i], ro.text)
+            graded.append(Graded(i, bool(score.correct), float(score.reward), answer_of(task, ro.text),
+                                 len(ro.completion_ids)))
+    policy.module.train(was_training)
+    return graded
 
 
 def evaluate(
@@ -20,24 +67,15 @@ def evaluate(
     generator: torch.Generator | None = None,
 ) -> dict:
     """One completion per example; ``temperature=0`` is greedy. Returns accuracy and friends."""
-    was_training = policy.module.training
-    policy.module.eval()
-    correct, reward, length = 0, 0.0, 0
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
-        prompts = [policy.tokenizer.encode(ex.prompt) for ex in chunk]
-        rollouts = sample(
-            policy, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
-            generator=generator,
-        )
-        for ex, ro in zip(chunk, rollouts):
-            score = task.score(ex, ro.text)
-            correct += int(score.correct)
-            reward += score.reward
-            length += len(ro.completion_ids)
-    policy.module.train(was_training)
+    graded = decode(policy, task, examples, repeats=1, max_new_tokens=max_new_tokens,
+                    batch_size=batch_size, temperature=temperature, generator=generator)
     n = len(examples)
-    return {"accuracy": correct / n, "reward_mean": reward / n, "completion_len": length / n, "n": n}
+    return {"accuracy": sum(g.correct for g in graded) / n, "reward_mean": sum(g.reward for g in graded) / n,
+            "completion_len": sum(g.length for g in graded) / n, "n": n}
+
+
+def _sampling_seed(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed + 7919)  # private stream: eval never shifts training's
 
 
 def evaluate_both(policy: Policy, task: Task, eval_cfg, seed: int) -> dict:
@@ -46,10 +84,9 @@ def evaluate_both(policy: Policy, task: Task, eval_cfg, seed: int) -> dict:
     greedy = evaluate(
         policy, task, examples, max_new_tokens=eval_cfg.max_new_tokens, batch_size=eval_cfg.batch_size
     )
-    gen = torch.Generator().manual_seed(seed + 7919)  # private stream: eval never shifts training's
     sampled = evaluate(
         policy, task, examples, max_new_tokens=eval_cfg.max_new_tokens,
-        batch_size=eval_cfg.batch_size, temperature=eval_cfg.temperature, generator=gen,
+        batch_size=eval_cfg.batch_size, temperature=eval_cfg.temperature, generator=_sampling_seed(seed),
     )
     return {
         "accuracy": greedy["accuracy"],
@@ -57,3 +94,61 @@ def evaluate_both(policy: Policy, task: Task, eval_cfg, seed: int) -> dict:
         "completion_len": greedy["completion_len"],
         "n": greedy["n"],
     }
+
+
+def summarize(greedy: list[Graded], sampled: list[Graded], num_examples: int, samples: int,
+              ks: list[int]) -> dict:
+    """Aggregate graded completions of ``num_examples`` examples (``samples`` sampled ones each)."""
+    correct = np.zeros((num_examples, samples), dtype=bool)  # (E, N)
+    answers: list[list[str | None]] = [[] for _ in range(num_examples)]
+    for j, g in enumerate(sampled):
+        correct[g.index, j % samples] = g.correct
+        answers[g.index].append(g.answer)
+    out = {
+        "n": num_examples,
+        "accuracy": float(np.mean([g.correct for g in greedy])),
+        "sampled_accuracy": float(correct.mean()),
+        "completion_len": float(np.mean([g.length for g in greedy])),
+        "sampled_completion_len": float(np.mean([g.length for g in sampled])),
+    }
+    for k in ks:
+        out[f"pass@{k}"] = float(np.mean([pass_at_k(samples, int(c), k) for c in correct.sum(1)]))
+    for k in ks:
+        out[f"maj@{k}"] = float(np.mean([maj_at_k(answers[e], correct[e], k) for e in range(num_examples)]))
+    return out
+
+
+def evaluate_full(policy: Policy, task: Task, eval_cfg, seed: int, ks: list[int], samples: int) -> dict:
+    """Greedy accuracy, and from ``samples`` completions per prompt at ``eval.temperature``:
+    sampled accuracy, pass@k and maj@k for each k in ``ks``, mean lengths, and all of these per
+    ``meta["difficulty"]`` (examples without one are grouped under "-").
+
+    With ``samples=1`` the sampled pass draws the same completions as ``evaluate_both``.
+    """
+    if not ks or min(ks) < 1 or max(ks) > samples:
+        raise ValueError(f"every k must be in 1..samples={samples}, got {ks}")
+    examples = task.test_examples()[: eval_cfg.num_examples]
+    common = {"max_new_tokens": eval_cfg.max_new_tokens, "batch_size": eval_cfg.batch_size}
+    greedy = decode(policy, task, examples, repeats=1, temperature=0.0, **common)
+    sampled = decode(policy, task, examples, repeats=samples, temperature=eval_cfg.temperature,
+                     generator=_sampling_seed(seed), **common)
+    return {"samples": samples, "k": list(ks), "temperature": eval_cfg.temperature,
+            **breakdown(examples, greedy, sampled, samples, ks)}
+
+
+def breakdown(examples: list[Example], greedy: list[Graded], sampled: list[Graded], samples: int,
+              ks: list[int]) -> dict:
+    """``summarize`` over all examples, and under "by_difficulty" per ``meta["difficulty"]``."""
+    result = summarize(greedy, sampled, len(examples), samples, ks)
+    levels: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        levels.setdefault(str(ex.meta.get("difficulty", "-")), []).append(i)
+    result["by_difficulty"] = {}
+    for level, members in sorted(levels.items()):
+        where = {old: new for new, old in enumerate(members)}
+        sub_greedy = [Graded(where[g.index], g.correct, g.reward, g.answer, g.length)
+                      for g in greedy if g.index in where]
+        sub_sampled = [Graded(where[g.index], g.correct, g.reward, g.answer, g.length)
+                       for g in sampled if g.index in where]
+        result["by_difficulty"][level] = summarize(sub_greedy, sub_sampled, len(members), samples, ks)
+    return result

@@ -3,9 +3,12 @@
 from graft.tasks.arithmetic import ArithmeticTask
 from graft.tasks.base import Example, Score, Task
 from graft.tasks.countdown import CountdownTask
+from graft.tasks.dataset import DatasetTask
 from graft.tasks.files import JsonlTask
 
-TASKS: dict[str, type] = {"arithmetic": ArithmeticTask, "countdown": CountdownTask, "jsonl": JsonlTask}
+TASKS: dict[str, type] = {
+    "arithmetic": ArithmeticTask, "countdown": CountdownTask, "dataset": DatasetTask, "jsonl": JsonlTask,
+}
 
 
 def make_task(name: str, **kwargs) -> Task:

@@ -135,6 +135,11 @@ class ArithmeticTask:
     def test_examples(self) -> list[Example]:
         return list(self._test)
 
+    def final_answer(self, completion: str) -> str | None:
+        """The completion's final answer in canonical form (what maj@k votes on), or None."""
+        got = final_answer(completion)
+        return None if got is None else str(got)
+
     def score(self, example: Example, completion: str) -> Score:
         got = final_answer(completion)
         ok = got is not None and got == int(example.answer)

@@ -60,15 +60,19 @@ class Task(Protocol):
         """Verify a completion against the example. Never raises on bad completions."""
         ...
 
+    # Optional: ``final_answer(completion) -> str | None``, the answer in canonical form that
+    # maj@k votes on (graft.eval.evaluate.answer_of falls back to the last non-empty line).
 
 class DemoSubset:
     """A task whose training examples keep their demonstration only on a seeded subset.
 
-    ``round(fraction * N)`` training examples, drawn with ``random.Random(seed)`` (the config's
+    ``round(fraction * N)`` training positions, drawn with ``random.Random(seed)`` (the config's
     ``task.split_seed``, so every run ``seed`` sees the same subset), keep their demonstration;
-    the others become prompt + answer only (RL can use them, SFT cannot). Test examples and the
-    verifier are the wrapped task's. Models a common real situation: worked solutions exist for
-    part of the prompts only (``task.demo_fraction``).
+    the others become prompt + answer only (RL can use them, SFT cannot). Test examples, the
+    verifier and anything else (``final_answer``, ``bind_tokenizer``) are the wrapped task's, and
+    the examples are read from it on every call, so a task whose prompts change when a tokenizer
+    is bound stays right. Models a common real situation: worked solutions exist for part of the
+    prompts only (``task.demo_fraction``).
     """
 
     def __init__(self, task: Task, fraction: float, seed: int):
@@ -76,12 +80,12 @@ class DemoSubset:
             raise ValueError(f"demo_fraction must be in [0, 1], got {fraction}")
         self._task = task
         self.name = task.name
-        train = task.train_examples()
-        keep = set(random.Random(seed).sample(range(len(train)), round(fraction * len(train))))
-        self._train = [ex if i in keep else replace(ex, demonstration=None) for i, ex in enumerate(train)]
+        n = len(task.train_examples())
+        self._keep = frozenset(random.Random(seed).sample(range(n), round(fraction * n)))
 
     def train_examples(self) -> list[Example]:
-        return list(self._train)
+        return [ex if i in self._keep else replace(ex, demonstration=None)
+                for i, ex in enumerate(self._task.train_examples())]
 
     def test_examples(self) -> list[Example]:
         return self._task.test_examples()
@@ -90,4 +94,6 @@ class DemoSubset:
         return self._task.score(example, completion)
 
     def __getattr__(self, name: str):
-        return getattr(self._task, name)  # anything else a task offers (e.g. answer extraction)
+        if name.startswith("_"):  # not set yet (e.g. while unpickling): no recursion through _task
+            raise AttributeError(name)
+        return getattr(self._task, name)

@@ -252,6 +252,13 @@ class CountdownTask:
     def test_examples(self) -> list[Example]:
         return list(self._test)
 
+    def final_answer(self, completion: str) -> str | None:
+        """The integer after the first "A:" (what maj@k votes on), or None."""
+        text = completion[:MAX_CHARS]
+        cut = text.find(MARKER)
+        match = _ANSWER.match(text, cut) if cut >= 0 else None
+        return str(int(match[1])) if match else None
+
     def score(self, example: Example, completion: str) -> Score:
         parts = check(example.meta["numbers"], example.meta["target"], completion)
         ok = parts["correct"] == 1.0

@@ -2,9 +2,9 @@
 
 SFT steps on demonstrations come first (``sft.steps``), then ``rl.steps``
 steps whose kind the mixer schedule decides (``mix.schedule``, see
-``graft.mix.schedules``; the default makes them all RL steps). Everything that can fail on bad input (config names, task,
-model files, prompts that do not tokenize) is checked in ``prepare`` before
-the run directory is touched. A run killed at any moment continues with
+``graft.mix.schedules``; the default makes them all RL steps). Everything
+that can fail on bad input (config names, task, model files, prompts that do
+not tokenize) is checked in ``prepare`` before the run directory is touched. A run killed at any moment continues with
 ``resume=True`` exactly as if it had not stopped: data order is a function of
 the step, the sampling RNG, optimizer and the schedule's state (buffers, RNG)
 are checkpointed, and metrics past the checkpoint are dropped and recomputed.
@@ -47,17 +47,32 @@ class Setup:
 
 
 def build_task(task_cfg) -> Task:
-    from graft.tasks import make_task
+    task = _make_task(task_cfg)
+    if task_cfg.demo_fraction < 1.0:  # demonstrations on a seeded share of the training prompts only
+        task = DemoSubset(task, task_cfg.demo_fraction, task_cfg.split_seed)
+    return task
 
+
+def _make_task(task_cfg) -> Task:
+    from graft.tasks import TASKS, make_task
+
+    if hasattr(TASKS.get(task_cfg.name), "from_config"):  # a task that reads its own config keys
+        return TASKS[task_cfg.name].from_config(task_cfg)
     kwargs = {"difficulty": task_cfg.difficulty, "num_train": task_cfg.num_train,
               "num_test": task_cfg.num_test, "split_seed": task_cfg.split_seed}
     if task_cfg.path is not None:
         kwargs["path"] = task_cfg.path
     try:
-        task = make_task(task_cfg.name, **kwargs)
+        return make_task(task_cfg.name, **kwargs)
     except (ValueError, TypeError) as exc:
         raise GraftError(f"task {task_cfg.name}: {exc}") from None
-    return task if task_cfg.demo_fraction == 1.0 else DemoSubset(task, task_cfg.demo_fraction, task_cfg.split_seed)
+
+
+def bind_tokenizer(task: Task, policy: Policy) -> None:
+    """Tasks whose prompts depend on the model's tokenizer (a chat template) get it here."""
+    bind = getattr(task, "bind_tokenizer", None)
+    if bind is not None:
+        bind(policy.tokenizer)
 
 
 def prepare(cfg: Config) -> Setup:
@@ -65,6 +80,7 @@ def prepare(cfg: Config) -> Setup:
     task = build_task(cfg.task)
     torch.set_num_threads(cfg.threads)
     policy = create_policy(cfg.model, cfg.seed)
+    bind_tokenizer(task, policy)
     for split, examples in (("train", task.train_examples()), ("test", task.test_examples())):
         for i, ex in enumerate(examples):
             try:

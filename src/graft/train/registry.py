@@ -8,11 +8,13 @@ from graft.config import Config, ConfigError
 def registries() -> dict[str, list[str]]:
     from graft.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGG, POLICY_LOSSES
     from graft.mix.schedules import MIX_SCHEDULES
+    from graft.rewards import GRADERS
     from graft.rewards.shaping import LENGTH_SHAPING
     from graft.tasks import TASKS
 
     return {
         "task.name": sorted(TASKS),
+        "task.grader": sorted(GRADERS),
         "algo.advantage": sorted(ADVANTAGES),
         "algo.policy_loss": sorted(POLICY_LOSSES),
         "algo.loss_agg": sorted(LOSS_AGG),
@@ -26,6 +28,7 @@ def check_names(cfg: Config) -> None:
     """Raise ConfigError naming the key when a config value is not a registered name."""
     values = {
         "task.name": cfg.task.name,
+        "task.grader": cfg.task.grader,
         "algo.advantage": cfg.algo.advantage,
         "algo.policy_loss": cfg.algo.policy_loss,
         "algo.loss_agg": cfg.algo.loss_agg,

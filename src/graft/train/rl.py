@@ -75,10 +75,13 @@ def sample_groups(
     )
     policy.module.train()
     groups = [flat[i * G : (i + 1) * G] for i in range(len(examples))]
-    for ex, group in zip(examples, groups):
-        for ro in group:
-            score = task.score(ex, ro.text)
-            ro.reward, ro.correct, ro.parts = score.reward, score.correct, dict(score.parts)
+    pairs = [(ex, ro) for ex, group in zip(examples, groups) for ro in group]
+    if hasattr(task, "score_many"):  # graders that run in parallel (code sandboxes, math workers)
+        scores = task.score_many([(ex, ro.text) for ex, ro in pairs])
+    else:
+        scores = [task.score(ex, ro.text) for ex, ro in pairs]
+    for (_, ro), score in zip(pairs, scores):
+        ro.reward, ro.correct, ro.parts = score.reward, score.correct, dict(score.parts)
     shape_rewards(groups, cfg)
     return groups
 

@@ -1,0 +1,293 @@
+"""The sandbox's first process: isolate, drop privileges, then run the untrusted program.
+
+Run by ``sandbox.py`` as ``python -I -B _sandbox_child.py`` in a new session,
+with a sanitised environment; stdlib only, never imported by the trainer. It
+reads one JSON request on stdin (``code``, ``mode``, ``tests`` or ``input``,
+``nonce``, ``workdir``, ``uid``, ``limits``, ``isolate``), then:
+
+1. (``isolate``) ``unshare`` new mount, network, PID, IPC and UTS namespaces
+   (plus a user namespace when not root); as root, the interpreter's own
+   directories made reachable if they sit under a closed one (``/root``);
+   fresh size-limited tmpfs over
+   ``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run/lock`` and the working
+   directory, so every file the program writes disappears with it; an empty
+   network namespace (no interface but a down loopback).
+2. fork the PID namespace's init (pid 1): it mounts a private ``/proc``, forks
+   the runner and reaps; when the runner ends, init exits and the kernel kills
+   everything left in the namespace (double-forked daemons included).
+3. runner: rlimits (CPU, address space, file size, processes, open files, no
+   core dumps), a dedicated uid/gid with no supplementary groups (as root) or
+   all capabilities dropped (user namespace), ``no_new_privs``; then compile
+   and run the program.
+
+Protocol on stdout: the program's own output, interleaved with status lines
+``"\\n<nonce> <event>\\n"`` written by the runner itself (never by its
+children): ``setup <json>``, ``compile syntax``, ``load <reason>``,
+``test <i> ok|<reason>``, ``setup-step <i> <reason>``, ``exit ok|<reason>``.
+"""
+
+import builtins
+import contextlib
+import ctypes
+import json
+import os
+import resource
+import signal
+import sys
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 1 << 14, 1 << 18
+PR_SET_NO_NEW_PRIVS = 38
+SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+NOBODY = 65534
+SETUP_FAILED = 70  # exit code: isolation was asked for and could only be half done
+# Imported before privileges drop, so that they work even where the interpreter's files cannot be
+# made readable to the sandbox uid (no namespaces); also saves each program their import time.
+PRELOAD = (
+    "array", "bisect", "cmath", "collections", "copy", "dataclasses", "datetime", "decimal", "enum",
+    "fractions", "functools", "heapq", "io", "itertools", "json", "math", "numbers", "operator",
+    "random", "re", "statistics", "string", "textwrap", "time", "traceback", "typing", "unicodedata",
+)
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(source, target, fstype, flags, data):
+    enc = (lambda s: s.encode() if isinstance(s, str) else s)
+    if libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+
+def _drop_capabilities():
+    """capset(all zero): a user-namespace 'root' keeps no power over its mounts."""
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    header, data = Header(0x20080522, 0), (Data * 2)()
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
+def _closed_ancestor(path):
+    """The first directory above ``path`` that 'others' cannot traverse (e.g. a 0700 /root), or None."""
+    parts = os.path.realpath(path).split("/")[1:]
+    for i in range(1, len(parts)):
+        ancestor = "/" + "/".join(parts[:i])
+        if not os.stat(ancestor).st_mode & 0o001:
+            return ancestor
+    return None
+
+
+def expose_interpreter():
+    """Let the sandbox uid read this interpreter's files when they sit under a closed directory.
+
+    A closed ancestor (say /root, mode 0700) is covered, in this mount namespace only, by an
+    empty 0755 tmpfs in which just the interpreter's own directories are bind-mounted back:
+    the rest of it stays out of sight.
+    """
+    wanted = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(sys.executable),
+                                            *sys.path) if p and os.path.isdir(p)}
+    by_ancestor = {}
+    for path in wanted:
+        ancestor = _closed_ancestor(path)
+        if ancestor is not None:
+            by_ancestor.setdefault(ancestor, set()).add(path)
+    exposed = []
+    for ancestor, paths in by_ancestor.items():
+        keep = sorted(p for p in paths if not any(p != q and p.startswith(q + "/") for q in paths))
+        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in keep]  # still reachable: open before covering
+        _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+        for path, fd in zip(keep, fds):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
+            os.close(fd)
+            exposed.append(path)
+    return exposed
+
+
+def isolate(req, info):
+    """Namespaces and private tmpfs mounts; fills ``info`` with what worked. True if in new namespaces."""
+    root = os.geteuid() == 0
+    uid, gid = os.getuid(), os.getgid()
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    if libc.unshare(flags | (0 if root else CLONE_NEWUSER)) != 0:
+        info["namespaces"] = f"unshare failed: {os.strerror(ctypes.get_errno())}"
+        return False
+    if not root:  # map our own uid/gid into the new user namespace
+        with open("/proc/self/setgroups", "w") as fh:
+            fh.write("deny")
+        with open("/proc/self/uid_map", "w") as fh:
+            fh.write(f"{uid} {uid} 1")
+        with open("/proc/self/gid_map", "w") as fh:
+            fh.write(f"{gid} {gid} 1")
+    info["namespaces"] = "mount,net,pid,ipc,uts" + ("" if root else ",user")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+    if root:
+        info["exposed"] = expose_interpreter()
+    size = req["limits"]["disk_bytes"]
+    for path in SHARED_TMP:
+        if os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+    work = req["workdir"]
+    os.makedirs(work, mode=0o700, exist_ok=True)
+    owner = req["uid"] if root else uid
+    _mount("tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=0700,uid={owner},gid={owner}")
+    return True
+
+
+def set_limits(lim):
+    """rlimits of the runner (and everything it starts). Soft CPU limit -> SIGXCPU; hard = soft + 1."""
+    cpu = max(1, int(lim["cpu_s"] + 0.999))
+    for name, value in (
+        ("RLIMIT_CPU", (cpu, cpu + 1)),
+        ("RLIMIT_AS", (lim["memory_bytes"],) * 2),
+        ("RLIMIT_FSIZE", (lim["disk_bytes"],) * 2),
+        ("RLIMIT_NOFILE", (lim["nofile"],) * 2),
+        ("RLIMIT_CORE", (0, 0)),
+    ):
+        resource.setrlimit(getattr(resource, name), value)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the file-size cap a write fails (EFBIG)
+
+
+def drop_privileges(req, info):
+    if os.geteuid() == 0:
+        uid = req["uid"]
+        os.setgroups([])
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+        except OSError:  # uid outside this machine's (container's) id map: share 'nobody'
+            uid = NOBODY
+            os.setgid(uid)
+            os.setuid(uid)
+        info["uid"] = uid
+    elif info.get("namespaces", "").endswith("user"):
+        _drop_capabilities()
+        info["uid"] = os.getuid()
+    # RLIMIT_NPROC counts every process of the real uid, so it is set after the uid change
+    resource.setrlimit(resource.RLIMIT_NPROC, (req["limits"]["nproc"],) * 2)
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # setuid binaries (su, ping, ...) gain nothing
+
+
+def classify(exc):
+    if isinstance(exc, MemoryError):
+        return "memory"
+    if isinstance(exc, AssertionError):
+        return "wrong_answer"
+    return "runtime"
+
+
+def run(req, info):
+    """The runner: limits, identity, then the program. Never returns."""
+    me = os.getpid()
+    status = os.dup(1)
+    nonce = req["nonce"]
+
+    def emit(event):
+        if os.getpid() != me:  # a child the program forked fell through to here: stay silent
+            os._exit(1)
+        with contextlib.suppress(BaseException):  # the program may have broken sys.stdout
+            sys.stdout.flush()
+        os.write(status, f"\n{nonce} {event}\n".encode())
+
+    if req["mode"] == "stdio":  # the test's input as stdin: an in-memory file, nothing on disk
+        fd = os.memfd_create("stdin")
+        os.write(fd, req["input"].encode())
+        os.lseek(fd, 0, os.SEEK_SET)
+    else:
+        fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(fd, 0)
+    os.close(fd)
+    try:
+        os.chdir(req["workdir"])
+        set_limits(req["limits"])
+        drop_privileges(req, info)
+    except (OSError, ValueError) as exc:  # the host's problem, never the program's: say so
+        sys.stderr.write(f"graft-sandbox-setup: {exc}\n")
+        os._exit(SETUP_FAILED)
+    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115 - the program's
+    emit("setup " + json.dumps(info))
+    try:
+        code = compile(req["code"], "<solution>", "exec")
+    except MemoryError:
+        emit(("exit " if req["mode"] == "stdio" else "load ") + "memory")
+        os._exit(0)
+    except (SyntaxError, ValueError, OverflowError, RecursionError):
+        emit("compile syntax")
+        os._exit(0)
+    main = req["mode"] == "stdio"
+    namespace = {"__name__": "__main__" if main else "__solution__", "__builtins__": builtins}
+    try:
+        exec(code, namespace)  # noqa: S102 - this is the sandbox: untrusted code runs here only
+    except SystemExit as exc:
+        if not main or exc.code not in (None, 0):
+            emit(("exit " if main else "load ") + "runtime")
+            os._exit(0)
+    except BaseException as exc:  # noqa: BLE001
+        emit(("exit " if main else "load ") + ("runtime" if main and isinstance(exc, AssertionError)
+                                               else classify(exc)))
+        os._exit(0)
+    if main:
+        emit("exit ok")
+        os._exit(0)
+    for i, (kind, source) in enumerate(req["tests"]):
+        try:
+            exec(compile(source, f"<test {i}>", "exec"), namespace)  # noqa: S102
+        except BaseException as exc:  # noqa: BLE001
+            emit(f"{'test' if kind == 'test' else 'setup-step'} {i} {classify(exc)}")
+        else:
+            if kind == "test":
+                emit(f"test {i} ok")
+    os._exit(0)
+
+
+def init(req, info):
+    """pid 1 of the new PID namespace: private /proc, start the runner, reap, exit with its status."""
+    try:
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+        info["proc"] = "private"
+    except OSError as exc:
+        info["proc"] = f"host ({exc.strerror})"
+    runner = os.fork()
+    if runner == 0:
+        run(req, info)
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == runner:
+            os._exit(_exit_code(status))
+
+
+def _exit_code(status):
+    """waitpid status -> shell-style code (128 + signal when killed), passed up unchanged."""
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def main():
+    req = json.loads(sys.stdin.buffer.read())
+    for name in PRELOAD:
+        __import__(name)
+    sys.stdout.reconfigure(encoding="utf-8", errors="replace")
+    info = {"namespaces": "off"}
+    if req["isolate"]:
+        try:
+            isolated = isolate(req, info)
+        except OSError as exc:  # half-isolated is worse than a clear failure
+            sys.stderr.write(f"graft-sandbox-setup: {exc}\n")
+            os._exit(SETUP_FAILED)
+        if isolated:
+            child = os.fork()
+            if child == 0:
+                init(req, info)
+            _, status = os.waitpid(child, 0)
+            os._exit(_exit_code(status))
+    run(req, info)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""The ``dataset`` task: rows from a local file, a prompt template, and a grader chosen by name.
+
+Sources (``task.path``; ``graft:data/...`` names the examples shipped in the package), by suffix:
+    .jsonl / .ndjson   one JSON object per line          (located as file:LINE)
+    .csv               a header row, then one row a line  (file:LINE, the physical line)
+    .parquet           any Parquet file, via pyarrow       (file: row N, 1-based)
+    a directory        ``datasets.save_to_disk`` output; a DatasetDict uses its "train" split
+
+Fields (``task.columns`` maps a field to the column that holds it; unmapped
+fields are read from the column of the same name):
+    prompt         the prompt text (unless ``task.template`` builds it)
+    answer         what the grader checks against: a final answer (math, exact),
+                   a pattern (regex), tests (code: source, or a list / JSON list of
+                   asserts or {input, output} pairs), the reference query (sql)
+    demonstration  optional worked solution for SFT
+    id             optional stable id (default: file stem + location)
+    db             sql only: the SQLite file, relative to the data file's folder
+
+Prompt: ``task.template`` is ``str.format`` over the row's columns (e.g.
+``"Question: {question}\\nAnswer:"``); with ``task.chat_template`` the result
+becomes the user turn of the model tokenizer's chat template, when the model
+has one (``render_prompt``). A bad row stops loading with one line naming the
+file, the line or row and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+import string
+from collections.abc import Iterator
+from pathlib import Path
+
+from graft.errors import GraftError
+from graft.tasks.base import Example, Score
+
+FIELDS = ("prompt", "answer", "demonstration", "id", "db")
+_MAX_FIELD_CHARS = 1_000_000
+
+
+def resolve_path(path: str | Path) -> Path:
+    """``graft:data/...`` names a file shipped inside the package; anything else is a plain path."""
+    text = str(path)
+    if text.startswith("graft:"):
+        from importlib import resources
+
+        return Path(str(resources.files("graft") / text[len("graft:"):]))
+    return Path(path)
+
+
+def iter_rows(path: Path) -> Iterator[tuple[str, dict]]:
+    """(location, row) for every row of a JSONL, CSV or Parquet file or a saved ``datasets`` directory."""
+    if not path.exists():
+        raise GraftError(f"task.path: not found: {path}")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        yield from _saved_dataset_rows(path)
+    elif suffix in (".jsonl", ".ndjson"):
+        with open(path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise GraftError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict):
+                    raise GraftError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+                yield f"{path}:{number}", row
+    elif suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            try:
+                for row in reader:
+                    if None in row:
+                        raise GraftError(f"{path}:{reader.line_num}: more cells than header columns")
+                    yield f"{path}:{reader.line_num}", row
+            except csv.Error as exc:
+                raise GraftError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds; all mean "unreadable"
+            raise GraftError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+        for i, row in enumerate(table.to_pylist(), start=1):
+            yield f"{path}: row {i}", row
+    else:
+        raise GraftError(f"task.path: {path}: unknown format (expected .jsonl, .csv, .parquet or a directory "
+                         "written by datasets.save_to_disk)")
+
+
+def _saved_dataset_rows(path: Path) -> Iterator[tuple[str, dict]]:
+    try:
+        import datasets
+    except ImportError:
+        raise GraftError(f"task.path: {path} is a directory; reading it needs `pip install datasets`") from None
+    try:
+        data = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise GraftError(f"task.path: {path}: not a saved datasets directory ({exc})") from None
+    if isinstance(data, datasets.DatasetDict):
+        if "train" not in data:
+            raise GraftError(f"task.path: {path} holds splits {sorted(data)}; expected a 'train' split")
+        data = data["train"]
+    for i, row in enumerate(data, start=1):
+        yield f"{path}: row {i}", row
+
+
+def template_fields(template: str) -> list[str]:
+    """Column names a ``str.format`` template uses; GraftError if it is malformed."""
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise GraftError(f"task.template: {exc}") from None
+
+
+def render_prompt(text: str, tokenizer=None) -> str:
+    """``text`` as the user turn of the tokenizer's chat template (HF tokenizers that have one), else as is."""
+    hf = getattr(tokenizer, "hf", None)
+    if hf is None or not getattr(hf, "chat_template", None):
+        return text
+    return hf.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+
+
+def _text(value, where: str, field: str, required: bool) -> str | None:
+    """A cell as text: strings as is, numbers via str, lists/dicts as JSON; None/'' -> error or None."""
+    if value is None or value == "":
+        if required:
+            raise GraftError(f"{where}: field '{field}' is missing or empty")
+        return None
+    if isinstance(value, bool):
+        raise GraftError(f"{where}: field '{field}' must be text, got a boolean")
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    if not isinstance(value, str):
+        raise GraftError(f"{where}: field '{field}' must be text, got {type(value).__name__}")
+    if len(value) > _MAX_FIELD_CHARS:
+        raise GraftError(f"{where}: field '{field}' is longer than {_MAX_FIELD_CHARS} characters")
+    return value
+
+
+def load_examples(path: str | Path, columns: dict[str, str] | None = None, template: str | None = None,
+                  grader: str = "exact") -> list[Example]:
+    """Every row as an ``Example``; GraftError on the first bad row (file, line/row, field)."""
+    path = resolve_path(path)
+    columns = dict(columns or {})
+    unknown = sorted(set(columns) - set(FIELDS))
+    if unknown:
+        raise GraftError(f"task.columns: unknown field(s) {unknown}; map any of {', '.join(FIELDS)}")
+    col = {field: columns.get(field, field) for field in FIELDS}
+    fields_used = template_fields(template) if template is not None else []
+    examples = []
+    for where, row in iter_rows(path):
+        if template is not None:
+            for name in fields_used:
+                if name not in row:
+                    raise GraftError(f"{where}: field '{name}' (used by task.template) is missing")
+            try:
+                prompt = template.format(**{k: "" if v is None else v for k, v in row.items()})
+            except (IndexError, KeyError, ValueError) as exc:
+                raise GraftError(f"{where}: task.template cannot be filled ({exc})") from None
+        else:
+            prompt = _text(row.get(col["prompt"]), where, col["prompt"], required=True)
+        answer = _text(row.get(col["answer"]), where, col["answer"], required=True)
+        demo = _text(row.get(col["demonstration"]), where, col["demonstration"], required=False)
+        meta = {"id": _text(row.get(col["id"]), where, col["id"], required=False) or f"{path.stem}-{len(examples)}",
+                "where": where}
+        if grader == "sql":
+            db = _text(row.get(col["db"]), where, col["db"], required=True)
+            db_path = Path(db) if Path(db).is_absolute() else path.parent / db
+            if not db_path.is_file():
+                raise GraftError(f"{where}: field '{col['db']}': database not found: {db_path}")
+            meta["db"] = str(db_path)
+        _check_reference(grader, answer, where, col["answer"])
+        examples.append(Example(prompt, answer, demo, meta))
+    if not examples:
+        raise GraftError(f"{path}: no rows")
+    return examples
+
+
+def _check_reference(grader: str, answer: str, where: str, field: str) -> None:
+    """Reference data that its grader cannot use is a loading error, not a zero reward later."""
+    if grader == "code":
+        from graft.rewards.code import parse_tests
+
+        try:
+            parse_tests(answer)
+        except ValueError as exc:
+            raise GraftError(f"{where}: field '{field}': {exc}") from None
+    elif grader == "regex":
+        try:
+            re.compile(answer)
+        except re.error as exc:
+            raise GraftError(f"{where}: field '{field}': not a valid regular expression ({exc})") from None
+
+
+class DatasetTask:
+    """Examples from a local file, graded by a named grader (plus an optional format reward)."""
+
+    name = "dataset"
+
+    def __init__(self, path: str | None = None, grader: str = "exact", columns: dict | None = None,
+                 template: str | None = None, chat_template: bool = False, grader_options: dict | None = None,
+                 format: str | None = None, format_weight: float = 0.0, num_train: int = 10000,
+                 num_test: int = 500, split_seed: int = 0):
+        from graft.rewards import Combined, make_grader
+
+        if not path:
+            raise GraftError("task.path: the dataset task needs task.path (a .jsonl, .csv, .parquet or directory)")
+        try:
+            self.grader = make_grader(grader, **(grader_options or {}))
+            self.combined = Combined([(self.grader, 1.0)], format=format, format_weight=format_weight)
+        except ValueError as exc:
+            raise GraftError(f"task.grader / task.grader_options / task.format: {exc}") from None
+        rows = load_examples(path, columns, template, grader)
+        if len(rows) < 2:
+            raise GraftError(f"{path}: needs at least 2 rows to hold some out for testing")
+        order = list(range(len(rows)))
+        random.Random(split_seed).shuffle(order)
+        n_test = min(num_test, len(rows) // 2)
+        self._test = [rows[i] for i in order[:n_test]]
+        self._train = [rows[i] for i in order[n_test:]][:num_train]
+        self.chat_template = chat_template
+        self._bound = not chat_template
+
+    @classmethod
+    def from_config(cls, task_cfg) -> DatasetTask:
+        return cls(path=task_cfg.path, grader=task_cfg.grader, columns=task_cfg.columns,
+                   template=task_cfg.template, chat_template=task_cfg.chat_template,
+                   grader_options=task_cfg.grader_options, format=task_cfg.format,
+                   format_weight=task_cfg.format_weight, num_train=task_cfg.num_train,
+                   num_test=task_cfg.num_test, split_seed=task_cfg.split_seed)
+
+    def bind_tokenizer(self, tokenizer) -> None:
+        """Apply the chat template (if asked for and the tokenizer has one) to every prompt, once."""
+        if self._bound:
+            return
+
+        def wrap(ex: Example) -> Example:
+            return Example(render_prompt(ex.prompt, tokenizer), ex.answer, ex.demonstration, ex.meta)
+
+        self._train = [wrap(ex) for ex in self._train]
+        self._test = [wrap(ex) for ex in self._test]
+        self._bound = True
+
+    def _examples(self, which: list[Example]) -> list[Example]:
+        if not self._bound:
+            raise GraftError("task.chat_template: prompts need the model's tokenizer (bind_tokenizer) first")
+        return which
+
+    def train_examples(self) -> list[Example]:
+        return self._examples(self._train)
+
+    def test_examples(self) -> list[Example]:
+        return self._examples(self._test)
+
+    def score(self, example: Example, completion: str) -> Score:
+        return self.combined.score(completion, example)
+
+    def score_many(self, items: list[tuple[Example, str]]) -> list[Score]:
+        """Scores of (example, completion) pairs; graders with ``workers`` > 1 run them in parallel."""
+        return self.combined.score_many([(completion, example) for example, completion in items])
+
+    def final_answer(self, completion: str) -> str | None:
+        extract = getattr(self.grader, "final_answer", None)
+        return extract(completion) if extract is not None else None
