@@ -22,7 +22,7 @@ import numpy as np
 from graft.eval.stats import aggregate_iqm, probability_of_improvement, stratified_bootstrap_ci
 
 ROOT = Path(__file__).resolve().parents[2]
-TARGET = 0.55  # compute to reach this held-out greedy accuracy (warm start 0.465, SFT plateau ~0.59)
+TARGET = 0.70  # compute to reach this held-out greedy accuracy (warm start 0.465; set from the pilots)
 REPS = 20_000  # bootstrap replicates
 SEED = 0  # bootstrap RNG
 
@@ -53,7 +53,7 @@ def _ci(values: list[float], rng: np.random.Generator) -> dict:
     return {"iqm": point, "ci95": [lo, hi], "mean": float(np.mean(values)), "values": values}
 
 
-def summarize(runs: dict[str, list[dict]]) -> dict:
+def summarize(runs: dict[str, list[dict]], target: float = TARGET) -> dict:
     rng = np.random.default_rng(SEED)
     table = {}
     for method, rs in runs.items():
@@ -61,7 +61,7 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
         row = {"seeds": [r["seed"] for r in rs], "final_accuracy": _ci(final, rng)}
         for k in ("pass@1", "pass@4", "pass@8"):
             row[k] = _ci([r[k] for r in rs], rng)
-        reach = [compute_to_target(r["curve"], TARGET) for r in rs]
+        reach = [compute_to_target(r["curve"], target) for r in rs]
         row["compute_to_target"] = {"median": float(np.median(reach)), "reached": sum(map(math.isfinite, reach)),
                                     "values": reach}
         row["wall_seconds_mean"] = float(np.mean([r["wall_seconds"] for r in rs]))
