@@ -129,8 +129,10 @@ def write_report(work: Path, out_dir: Path = ROOT / "bench" / "results",
     out_dir.mkdir(parents=True, exist_ok=True)
     plot(runs, budget, out_dir / "hybrid_curves.png")
     seconds = work / "bench_seconds.txt"
+    notes = work / "notes.txt"  # anything a reader of the numbers must know (re-runs, ...)
     result = {"budget_compute": budget, "target_accuracy": TARGET, "bootstrap_reps": REPS,
               "bench_wall_seconds": float(seconds.read_text()) if seconds.is_file() else None,
+              "notes": notes.read_text().strip() if notes.is_file() else "",
               "table": table, "runs": [r for rs in runs.values() for r in rs]}
     (out_dir / "hybrid.json").write_text(json.dumps(result, indent=1))
     text = markdown(table)

@@ -61,6 +61,7 @@ def methods(budget: float) -> dict[str, list[str]]:
 
     sft_steps = math.ceil(1.02 * budget / SFT_STEP_COMPUTE)
     rl_steps = math.ceil(1.25 * budget / RL_STEP_COMPUTE)
+    weighted_steps = math.ceil(1.05 * budget / (RL_STEP_COMPUTE + SFT_STEP_COMPUTE))  # RL + SFT each step
     after_sft = math.ceil(1.25 * (budget - SFT_THEN_RL_SFT_STEPS * SFT_STEP_COMPUTE) / RL_STEP_COMPUTE)
     settings = {  # each schedule's settings in this bench; anything not set is the config default
         "sft_then_rl": [f"sft.steps={SFT_THEN_RL_SFT_STEPS}", f"rl.steps={max(1, after_sft)}"],
@@ -68,7 +69,7 @@ def methods(budget: float) -> dict[str, list[str]]:
         "adaptive": [],
         "hints": [f"mix.hint_steps={max(1, round(budget / RL_STEP_COMPUTE / 2))}"],  # first half
         "inject": [],
-        "weighted": [f"rl.steps={rl_steps}", "mix.sft_weight=1.0", "mix.sft_weight_end=0.1"],  # linear
+        "weighted": [f"rl.steps={weighted_steps}", "mix.sft_weight=1.0", "mix.sft_weight_end=0.1"],
     }
     mixed_steps = max(sft_steps, rl_steps)  # schedules that may pick cheap SFT steps need more steps
     out = {
