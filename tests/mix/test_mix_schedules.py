@@ -21,7 +21,7 @@ from graft.train.loop import prepare, train
 
 # the quickstart config, shrunk: 1 SFT warm-up step, 3 mixed steps, evaluation on 8 examples
 FAST = [
-    "log.progress=false", "model.d_model=32", "model.n_layers=1", "model.n_heads=2",
+    "log.progress=false", "threads=1", "model.d_model=32", "model.n_layers=1", "model.n_heads=2",
     "task.difficulty=1", "task.num_train=64", "task.num_test=8", "sft.steps=1", "sft.batch_size=8",
     "sft.warmup_steps=0", "rl.steps=3", "rl.num_prompts=3", "rl.num_generations=4",
     "rl.max_new_tokens=16", "eval.num_examples=8", "eval.max_new_tokens=16", "checkpoint.every=1",
