@@ -20,12 +20,12 @@ set given as a task name its test split; a JSONL file means all its rows.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from graft.errors import GraftError
+from graft.tasks.files import iter_jsonl
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -90,14 +90,8 @@ def read_items(spec: str, split: str, overrides: list[str]) -> list[Item]:
         if not path.is_file():
             raise GraftError(f"no such file: {path}")
         items = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise GraftError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+        for number, row in iter_jsonl(path):
+            if not isinstance(row.get("prompt"), str):
                 raise GraftError(f"{path}:{number}: expected an object with a string 'prompt'")
             items.append(Item(row["prompt"], str(row.get("answer", ""))))
         if not items:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from graft.errors import GraftError
 from graft.tasks.base import Example
+from graft.tasks.files import iter_jsonl
 
 TASKS = ("math", "code", "sql", "exact", "regex")
 _PARALLEL = ("math", "code", "sql")  # graders that take `workers`
@@ -53,35 +54,26 @@ def read_items(path: Path, task: str) -> list[tuple[int, object, str, Example]]:
     if not path.is_file():
         raise GraftError(f"{path}: file not found")
     items = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise GraftError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise GraftError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            completion = _field(row, "completion", where, (str,))
-            meta: dict = {}
-            if task == "code":
-                from graft.rewards.code import parse_tests
+    for number, row in iter_jsonl(path):
+        where = f"{path}:{number}"
+        completion = _field(row, "completion", where, (str,))
+        meta: dict = {}
+        if task == "code":
+            from graft.rewards.code import parse_tests
 
-                tests = _field(row, "tests", where, (str, list))
-                try:
-                    parse_tests(tests)
-                except ValueError as exc:
-                    raise GraftError(f"{where}: field 'tests': {exc}") from None
-                answer = tests if isinstance(tests, str) else json.dumps(tests)
-            elif task == "sql":
-                db = Path(_field(row, "db", where, (str,)))
-                meta["db"] = str(db if db.is_absolute() else path.parent / db)
-                answer = _field(row, "reference", where, (str,))
-            else:
-                answer = str(_field(row, "answer", where, (str, int, float)))
-            items.append((number, row.get("id"), completion, Example("", answer, None, meta)))
+            tests = _field(row, "tests", where, (str, list))
+            try:
+                parse_tests(tests)
+            except ValueError as exc:
+                raise GraftError(f"{where}: field 'tests': {exc}") from None
+            answer = tests if isinstance(tests, str) else json.dumps(tests)
+        elif task == "sql":
+            db = Path(_field(row, "db", where, (str,)))
+            meta["db"] = str(db if db.is_absolute() else path.parent / db)
+            answer = _field(row, "reference", where, (str,))
+        else:
+            answer = str(_field(row, "answer", where, (str, int, float)))
+        items.append((number, row.get("id"), completion, Example("", answer, None, meta)))
     if not items:
         raise GraftError(f"{path}: no lines to verify")
     return items

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from graft.errors import GraftError
 from graft.tasks.base import Example, Score
+from graft.tasks.files import iter_jsonl
 
 FIELDS = ("prompt", "answer", "demonstration", "id", "db")
 _MAX_FIELD_CHARS = 1_000_000
@@ -58,17 +59,8 @@ def iter_rows(path: Path) -> Iterator[tuple[str, dict]]:
     if path.is_dir():
         yield from _saved_dataset_rows(path)
     elif suffix in (".jsonl", ".ndjson"):
-        with open(path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise GraftError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise GraftError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-                yield f"{path}:{number}", row
+        for number, row in iter_jsonl(path):
+            yield f"{path}:{number}", row
     elif suffix == ".csv":
         with open(path, encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(fh)

@@ -22,10 +22,12 @@ from graft.tasks.base import Example, Score
 _MAX_CHARS = 100_000
 
 
-def read_jsonl(path: Path) -> list[Example]:
-    if not path.is_file():
-        raise GraftError(f"task.path: file not found: {path}")
-    examples = []
+def iter_jsonl(path: Path):
+    """(line number, object) for each non-blank line of a JSONL file.
+
+    Raises GraftError naming ``path:line`` on invalid JSON or a line that is not a JSON object.
+    The one reader of JSONL rows for tasks, ``graft verify`` and ``graft contamination``.
+    """
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
@@ -36,14 +38,22 @@ def read_jsonl(path: Path) -> list[Example]:
                 raise GraftError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
             if not isinstance(row, dict):
                 raise GraftError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            for field in ("prompt", "answer"):
-                if not isinstance(row.get(field), str) or not row[field]:
-                    raise GraftError(f"{path}:{number}: field '{field}' is missing or not a non-empty string")
-            demo = row.get("demonstration")
-            if demo is not None and not isinstance(demo, str):
-                raise GraftError(f"{path}:{number}: field 'demonstration' must be a string")
-            meta = {"id": str(row.get("id", f"{path.stem}-{number}")), "line": number}
-            examples.append(Example(row["prompt"], row["answer"], demo, meta))
+            yield number, row
+
+
+def read_jsonl(path: Path) -> list[Example]:
+    if not path.is_file():
+        raise GraftError(f"task.path: file not found: {path}")
+    examples = []
+    for number, row in iter_jsonl(path):
+        for field in ("prompt", "answer"):
+            if not isinstance(row.get(field), str) or not row[field]:
+                raise GraftError(f"{path}:{number}: field '{field}' is missing or not a non-empty string")
+        demo = row.get("demonstration")
+        if demo is not None and not isinstance(demo, str):
+            raise GraftError(f"{path}:{number}: field 'demonstration' must be a string")
+        meta = {"id": str(row.get("id", f"{path.stem}-{number}")), "line": number}
+        examples.append(Example(row["prompt"], row["answer"], demo, meta))
     if not examples:
         raise GraftError(f"{path}: no rows")
     return examples
