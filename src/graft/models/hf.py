@@ -85,8 +85,12 @@ class HFPolicy:
         attention_mask: torch.Tensor,  # (B, T_past + T) long, 1 = real token
         position_ids: torch.Tensor,  # (B, T) long
         cache: Any = None,
+        use_cache: bool = True,
     ) -> tuple[torch.Tensor, Any]:
-        """Logits (B, T, V) float32 and the cache (a ``DynamicCache``, updated in place)."""
+        """Logits (B, T, V) float32 and the cache (a ``DynamicCache``, updated in place).
+
+        ``use_cache=False`` (the loss's full forward) builds no key/value cache: during
+        training it would only hold a second copy of every layer's keys and values."""
         inputs: dict[str, Any] = {}
         if cache is not None:
             inputs["past_key_values"] = cache  # None: the model makes a fresh DynamicCache
@@ -94,7 +98,7 @@ class HFPolicy:
             input_ids=ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            use_cache=True,
+            use_cache=use_cache,
             **inputs,
         )
         return out.logits.float(), out.past_key_values  # (B, T, V)

@@ -40,8 +40,9 @@ class Policy(Protocol):
         attention_mask: torch.Tensor,  # (B, T_past + T) long, 1 = real token
         position_ids: torch.Tensor,  # (B, T) long
         cache: Any = None,
+        use_cache: bool = True,
     ) -> tuple[torch.Tensor, Any]:
-        """Return logits (B, T, V) float32 and the updated cache."""
+        """Return logits (B, T, V) float32 and the updated cache (None-able when ``use_cache`` is False)."""
         ...
 
     @property

@@ -45,7 +45,10 @@ class TinyPolicy:
         attention_mask: torch.Tensor,  # (B, T_past + T) long, 1 = real token
         position_ids: torch.Tensor,  # (B, T) long
         cache: KVCache | None = None,
+        use_cache: bool = True,
     ) -> tuple[torch.Tensor, KVCache]:
+        # the tiny model's cache is the attention's own k/v tensors (kept for backward anyway),
+        # so use_cache=False saves nothing here and is accepted for the interface's sake
         return self.module(ids, attention_mask, position_ids, cache)
 
     @property

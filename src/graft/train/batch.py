@@ -88,7 +88,7 @@ def completion_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token logprobs (B, Tc) of the completion under ``policy`` at ``temperature``."""
     mask = batch.attention_mask
-    logits, _ = policy.forward(batch.ids, mask, position_ids_from_mask(mask))  # (B, T, V)
+    logits, _ = policy.forward(batch.ids, mask, position_ids_from_mask(mask), use_cache=False)  # (B, T, V)
     Tp, Tc = batch.prompt_width, batch.targets.shape[1]
     logits = logits[:, Tp - 1 : Tp - 1 + Tc]  # (B, Tc, V) predicts the completion
     if temperature != 1.0:
