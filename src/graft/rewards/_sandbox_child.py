@@ -38,6 +38,7 @@ import sys
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 1 << 14, 1 << 18
+MS_RDONLY, MS_REMOUNT = 1, 32
 PR_SET_NO_NEW_PRIVS = 38
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 NOBODY = 65534
@@ -91,8 +92,7 @@ def expose_interpreter():
     empty 0755 tmpfs in which just the interpreter's own directories are bind-mounted back:
     the rest of it stays out of sight.
     """
-    wanted = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(sys.executable),
-                                            *sys.path) if p and os.path.isdir(p)}
+    wanted = _interpreter_dirs()
     by_ancestor = {}
     for path in wanted:
         ancestor = _closed_ancestor(path)
@@ -100,15 +100,30 @@ def expose_interpreter():
             by_ancestor.setdefault(ancestor, set()).add(path)
     exposed = []
     for ancestor, paths in by_ancestor.items():
-        keep = sorted(p for p in paths if not any(p != q and p.startswith(q + "/") for q in paths))
-        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in keep]  # still reachable: open before covering
-        _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
-        for path, fd in zip(keep, fds):
-            os.makedirs(path, mode=0o755, exist_ok=True)
-            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
-            os.close(fd)
-            exposed.append(path)
+        exposed += _cover(ancestor, "size=64k,mode=0755", paths)
     return exposed
+
+
+def _interpreter_dirs():
+    """The directories this interpreter imports from (prefixes, executable's directory, sys.path)."""
+    return {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(sys.executable),
+                                          *sys.path) if p and os.path.isdir(p)}
+
+
+def _cover(target, options, keep):
+    """Mount a fresh tmpfs over ``target`` and bind the directories of ``keep`` below it back in, read-only.
+
+    Returns the directories bound back (the outermost ones of ``keep`` under ``target``)."""
+    inside = [p for p in keep if p.startswith(target.rstrip("/") + "/")]
+    outer = sorted(p for p in inside if not any(p != q and p.startswith(q + "/") for q in inside))
+    fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in outer]  # still reachable: open before covering
+    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options)
+    for path, fd in zip(outer, fds):
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
+        _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)  # read-only
+        os.close(fd)
+    return outer
 
 
 def isolate(req, info):
@@ -131,9 +146,11 @@ def isolate(req, info):
     if root:
         info["exposed"] = expose_interpreter()
     size = req["limits"]["disk_bytes"]
+    interpreter = _interpreter_dirs()  # a venv may live under /tmp: keep it importable
     for path in SHARED_TMP:
         if os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+            info.setdefault("exposed", [])
+            info["exposed"] += _cover(os.path.realpath(path), f"size={size},mode=1777", interpreter)
     work = req["workdir"]
     os.makedirs(work, mode=0o700, exist_ok=True)
     owner = req["uid"] if root else uid
