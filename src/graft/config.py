@@ -110,6 +110,18 @@ class RLConfig(_Section):
     """Linear warm-up steps of the RL phase."""
 
 
+class RolloutConfig(_Section):
+    """How rollouts are computed (issue 7). Every switch here saves time or memory without
+    changing what is sampled, so all are on by default; turn one off to measure it."""
+
+    compact: bool = True
+    """Finished rows (EOS or rl.max_new_tokens) leave the decode batch and the KV cache. Same
+    samples either way: each row's random draw does not depend on which rows are still decoding."""
+    share_prefill: bool = True
+    """Prefill each prompt once and copy its KV cache to its rl.num_generations completions
+    (instead of prefilling every copy). Same samples either way."""
+
+
 class AlgoConfig(_Section):
     advantage: str = "grpo"
     """Advantage estimator (registry name, see `graft list`)."""
@@ -251,6 +263,7 @@ class Config(_Section):
     task: TaskConfig = TaskConfig()
     sft: SFTConfig = SFTConfig()
     rl: RLConfig = RLConfig()
+    rollout: RolloutConfig = RolloutConfig()
     algo: AlgoConfig = AlgoConfig()
     select: SelectConfig = SelectConfig()
     shaping: ShapingConfig = ShapingConfig()

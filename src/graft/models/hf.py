@@ -103,6 +103,12 @@ class HFPolicy:
         )
         return out.logits.float(), out.past_key_values  # (B, T, V)
 
+    def select_cache_rows(self, cache: Any, index: torch.Tensor) -> Any:
+        """Keep batch rows ``index`` (b,) of a ``DynamicCache``, in place (``Cache.reorder_cache``
+        index-selects every layer's keys and values), and return it."""
+        cache.reorder_cache(index)
+        return cache
+
     @property
     def hidden_size(self) -> int:
         return int(self.module.config.hidden_size)

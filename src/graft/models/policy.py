@@ -45,6 +45,11 @@ class Policy(Protocol):
         """Return logits (B, T, V) float32 and the updated cache (None-able when ``use_cache`` is False)."""
         ...
 
+    def select_cache_rows(self, cache: Any, index: torch.Tensor) -> Any:
+        """The cache with only batch rows ``index`` (b,) long, in that order (repeats allowed):
+        drops finished rows, or copies one prompt's rows for each of its completions."""
+        ...
+
     @property
     def hidden_size(self) -> int:
         """Width of the final hidden states (what a value head reads)."""

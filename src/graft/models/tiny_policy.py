@@ -51,6 +51,10 @@ class TinyPolicy:
         # so use_cache=False saves nothing here and is accepted for the interface's sake
         return self.module(ids, attention_mask, position_ids, cache)
 
+    def select_cache_rows(self, cache: KVCache, index: torch.Tensor) -> KVCache:
+        """A new cache holding batch rows ``index`` (b,) of every layer's (k, v)."""
+        return [(k.index_select(0, index), v.index_select(0, index)) for k, v in cache]  # (b, nh, T, hs)
+
     @property
     def hidden_size(self) -> int:
         return self.config.d_model

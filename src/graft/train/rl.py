@@ -67,11 +67,12 @@ def sample_groups(
 ) -> list[Group]:
     """``num_generations`` completions per example, scored by the task's verifier, then shaped."""
     G = cfg.rl.num_generations
-    prompts = [policy.tokenizer.encode(ex.prompt) for ex in examples for _ in range(G)]
+    prompts = [policy.tokenizer.encode(ex.prompt) for ex in examples]
     policy.module.eval()
     flat = sample(
         policy, prompts, max_new_tokens=cfg.rl.max_new_tokens, temperature=cfg.rl.temperature,
-        top_p=cfg.rl.top_p, generator=generator, policy_version=version,
+        top_p=cfg.rl.top_p, generator=generator, policy_version=version, repeats=G,
+        share_prefill=cfg.rollout.share_prefill, compact=cfg.rollout.compact,
     )
     policy.module.train()
     groups = [flat[i * G : (i + 1) * G] for i in range(len(examples))]
