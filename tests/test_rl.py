@@ -62,3 +62,14 @@ def test_group_advantages_are_broadcast_over_each_completions_tokens():
         n = int(batch.loss_mask[row].sum())
         assert torch.allclose(batch.advantages[row, :n], torch.full((n,), value))
         assert batch.advantages[row, n:].abs().sum() == 0
+
+
+def test_chunked_logprobs_give_the_same_policy_loss_and_gradients():
+    cfg, learner, groups = _setup(["algo.entropy_coef=0.01"])
+    batch, _ = build_batch(learner, groups, cfg)
+    full_loss, full = _grads(learner, batch, cfg, micro=5)
+    cfg.optim.logprob_chunk = 16
+    chunk_loss, chunked = _grads(learner, batch, cfg, micro=5)
+    assert chunk_loss == pytest.approx(full_loss, abs=1e-6)
+    for a, b in zip(full, chunked):
+        assert torch.allclose(a, b, atol=1e-6)

@@ -225,6 +225,11 @@ class OptimConfig(_Section):
     """Global gradient-norm clip."""
     micro_batch_size: int = Field(64, ge=1)
     """Sequences per forward/backward (SFT and RL); gradients accumulate over the whole batch."""
+    logprob_chunk: int = Field(0, ge=0)
+    """Memory-lean log-probabilities: > 0 projects only completion positions through the LM head,
+    this many tokens at a time, recomputing each chunk's logits in backward, so no full
+    (batch, length, vocab) float32 logits exist. 0 = off (one full forward). Off by default: the
+    values match to float rounding (~1e-6), not bit for bit; worth it when the vocabulary is large."""
 
 
 class EvalConfig(_Section):

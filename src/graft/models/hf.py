@@ -122,6 +122,13 @@ class HFPolicy:
         )
         return out.last_hidden_state.float()  # (B, T, C)
 
+    def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The model's output embedding on final hidden states: (..., C) -> (..., V) float32.
+        Exact for heads that are a plain linear layer (Llama, Qwen2, Mistral ...); models that
+        soft-cap or scale their logits (Gemma 2) would need that step here too."""
+        head = self.module.get_output_embeddings()
+        return head(hidden.to(head.weight.dtype)).float()  # (..., V)
+
     def save(self, directory: Path) -> None:
         """Write config, safetensors weights and tokenizer in the standard Hugging Face layout."""
         directory = Path(directory)

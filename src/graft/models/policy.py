@@ -61,6 +61,11 @@ class Policy(Protocol):
         """Final hidden states (B, T, C) of a full forward pass without cache."""
         ...
 
+    def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head on final hidden states: (..., C) -> (..., V) float32, so that
+        ``logits_from_hidden(hidden(x))`` equals ``forward(x)``'s logits."""
+        ...
+
     def save(self, directory: Path) -> None:
         """Write weights, config and tokenizer so that ``load_policy`` restores it."""
         ...

@@ -66,6 +66,12 @@ class TinyPolicy:
         x, _ = self.module(ids, attention_mask, position_ids, None, return_hidden=True)
         return x  # (B, T, C)
 
+    def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The (tied or own) LM head: (..., C) -> (..., V) float32."""
+        m = self.module
+        head = m.tok_emb.weight if m.lm_head is None else m.lm_head.weight  # (V, C)
+        return torch.nn.functional.linear(hidden, head).float()  # (..., V)
+
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from graft.algos.losses import entropy_from_logits, token_logprobs
 from graft.models.policy import Policy, position_ids_from_mask
@@ -84,15 +85,45 @@ def make_batch(
 
 
 def completion_logprobs(
-    policy: Policy, batch: Batch, temperature: float = 1.0, with_entropy: bool = False
+    policy: Policy, batch: Batch, temperature: float = 1.0, with_entropy: bool = False, chunk: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-token logprobs (B, Tc) of the completion under ``policy`` at ``temperature``."""
+    """Per-token logprobs (B, Tc) of the completion under ``policy`` at ``temperature``
+    (and the per-token entropy (B, Tc) when ``with_entropy``).
+
+    ``chunk`` > 0 is the memory-lean path (issue 7): only the completion positions' final hidden
+    states go through the LM head, ``chunk`` tokens at a time, and each chunk's logits are
+    recomputed in backward (activation checkpointing) instead of kept; so no (B, T, V) float32
+    tensor exists, only one (chunk, V) at a time. Same values as ``chunk=0`` up to float
+    rounding (different matmul shapes)."""
     mask = batch.attention_mask
-    logits, _ = policy.forward(batch.ids, mask, position_ids_from_mask(mask), use_cache=False)  # (B, T, V)
     Tp, Tc = batch.prompt_width, batch.targets.shape[1]
-    logits = logits[:, Tp - 1 : Tp - 1 + Tc]  # (B, Tc, V) predicts the completion
-    if temperature != 1.0:
-        logits = logits / temperature
-    logp = token_logprobs(logits, batch.targets)  # (B, Tc)
-    entropy = entropy_from_logits(logits) if with_entropy else None
+    if chunk <= 0:
+        logits, _ = policy.forward(batch.ids, mask, position_ids_from_mask(mask), use_cache=False)  # (B, T, V)
+        logits = logits[:, Tp - 1 : Tp - 1 + Tc]  # (B, Tc, V) predicts the completion
+        if temperature != 1.0:
+            logits = logits / temperature
+        logp = token_logprobs(logits, batch.targets)  # (B, Tc)
+        entropy = entropy_from_logits(logits) if with_entropy else None
+        return logp, entropy
+    hidden = policy.hidden(batch.ids, mask, position_ids_from_mask(mask))  # (B, T, C)
+    hidden = hidden[:, Tp - 1 : Tp - 1 + Tc]  # (B, Tc, C) predicts the completion
+    B, _, C = hidden.shape
+    flat_h, flat_t = hidden.reshape(B * Tc, C), batch.targets.reshape(B * Tc)  # (N, C), (N,)
+
+    def head(h: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = policy.logits_from_hidden(h)  # (n, V)
+        if temperature != 1.0:
+            logits = logits / temperature
+        logp = token_logprobs(logits[None], t[None])[0]  # (n,)
+        ent = entropy_from_logits(logits[None])[0] if with_entropy else torch.zeros_like(logp)  # (n,)
+        return logp, ent
+
+    recompute = torch.is_grad_enabled() and flat_h.requires_grad
+    parts = [
+        checkpoint(head, flat_h[s : s + chunk], flat_t[s : s + chunk], use_reentrant=False)
+        if recompute else head(flat_h[s : s + chunk], flat_t[s : s + chunk])
+        for s in range(0, B * Tc, chunk)
+    ]
+    logp = torch.cat([p[0] for p in parts]).view(B, Tc)  # (B, Tc)
+    entropy = torch.cat([p[1] for p in parts]).view(B, Tc) if with_entropy else None  # (B, Tc)
     return logp, entropy

@@ -184,7 +184,8 @@ def build_batch(learner: Learner, groups: list[Group], cfg: Config) -> tuple[Bat
     token_rewards = outcome_token_rewards(rewards, tokens)  # (B, T) reward on the last token
     info: dict[str, float] = {}
     if learner.ref is not None and algo.kl_in == "reward":  # KL as a per-token reward penalty
-        ref_logp, _ = completion_logprobs(learner.ref, batch, cfg.rl.temperature)
+        ref_logp, _ = completion_logprobs(learner.ref, batch, cfg.rl.temperature,
+                                          chunk=cfg.optim.logprob_chunk)
         kl = KL_ESTIMATORS[algo.kl](batch.old_logprobs, ref_logp) * tokens  # (B, T)
         token_rewards = token_rewards - algo.kl_coef * kl
         info["rollout/kl"] = float(kl.sum() / tokens.sum().clamp(min=1))
@@ -217,7 +218,8 @@ def build_batch(learner: Learner, groups: list[Group], cfg: Config) -> tuple[Bat
 def _policy_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float) -> dict:
     """Backward the micro-batch's part of the batch loss; return its part of the metrics."""
     algo = cfg.algo
-    logp, entropy = completion_logprobs(learner.policy, mb, cfg.rl.temperature, with_entropy=True)
+    logp, entropy = completion_logprobs(learner.policy, mb, cfg.rl.temperature, with_entropy=True,
+                                        chunk=cfg.optim.logprob_chunk)
     per_token, clipped = POLICY_LOSSES[algo.policy_loss](
         logp=logp, old_logp=mb.old_logprobs, advantages=mb.advantages, mask=mb.loss_mask,
         clip_low=algo.clip_low, clip_high=algo.clip_high,
@@ -232,7 +234,7 @@ def _policy_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float) 
     kl_value = 0.0
     if learner.ref is not None and algo.kl_in == "loss":
         with torch.no_grad():
-            ref_logp, _ = completion_logprobs(learner.ref, mb, cfg.rl.temperature)
+            ref_logp, _ = completion_logprobs(learner.ref, mb, cfg.rl.temperature, chunk=cfg.optim.logprob_chunk)
         kl = aggregate(KL_ESTIMATORS[algo.kl](logp, ref_logp), w)
         loss = loss + algo.kl_coef * kl
         kl_value = kl.item()
@@ -274,7 +276,8 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float,
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value / cfg.rl.num_iterations
         if sft_batch is not None:
-            sft = sft_backward(learner.policy, sft_batch, cfg.optim.micro_batch_size, sft_weight)
+            sft = sft_backward(learner.policy, sft_batch, cfg.optim.micro_batch_size, sft_weight,
+                               cfg.optim.logprob_chunk)
             sums["losses/sft"] = sums.get("losses/sft", 0.0) + sft / cfg.rl.num_iterations
         grad_norms.append(apply_update(learner.policy.module, learner.optimizer, lr, cfg.optim.grad_clip))
         if learner.critic is not None:
