@@ -225,6 +225,10 @@ class OptimConfig(_Section):
     """Global gradient-norm clip."""
     micro_batch_size: int = Field(64, ge=1)
     """Sequences per forward/backward (SFT and RL); gradients accumulate over the whole batch."""
+    sort_by_length: bool = False
+    """Length-aware micro-batches for the RL update: rows sorted by length and each micro-batch
+    trimmed to its own longest row, so less compute goes to padding (`perf/padding_frac`). Off by
+    default: the loss and gradient match to float rounding, not bit for bit."""
     logprob_chunk: int = Field(0, ge=0)
     """Memory-lean log-probabilities: > 0 projects only completion positions through the LM head,
     this many tokens at a time, recomputing each chunk's logits in backward, so no full

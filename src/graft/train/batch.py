@@ -48,6 +48,39 @@ class Batch:
             out.append(Batch(**part, prompt_width=self.prompt_width))
         return out
 
+    def split_by_length(self, size: int) -> list[Batch]:
+        """Length-aware micro-batches (issue 7): rows sorted by real length, longest first, cut
+        into groups of at most ``size``, each trimmed to its own longest prompt and completion,
+        so short rows are not padded to the batch's longest. New tensors (gathered rows).
+
+        The loss is unchanged because ``loss_weights`` are whole-batch weights and trimmed
+        columns are padding (weight 0); values agree with ``split`` up to float rounding."""
+        Tp = self.prompt_width
+        real_prompt = self.attention_mask[:, :Tp].sum(-1)  # (B,)
+        real_completion = self.attention_mask[:, Tp:].sum(-1)  # (B,)
+        order = torch.argsort(real_prompt + real_completion, descending=True, stable=True)  # (B,)
+        out = []
+        for start in range(0, len(self), size):
+            rows = order[start : start + size]  # (b,)
+            tp = max(1, int(real_prompt[rows].max()))  # >= 1: logits at column tp - 1 predict token 1
+            tc = max(1, int(real_completion[rows].max()))
+            part = {
+                f.name: getattr(self, f.name)[rows][:, :tc]  # (b, tc)
+                for f in fields(self)
+                if f.name not in ("prompt_width", "ids", "attention_mask")
+            }
+            cols = slice(Tp - tp, Tp + tc)
+            out.append(Batch(ids=self.ids[rows][:, cols], attention_mask=self.attention_mask[rows][:, cols],
+                             **part, prompt_width=tp))
+        return out
+
+
+def padding_fraction(parts: list[Batch]) -> float:
+    """Share of the token slots computed for ``parts`` that are padding."""
+    slots = sum(mb.attention_mask.numel() for mb in parts)
+    real = sum(float(mb.attention_mask.sum()) for mb in parts)
+    return 1.0 - real / max(slots, 1)
+
 
 def make_batch(
     prompts: list[list[int]],

@@ -35,7 +35,7 @@ from graft.models.policy import Policy
 from graft.rewards.shaping import LENGTH_SHAPING, overlong_penalty
 from graft.rollout.sampler import Group, sample
 from graft.tasks.base import Example, Task
-from graft.train.batch import Batch, completion_logprobs, make_batch
+from graft.train.batch import Batch, completion_logprobs, make_batch, padding_fraction
 from graft.train.steps import apply_update, compute_metrics, demo_batch, sft_backward
 
 RolloutHook = Callable[
@@ -268,8 +268,10 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float,
     total_tokens = max(float(batch.loss_mask.sum()), 1.0)
     sums: dict[str, float] = {}
     grad_norms = []
+    split = batch.split_by_length if cfg.optim.sort_by_length else batch.split
+    micro_batches = split(cfg.optim.micro_batch_size)
     for _ in range(cfg.rl.num_iterations):
-        for mb in batch.split(cfg.optim.micro_batch_size):
+        for mb in micro_batches:
             parts = _policy_loss(learner, mb, cfg, total_tokens)
             if learner.critic is not None:
                 parts.update(_value_loss(learner, mb, cfg, total_tokens))
@@ -282,7 +284,8 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float,
         grad_norms.append(apply_update(learner.policy.module, learner.optimizer, lr, cfg.optim.grad_clip))
         if learner.critic is not None:
             apply_update(learner.critic, learner.critic_optimizer, cfg.algo.critic_lr, cfg.optim.grad_clip)
-    return {**sums, "optim/grad_norm": sum(grad_norms) / len(grad_norms)}
+    return {**sums, "optim/grad_norm": sum(grad_norms) / len(grad_norms),
+            "perf/padding_frac": padding_fraction(micro_batches)}
 
 
 def rl_step(
