@@ -33,9 +33,11 @@ TRL_VENV = BENCH / ".venv-trl"
 W1_CHARS = "0123456789+-=A: ,\n"
 WORKLOADS = {
     # character vocabulary (special tokens + W1_CHARS), prompts "47+85=", completions <= 16 tokens
-    "W1": dict(hidden=256, layers=4, vocab=None, prompt_len=None, completion=16, steps=12, warmup=2),
+    "W1": {"hidden": 256, "layers": 4, "vocab": None, "prompt_len": None, "completion": 16, "steps": 12,
+           "warmup": 2},
     # byte vocabulary padded to 32,000, prompts of ~64 tokens, completions <= 128 tokens
-    "W2": dict(hidden=256, layers=4, vocab=32000, prompt_len=64, completion=128, steps=4, warmup=1),
+    "W2": {"hidden": 256, "layers": 4, "vocab": 32000, "prompt_len": 64, "completion": 128, "steps": 4,
+           "warmup": 1},
 }
 FILLER = "Add the two numbers below and write only their sum on the last line. "
 
@@ -95,7 +97,7 @@ def run_side(side: str, python: str, spec: dict, work: Path) -> dict:
     script = BENCH / f"{side}_side.py"
     print(f"[{side}] running {spec['steps']} steps ...", flush=True)
     t = time.perf_counter()
-    proc = subprocess.run([python, str(script), str(spec_path), str(out_path)], env=env,
+    proc = subprocess.run([python, str(script), str(spec_path), str(out_path)], env=env, check=False,
                           capture_output=True, text=True)
     if proc.returncode != 0 or not out_path.exists():
         tail = (proc.stderr or proc.stdout)[-3000:]
