@@ -96,7 +96,7 @@ def run_side(side: str, python: str, spec: dict, work: Path) -> dict:
                PYTHONPATH=str(ROOT / "src") if side == "graft" else "")
     script = BENCH / f"{side}_side.py"
     print(f"[{side}] running {spec['steps']} steps ...", flush=True)
-    t = time.perf_counter()
+    t, load = time.perf_counter(), os.getloadavg()
     proc = subprocess.run([python, str(script), str(spec_path), str(out_path)], env=env, check=False,
                           capture_output=True, text=True)
     if proc.returncode != 0 or not out_path.exists():
@@ -105,6 +105,7 @@ def run_side(side: str, python: str, spec: dict, work: Path) -> dict:
         return {"side": side, "error": tail, "exit_code": proc.returncode}
     result = json.loads(out_path.read_text())
     result["process_seconds"] = time.perf_counter() - t
+    result["load_avg_before"], result["load_avg_after"] = load, os.getloadavg()
     print(f"[{side}] done in {result['process_seconds']:.0f} s", flush=True)
     return result
 
@@ -138,6 +139,8 @@ def summarise(result: dict, warmup: int, n_matmul: int, peak: float, batch: int)
         "fraction_of_matmul_peak": flops / med / peak,
         "reward_mean": statistics.mean([s["reward_mean"] for s in steps if s.get("reward_mean") is not None] or [0]),
         "process_seconds": result.get("process_seconds"),
+        "load_avg_before": result.get("load_avg_before"),  # 1, 5, 15 min: this machine is shared
+        "load_avg_after": result.get("load_avg_after"),
     }
     roll = [s.get("rollout_time") for s in steps]
     if all(r is not None for r in roll):  # graft logs its sampling time: the update alone
@@ -201,25 +204,14 @@ def main() -> None:
         summary[side] = summarise(raw[side], w["warmup"], n_matmul, peak, batch)
     load_after = os.getloadavg()
 
-    ratios = {}
-    if all(s in summary and "error" not in summary[s] for s in ("graft", "trl")):
-        g, t = summary["graft"], summary["trl"]
-        ratios = {
-            "step_time_graft_over_trl": g["step_time_median_s"] / t["step_time_median_s"],
-            "speedup_trl_time_over_graft_time": t["step_time_median_s"] / g["step_time_median_s"],
-            "tokens_per_s_graft_over_trl": g["completion_tokens_per_s"] / t["completion_tokens_per_s"],
-            "peak_rss_graft_over_trl": g["peak_rss_mb"] / t["peak_rss_mb"],
-            "flop_fraction_graft_over_trl": g["fraction_of_matmul_peak"] / t["fraction_of_matmul_peak"],
-        }
     record = {
         "workload": args.workload, "shape": w, "num_prompts": num_prompts, "num_generations": num_generations,
         "params_total": n_total, "params_in_matmuls": n_matmul, "matmul_flops_per_s": peak,
         "threads": args.threads, "lr": args.lr, "load_avg_before": load_before, "load_avg_after": load_after,
         "cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
         "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "sides": summary, "ratios": ratios,
+        "sides": summary,
     }
-    print_table(record)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(out.read_text()) if out.exists() else {}
@@ -229,9 +221,26 @@ def main() -> None:
     prev = existing.get(key, {})
     if args.only and prev.get("sides"):  # one side re-measured: keep the other side's last numbers
         record["sides"] = {**prev["sides"], **summary}
+        record["other_side_measured_at"] = prev.get("date_utc")
+    record["ratios"] = ratios(record["sides"])
+    print_table(record)
     existing[key] = record
     out.write_text(json.dumps(existing, indent=2) + "\n")
     print(f"wrote {out} [{key}]")
+
+
+def ratios(sides: dict) -> dict:
+    """graft / TRL for each measure (step time < 1 and the rest > 1 favour graft, RSS < 1 too)."""
+    if not all(s in sides and "error" not in sides[s] for s in ("graft", "trl")):
+        return {}
+    g, t = sides["graft"], sides["trl"]
+    return {
+        "step_time_graft_over_trl": g["step_time_median_s"] / t["step_time_median_s"],
+        "speedup_trl_time_over_graft_time": t["step_time_median_s"] / g["step_time_median_s"],
+        "tokens_per_s_graft_over_trl": g["completion_tokens_per_s"] / t["completion_tokens_per_s"],
+        "peak_rss_graft_over_trl": g["peak_rss_mb"] / t["peak_rss_mb"],
+        "flop_fraction_graft_over_trl": g["fraction_of_matmul_peak"] / t["fraction_of_matmul_peak"],
+    }
 
 
 def print_table(rec: dict) -> None:
