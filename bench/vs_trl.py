@@ -222,7 +222,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(out.read_text()) if out.exists() else {}
-    key = args.workload if args.only is None and all(
+    key = args.workload if all(
         getattr(args, k) is None for k in ("hidden", "layers", "vocab", "prompt_len", "completion")) \
         else f"{args.workload}-custom"
     prev = existing.get(key, {})
