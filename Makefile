@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test test-slow lint bench-hybrid clean
+.PHONY: quickstart test test-slow lint bench bench-hybrid clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
+
+# graft vs TRL's GRPOTrainer on workload W1 (TRL goes into its own bench/.venv-trl, made on first use);
+# prints the table and writes bench/results/vs_trl.json. W2: $(PY) bench/vs_trl.py --workload W2 --steps 4
+bench: $(STAMP)
+	$(PY) bench/vs_trl.py --workload W1
 
 # SFT only vs RL only vs every mixer schedule, 5 seeds, one compute budget (about 30-45 min on
 # 2 cores); writes bench/results/hybrid.json, bench/results/hybrid_curves.png, bench/hybrid/README.md

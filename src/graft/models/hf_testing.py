@@ -54,8 +54,12 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, (chr(c) for c in chars)))
 
 
-def build_char_tokenizer(vocab_chars: str | None = None) -> PreTrainedTokenizerFast:
+def build_char_tokenizer(vocab_chars: str | None = None, pad_to: int | None = None) -> PreTrainedTokenizerFast:
     """One token per character of ``vocab_chars`` (ASCII only), after the special tokens.
+
+    ``pad_to``: grow the vocabulary to this many tokens with filler entries ``<extra_i>`` that
+    encoding never produces (the BPE has no merges) but that decode as their own text, so a model
+    with a realistic vocabulary size (e.g. 32,000) can be sampled from end to end.
 
     Default alphabet: every byte, so any UTF-8 text round-trips exactly
     (ASCII one token per character, other characters one token per byte).
@@ -71,6 +75,10 @@ def build_char_tokenizer(vocab_chars: str | None = None) -> PreTrainedTokenizerF
         alphabet = [byte_to_char[b] for b in dict.fromkeys(vocab_chars.encode())]
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     vocab.update({ch: len(SPECIAL_TOKENS) + i for i, ch in enumerate(alphabet)})
+    if pad_to is not None:
+        if pad_to < len(vocab):
+            raise ValueError(f"pad_to={pad_to} is smaller than the character vocabulary ({len(vocab)})")
+        vocab.update({f"<extra_{i}>": len(vocab) + i for i in range(pad_to - len(vocab))})
 
     backend = RustTokenizer(models.BPE(vocab=vocab, merges=[], fuse_unk=False))
     # No regex split: the BPE has no merges, so each byte is its own token anyway.
@@ -94,25 +102,34 @@ def build_tiny_hf_model(
     arch: str = "qwen2",
     seed: int = 0,
     vocab_chars: str | None = None,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int | None = None,
+    vocab_size: int | None = None,
+    max_positions: int = 512,
 ) -> Path:
     """Write a tiny random ``arch`` causal LM ("qwen2" or "llama") and its tokenizer to ``directory``.
 
-    Two layers, hidden size 64, 4 query heads over 2 key/value heads (so
-    grouped-query attention is exercised). Same ``seed`` -> same weights; the
-    global torch RNG is left untouched.
+    Defaults: two layers, hidden size 64, 4 query heads over 2 key/value heads (so
+    grouped-query attention is exercised), MLP width 2 x hidden. ``vocab_size`` pads the
+    character tokenizer to that many tokens (see ``build_char_tokenizer``'s ``pad_to``); the
+    model's embedding table always equals ``len(tokenizer)``. Same ``seed`` -> same weights;
+    the global torch RNG is left untouched.
     """
     if arch not in _ARCHS:
         raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(_ARCHS)}")
     config_cls, model_cls = _ARCHS[arch]
-    tokenizer = build_char_tokenizer(vocab_chars)
+    tokenizer = build_char_tokenizer(vocab_chars, pad_to=vocab_size)
     config = config_cls(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=512,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        intermediate_size=intermediate_size or 2 * hidden_size,
+        max_position_embeddings=max_positions,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
