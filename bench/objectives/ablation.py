@@ -49,9 +49,8 @@ def run_one(recipe: str, seed: int, model: Path, work: Path, steps: int | None, 
         train(prepare(load_config(packaged_config(recipe), overrides)), out)
     summary = json.loads(summary_file.read_text())
     rows = read_metrics(out / "metrics.jsonl")
-    G = load_config(out / "config.yaml").rl.num_generations
-    rollouts = sum(G * (load_config(out / "config.yaml").rl.num_prompts + r.get("select/extra_prompts", 0))
-                   for r in rows)
+    rl = load_config(out / "config.yaml").rl
+    rollouts = sum(rl.num_generations * (rl.num_prompts + r.get("select/extra_prompts", 0)) for r in rows)
     return {"recipe": recipe, "seed": seed, "before": summary["accuracy_after_sft"],
             "after": summary["accuracy_after_rl"], "sampled_after": summary["sampled_accuracy_after_rl"],
             "rollouts": rollouts, "wall_seconds": summary["wall_seconds"]}

@@ -58,6 +58,20 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(dim=-1)  # (B, T)
 
 
+def _clipped_surrogate(
+    adv: torch.Tensor, ratio: torch.Tensor, on: torch.Tensor, clip_low: float, clip_high: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """max(-A rho, -A clip(rho, 1 - clip_low, 1 + clip_high)), 0 off the mask, and where the clip binds.
+
+    The shared tail of PPO-clip (token ratio) and GSPO (sequence ratio). (B, T) each -> (B, T), (B, T) bool.
+    """
+    surrogate = -adv * ratio  # (B, T)
+    surrogate_clipped = -adv * ratio.clamp(1.0 - clip_low, 1.0 + clip_high)  # (B, T)
+    loss = torch.maximum(surrogate, surrogate_clipped)  # (B, T)
+    clipped = on & (surrogate_clipped > surrogate)  # (B, T) bool
+    return torch.where(on, loss, torch.zeros_like(loss)), clipped
+
+
 def ppo_clip_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -102,11 +116,7 @@ def ppo_clip_loss(
     on = mask > 0  # (B, T) bool
     log_ratio = torch.where(on, logp - old_logp.detach(), torch.zeros_like(logp))  # (B, T)
     ratio = torch.exp(log_ratio)  # (B, T)
-    surrogate = -adv * ratio  # (B, T)
-    surrogate_clipped = -adv * ratio.clamp(1.0 - clip_low, 1.0 + clip_high)  # (B, T)
-    loss = torch.maximum(surrogate, surrogate_clipped)  # (B, T)
-    clipped = on & (surrogate_clipped > surrogate)  # (B, T) bool
-    return torch.where(on, loss, torch.zeros_like(loss)), clipped
+    return _clipped_surrogate(adv, ratio, on, clip_low, clip_high)
 
 
 def gspo_loss(
@@ -166,11 +176,7 @@ def gspo_loss(
     # (logp - sg[logp]) is exactly 0 in value; added first so s_it == s_i bit for bit
     log_s_tok = (logp_on - logp_on.detach()) + log_s.detach()  # (B, T)
     ratio = torch.exp(log_s_tok)  # (B, T)
-    surrogate = -adv * ratio  # (B, T)
-    surrogate_clipped = -adv * ratio.clamp(1.0 - clip_low, 1.0 + clip_high)  # (B, T)
-    loss = torch.maximum(surrogate, surrogate_clipped)  # (B, T)
-    clipped = on & (surrogate_clipped > surrogate)  # (B, T) bool
-    return torch.where(on, loss, torch.zeros_like(loss)), clipped
+    return _clipped_surrogate(adv, ratio, on, clip_low, clip_high)
 
 
 def cispo_loss(

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import json
-import random
 import re
 import string
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from pathlib import Path
 
 from graft.errors import GraftError
 from graft.tasks.base import Example, Score
-from graft.tasks.files import iter_jsonl
+from graft.tasks.files import iter_jsonl, split_rows
 
 FIELDS = ("prompt", "answer", "demonstration", "id", "db")
 _MAX_FIELD_CHARS = 1_000_000
@@ -211,13 +210,7 @@ class DatasetTask:
         except ValueError as exc:
             raise GraftError(f"task.grader / task.grader_options / task.format: {exc}") from None
         rows = load_examples(path, columns, template, grader)
-        if len(rows) < 2:
-            raise GraftError(f"{path}: needs at least 2 rows to hold some out for testing")
-        order = list(range(len(rows)))
-        random.Random(split_seed).shuffle(order)
-        n_test = min(num_test, len(rows) // 2)
-        self._test = [rows[i] for i in order[:n_test]]
-        self._train = [rows[i] for i in order[n_test:]][:num_train]
+        self._train, self._test = split_rows(rows, path, num_train, num_test, split_seed)
         self.chat_template = chat_template
         self._bound = not chat_template
 

@@ -59,6 +59,17 @@ def read_jsonl(path: Path) -> list[Example]:
     return examples
 
 
+def split_rows(rows: list, path, num_train: int, num_test: int, split_seed: int) -> tuple[list, list]:
+    """(train, test): rows shuffled by ``split_seed``, the first min(num_test, n // 2) held out,
+    the rest (up to ``num_train``) train. The one split of every file-based task."""
+    if len(rows) < 2:
+        raise GraftError(f"{path}: needs at least 2 rows to hold some out for testing")
+    order = list(range(len(rows)))
+    random.Random(split_seed).shuffle(order)
+    n_test = min(num_test, len(rows) // 2)
+    return [rows[i] for i in order[n_test:]][:num_train], [rows[i] for i in order[:n_test]]
+
+
 class JsonlTask:
     name = "jsonl"
 
@@ -66,14 +77,7 @@ class JsonlTask:
                  split_seed: int = 0, difficulty: int = 1):
         if not path:
             raise GraftError("task.path: the jsonl task needs task.path=FILE.jsonl")
-        rows = read_jsonl(Path(path))
-        if len(rows) < 2:
-            raise GraftError(f"{path}: needs at least 2 rows to hold some out for testing")
-        order = list(range(len(rows)))
-        random.Random(split_seed).shuffle(order)
-        n_test = min(num_test, len(rows) // 2)
-        self._test = [rows[i] for i in order[:n_test]]
-        self._train = [rows[i] for i in order[n_test:]][:num_train]
+        self._train, self._test = split_rows(read_jsonl(Path(path)), path, num_train, num_test, split_seed)
 
     def train_examples(self) -> list[Example]:
         return self._train
