@@ -42,3 +42,82 @@ def test_same_generator_state_same_samples():
     a = sample(pol, prompts, max_new_tokens=8, temperature=1.0, generator=torch.Generator().manual_seed(3))
     b = sample(pol, prompts, max_new_tokens=8, temperature=1.0, generator=torch.Generator().manual_seed(3))
     assert [r.completion_ids for r in a] == [r.completion_ids for r in b]
+
+
+# ---------------------------------------------------------------- issue 7: compaction, shared prefill
+
+PROMPTS = ["12+3=", "7-5=", "99+99=", "1", "abc", "hello there"]
+SWITCHES = [(True, True), (True, False), (False, True), (False, False)]  # (compact, share_prefill)
+
+
+class CountingPolicy:
+    """Delegates to a policy and counts the token rows its forward passes compute."""
+
+    def __init__(self, policy):
+        self.policy, self.tokenizer, self.rows = policy, policy.tokenizer, 0
+
+    def forward(self, ids, *args, **kwargs):
+        self.rows += ids.numel()  # (b, T) tokens run through the model
+        return self.policy.forward(ids, *args, **kwargs)
+
+    def select_cache_rows(self, cache, index):
+        return self.policy.select_cache_rows(cache, index)
+
+
+def _eos_like(policy, head: torch.Tensor, token: int, scale: float = 1.05) -> None:
+    """Make EOS a stronger copy of ``token`` in the LM head, so greedy decoding stops wherever
+    it would have emitted ``token`` (rows then finish at different steps)."""
+    with torch.no_grad():
+        head[policy.tokenizer.eos_id] = scale * head[token]
+
+
+def _run(policy, temperature, compact, share, seed=0, max_new_tokens=16):
+    counting = CountingPolicy(policy)
+    prompts = [policy.tokenizer.encode(p) for p in PROMPTS]
+    out = sample(counting, prompts, max_new_tokens=max_new_tokens, temperature=temperature, repeats=3,
+                 generator=torch.Generator().manual_seed(seed), compact=compact, share_prefill=share)
+    return out, counting.rows
+
+
+def _same_rollouts(policy, temperature):
+    results = {s: _run(policy, temperature, *s) for s in SWITCHES}
+    ref, ref_rows = results[(False, False)]
+    lengths = {len(r.completion_ids) for r in ref}
+    assert len(lengths) > 1  # rows finish at different steps, so compaction has work to do
+    for (compact, share), (out, rows) in results.items():
+        assert [r.completion_ids for r in out] == [r.completion_ids for r in ref]
+        assert [r.finish_reason for r in out] == [r.finish_reason for r in ref]
+        for a, b in zip(out, ref):
+            assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-6, rtol=0)
+        if compact or share:
+            assert rows < ref_rows  # less work than padding every finished row and every prompt copy
+    return results
+
+
+def test_compaction_and_shared_prefill_change_work_not_samples_tiny():
+    torch.set_num_threads(1)
+    pol = _policy()
+    _eos_like(pol, pol.module.tok_emb.weight, 33)  # greedy on this seed repeats 33 for 3 prompts
+    greedy = _same_rollouts(pol, 0.0)
+    sampled = _same_rollouts(pol, 1.0)
+    assert [r.completion_ids for r in sampled[(True, True)][0]] != [r.completion_ids for r in greedy[(True, True)][0]]
+    # the seed decides the samples: another seed, other samples
+    other, _ = _run(pol, 1.0, True, True, seed=1)
+    assert [r.completion_ids for r in other] != [r.completion_ids for r in sampled[(True, True)][0]]
+
+
+def test_compaction_and_shared_prefill_change_work_not_samples_hf(tmp_path):
+    from graft.models.hf import HFPolicy
+    from graft.models.hf_testing import build_tiny_hf_model
+
+    torch.set_num_threads(1)
+    pol = HFPolicy.load(build_tiny_hf_model(tmp_path, arch="qwen2", seed=0))
+    pol.module.eval()
+    greedy, _ = _run(pol, 0.0, False, False)
+    common = max({t for r in greedy for t in r.completion_ids},
+                 key=lambda t: sum(t in r.completion_ids for r in greedy))
+    head = pol.module.get_output_embeddings().weight
+    _eos_like(pol, head, common)
+    _same_rollouts(pol, 0.0)
+    _eos_like(pol, head, common, scale=10.0)  # a random model's logits are flat: make EOS likely
+    _same_rollouts(pol, 1.0)

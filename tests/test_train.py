@@ -59,6 +59,7 @@ def test_same_seed_same_metrics_and_other_seed_differs(tmp_path, tiny_overrides)
 def test_kl_and_multiple_iterations_run(tmp_path, tiny_overrides):
     _, rows = _run(tmp_path / "kl", tiny_overrides + [
         "algo.kl=k3", "algo.kl_coef=0.1", "rl.num_iterations=2", "optim.micro_batch_size=5",
+        "optim.logprob_chunk=16", "optim.sort_by_length=true",  # issue 7's switches, end to end
     ])
     rl = [r for r in rows if "losses/policy" in r]
     assert rl and all(math.isfinite(r["losses/kl"]) for r in rl)

@@ -110,6 +110,18 @@ class RLConfig(_Section):
     """Linear warm-up steps of the RL phase."""
 
 
+class RolloutConfig(_Section):
+    """How rollouts are computed (issue 7). Every switch here saves time or memory without
+    changing what is sampled, so all are on by default; turn one off to measure it."""
+
+    compact: bool = True
+    """Finished rows (EOS or rl.max_new_tokens) leave the decode batch and the KV cache. Same
+    samples either way: each row's random draw does not depend on which rows are still decoding."""
+    share_prefill: bool = True
+    """Prefill each prompt once and copy its KV cache to its rl.num_generations completions
+    (instead of prefilling every copy). Same samples either way."""
+
+
 class AlgoConfig(_Section):
     advantage: str = "grpo"
     """Advantage estimator (registry name, see `graft list`)."""
@@ -213,6 +225,15 @@ class OptimConfig(_Section):
     """Global gradient-norm clip."""
     micro_batch_size: int = Field(64, ge=1)
     """Sequences per forward/backward (SFT and RL); gradients accumulate over the whole batch."""
+    sort_by_length: bool = False
+    """Length-aware micro-batches for the RL update: rows sorted by length and each micro-batch
+    trimmed to its own longest row, so less compute goes to padding (`perf/padding_frac`). Off by
+    default: the loss and gradient match to float rounding, not bit for bit."""
+    logprob_chunk: int = Field(0, ge=0)
+    """Memory-lean log-probabilities: > 0 projects only completion positions through the LM head,
+    this many tokens at a time, recomputing each chunk's logits in backward, so no full
+    (batch, length, vocab) float32 logits exist. 0 = off (one full forward). Off by default: the
+    values match to float rounding (~1e-6), not bit for bit; worth it when the vocabulary is large."""
 
 
 class EvalConfig(_Section):
@@ -251,6 +272,7 @@ class Config(_Section):
     task: TaskConfig = TaskConfig()
     sft: SFTConfig = SFTConfig()
     rl: RLConfig = RLConfig()
+    rollout: RolloutConfig = RolloutConfig()
     algo: AlgoConfig = AlgoConfig()
     select: SelectConfig = SelectConfig()
     shaping: ShapingConfig = ShapingConfig()

@@ -118,11 +118,12 @@ def hint_groups(policy: Policy, task: Task, examples: list[Example], groups: lis
     demos = [tok.encode(examples[i].demonstration) for i in found]
     lengths = sample_hint_lengths(torch.tensor([len(d) for d in demos]), p, hint_rng, budget - 1)  # (H,)
     hints = [d[: int(n)] for d, n in zip(demos, lengths)]
-    prompts = [groups[i][0].prompt_ids + h for i, h in zip(found, hints) for _ in range(G)]
+    prompts = [groups[i][0].prompt_ids + h for i, h in zip(found, hints)]
     policy.module.eval()
     flat = sample(policy, prompts, max_new_tokens=budget - int(lengths.min()),
                   temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, generator=generator,
-                  policy_version=version)
+                  policy_version=version, repeats=G, share_prefill=cfg.rollout.share_prefill,
+                  compact=cfg.rollout.compact)
     policy.module.train()
     out = list(groups)
     for k, (i, hint) in enumerate(zip(found, hints)):

@@ -103,6 +103,12 @@ class HFPolicy:
         )
         return out.logits.float(), out.past_key_values  # (B, T, V)
 
+    def select_cache_rows(self, cache: Any, index: torch.Tensor) -> Any:
+        """Keep batch rows ``index`` (b,) of a ``DynamicCache``, in place (``Cache.reorder_cache``
+        index-selects every layer's keys and values), and return it."""
+        cache.reorder_cache(index)
+        return cache
+
     @property
     def hidden_size(self) -> int:
         return int(self.module.config.hidden_size)
@@ -115,6 +121,13 @@ class HFPolicy:
             input_ids=ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         )
         return out.last_hidden_state.float()  # (B, T, C)
+
+    def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The model's output embedding on final hidden states: (..., C) -> (..., V) float32.
+        Exact for heads that are a plain linear layer (Llama, Qwen2, Mistral ...); models that
+        soft-cap or scale their logits (Gemma 2) would need that step here too."""
+        head = self.module.get_output_embeddings()
+        return head(hidden.to(head.weight.dtype)).float()  # (..., V)
 
     def save(self, directory: Path) -> None:
         """Write config, safetensors weights and tokenizer in the standard Hugging Face layout."""

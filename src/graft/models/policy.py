@@ -45,6 +45,11 @@ class Policy(Protocol):
         """Return logits (B, T, V) float32 and the updated cache (None-able when ``use_cache`` is False)."""
         ...
 
+    def select_cache_rows(self, cache: Any, index: torch.Tensor) -> Any:
+        """The cache with only batch rows ``index`` (b,) long, in that order (repeats allowed):
+        drops finished rows, or copies one prompt's rows for each of its completions."""
+        ...
+
     @property
     def hidden_size(self) -> int:
         """Width of the final hidden states (what a value head reads)."""
@@ -54,6 +59,11 @@ class Policy(Protocol):
         self, ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
     ) -> torch.Tensor:
         """Final hidden states (B, T, C) of a full forward pass without cache."""
+        ...
+
+    def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head on final hidden states: (..., C) -> (..., V) float32, so that
+        ``logits_from_hidden(hidden(x))`` equals ``forward(x)``'s logits."""
         ...
 
     def save(self, directory: Path) -> None:

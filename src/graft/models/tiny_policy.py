@@ -51,6 +51,10 @@ class TinyPolicy:
         # so use_cache=False saves nothing here and is accepted for the interface's sake
         return self.module(ids, attention_mask, position_ids, cache)
 
+    def select_cache_rows(self, cache: KVCache, index: torch.Tensor) -> KVCache:
+        """A new cache holding batch rows ``index`` (b,) of every layer's (k, v)."""
+        return [(k.index_select(0, index), v.index_select(0, index)) for k, v in cache]  # (b, nh, T, hs)
+
     @property
     def hidden_size(self) -> int:
         return self.config.d_model
@@ -61,6 +65,12 @@ class TinyPolicy:
         """Final hidden states (B, T, C) of a full forward pass, no cache (for a value head)."""
         x, _ = self.module(ids, attention_mask, position_ids, None, return_hidden=True)
         return x  # (B, T, C)
+
+    def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The (tied or own) LM head: (..., C) -> (..., V) float32."""
+        m = self.module
+        head = m.tok_emb.weight if m.lm_head is None else m.lm_head.weight  # (V, C)
+        return torch.nn.functional.linear(hidden, head).float()  # (..., V)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)

@@ -4,6 +4,22 @@ The sampler knows token ids only: prompts in, completions out. Prompts are
 left-padded into one batch, prefilled once, then decoded one token per step
 for every row until each row has emitted EOS or reached ``max_new_tokens``.
 
+Two savings, both exact (issue 7), each switchable:
+
+- ``share_prefill``: with ``repeats`` = G completions per prompt, the P distinct
+  prompts are prefilled once and their cache rows repeated G times, instead of
+  prefilling P * G copies of the same prompts.
+- ``compact``: a row that has finished (EOS or ``max_new_tokens``) leaves the
+  decode batch and the cache, so no compute is spent on padding after EOS.
+
+Randomness is drawn per *original* row, independent of which rows are still
+decoding: every step draws one uniform number for each of the B rows (from the
+one ``generator``) and a row samples its token by inverting its own CDF at its
+number. So the sampled tokens do not depend on ``compact`` or ``share_prefill``;
+they are a deterministic function of the generator's state. (Logits of a row can
+still differ in the last float bits when the batch has a different shape, which
+can flip a token only on a near-exact tie.)
+
 Log-probabilities are those of the policy at the sampling temperature,
 ``log_softmax(logits / T)``, taken over the full vocabulary (not the top-p
 truncated one), as verl and TRL do; the loss recomputes them the same way so
@@ -67,9 +83,16 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
 
 
 def pick_tokens(
-    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+    logits: torch.Tensor,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator | None,
+    uniform: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Choose one token per row; return (tokens (B,), logprobs (B,)) under the tempered policy."""
+    """Choose one token per row; return (tokens (B,), logprobs (B,)) under the tempered policy.
+
+    Sampling inverts each row's CDF at ``uniform`` (B,) in [0, 1); without it, B numbers are
+    drawn from ``generator``. A row's token depends only on its logits and its own number."""
     logits = logits.float()  # (B, V)
     if temperature == 0:
         tokens = logits.argmax(-1)
@@ -82,7 +105,14 @@ def pick_tokens(
         drop = (sorted_p.cumsum(-1) - sorted_p) >= top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    tokens = torch.multinomial(probs, 1, generator=generator)[:, 0]  # (B,)
+    if uniform is None:
+        uniform = torch.rand(probs.shape[0], generator=generator)  # (B,)
+    cdf = probs.cumsum(-1)  # (B, V)
+    # first token whose cumulative mass exceeds u * total: a zero-probability token never is
+    target = (uniform.to(cdf.dtype) * cdf[:, -1])[:, None]  # (B, 1)
+    tokens = torch.searchsorted(cdf, target, right=True)[:, 0]  # (B,)
+    last = (probs > 0).long().cumsum(-1).argmax(-1)  # (B,) last token with mass (rounding guard)
+    tokens = torch.minimum(tokens, last)
     return tokens, logprobs.gather(-1, tokens[:, None])[:, 0]
 
 
@@ -96,29 +126,52 @@ def sample(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     policy_version: int = 0,
+    repeats: int = 1,
+    share_prefill: bool = True,
+    compact: bool = True,
 ) -> list[Rollout]:
-    """Complete each prompt once (repeat a prompt in ``prompts`` to get a group)."""
+    """Complete each prompt ``repeats`` times (prompt-major order: all of prompt 0's, then 1's ...).
+
+    ``share_prefill``: prefill each distinct prompt once and copy its cache rows ``repeats``
+    times (else prefill every copy). ``compact``: drop finished rows from the decode batch and
+    the cache (else they keep decoding a masked pad token). Neither changes the result."""
     tok = policy.tokenizer
-    ids, mask = left_pad(prompts, tok.pad_id)  # (B, Tp)
-    B = ids.shape[0]
-    logits, cache = policy.forward(ids, mask, position_ids_from_mask(mask))
-    next_logits = logits[:, -1]  # (B, V)
+    rows = [p for p in prompts for _ in range(repeats)]  # the B = P * repeats rows, in order
+    if share_prefill and repeats > 1:
+        ids, mask = left_pad(prompts, tok.pad_id)  # (P, Tp)
+        logits, cache = policy.forward(ids, mask, position_ids_from_mask(mask))
+        expand = torch.arange(len(prompts)).repeat_interleave(repeats)  # (B,) row -> its prompt
+        cache = policy.select_cache_rows(cache, expand)
+        mask, next_logits = mask[expand], logits[expand, -1]  # (B, Tp), (B, V)
+    else:
+        ids, mask = left_pad(rows, tok.pad_id)  # (B, Tp)
+        logits, cache = policy.forward(ids, mask, position_ids_from_mask(mask))
+        next_logits = logits[:, -1]  # (B, V)
+    B = len(rows)
     positions = mask.sum(-1)  # (B,) position of the next token
     out_tokens = torch.full((B, max_new_tokens), tok.pad_id, dtype=torch.long)
     out_logp = torch.zeros((B, max_new_tokens))
     lengths = torch.zeros(B, dtype=torch.long)
-    done = torch.zeros(B, dtype=torch.bool)
+    live = torch.arange(B)  # (b,) original row of each row still in the decode batch
+    done = torch.zeros(B, dtype=torch.bool)  # (b,) finished rows among them (compact: none)
     for t in range(max_new_tokens):
-        tokens, logp = pick_tokens(next_logits, temperature, top_p, generator)
+        # one number per original row, every step: a row's draw never depends on the others
+        uniform = None if temperature == 0 else torch.rand(B, generator=generator)[live]  # (b,)
+        tokens, logp = pick_tokens(next_logits, temperature, top_p, generator, uniform)  # (b,)
         tokens = tokens.masked_fill(done, tok.pad_id)
-        out_tokens[:, t] = tokens
-        out_logp[:, t] = logp.masked_fill(done, 0.0)
-        lengths += (~done).long()
+        out_tokens[live, t] = tokens
+        out_logp[live, t] = logp.masked_fill(done, 0.0)
+        lengths[live] += (~done).long()
         done = done | (tokens == tok.eos_id)
         if bool(done.all()) or t == max_new_tokens - 1:
             break
-        # finished rows keep decoding a pad token whose key is masked out (compaction: issue 7)
-        mask = torch.cat([mask, (~done).long()[:, None]], dim=1)  # (B, Tp + t + 1)
+        if compact and bool(done.any()):  # finished rows leave the batch and the cache
+            keep = (~done).nonzero()[:, 0]  # (b',)
+            cache = policy.select_cache_rows(cache, keep)
+            live, tokens, mask, positions = live[keep], tokens[keep], mask[keep], positions[keep]
+            done = done[keep]
+        # without compaction finished rows keep decoding a pad token whose key is masked out
+        mask = torch.cat([mask, (~done).long()[:, None]], dim=1)  # (b, Tp + t + 1)
         logits, cache = policy.forward(tokens[:, None], mask, positions[:, None], cache)
         next_logits = logits[:, -1]
         positions = positions + 1
@@ -130,7 +183,7 @@ def sample(
         stopped = n > 0 and completion[-1] == tok.eos_id
         rollouts.append(
             Rollout(
-                prompt_ids=list(prompts[i]),
+                prompt_ids=list(rows[i]),
                 completion_ids=completion,
                 logprobs=out_logp[i, :n].tolist(),
                 policy_version=policy_version,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from graft.algos.losses import entropy_from_logits, token_logprobs
 from graft.models.policy import Policy, position_ids_from_mask
@@ -46,6 +47,39 @@ class Batch:
             }
             out.append(Batch(**part, prompt_width=self.prompt_width))
         return out
+
+    def split_by_length(self, size: int) -> list[Batch]:
+        """Length-aware micro-batches (issue 7): rows sorted by real length, longest first, cut
+        into groups of at most ``size``, each trimmed to its own longest prompt and completion,
+        so short rows are not padded to the batch's longest. New tensors (gathered rows).
+
+        The loss is unchanged because ``loss_weights`` are whole-batch weights and trimmed
+        columns are padding (weight 0); values agree with ``split`` up to float rounding."""
+        Tp = self.prompt_width
+        real_prompt = self.attention_mask[:, :Tp].sum(-1)  # (B,)
+        real_completion = self.attention_mask[:, Tp:].sum(-1)  # (B,)
+        order = torch.argsort(real_prompt + real_completion, descending=True, stable=True)  # (B,)
+        out = []
+        for start in range(0, len(self), size):
+            rows = order[start : start + size]  # (b,)
+            tp = max(1, int(real_prompt[rows].max()))  # >= 1: logits at column tp - 1 predict token 1
+            tc = max(1, int(real_completion[rows].max()))
+            part = {
+                f.name: getattr(self, f.name)[rows][:, :tc]  # (b, tc)
+                for f in fields(self)
+                if f.name not in ("prompt_width", "ids", "attention_mask")
+            }
+            cols = slice(Tp - tp, Tp + tc)
+            out.append(Batch(ids=self.ids[rows][:, cols], attention_mask=self.attention_mask[rows][:, cols],
+                             **part, prompt_width=tp))
+        return out
+
+
+def padding_fraction(parts: list[Batch]) -> float:
+    """Share of the token slots computed for ``parts`` that are padding."""
+    slots = sum(mb.attention_mask.numel() for mb in parts)
+    real = sum(float(mb.attention_mask.sum()) for mb in parts)
+    return 1.0 - real / max(slots, 1)
 
 
 def make_batch(
@@ -84,15 +118,45 @@ def make_batch(
 
 
 def completion_logprobs(
-    policy: Policy, batch: Batch, temperature: float = 1.0, with_entropy: bool = False
+    policy: Policy, batch: Batch, temperature: float = 1.0, with_entropy: bool = False, chunk: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-token logprobs (B, Tc) of the completion under ``policy`` at ``temperature``."""
+    """Per-token logprobs (B, Tc) of the completion under ``policy`` at ``temperature``
+    (and the per-token entropy (B, Tc) when ``with_entropy``).
+
+    ``chunk`` > 0 is the memory-lean path (issue 7): only the completion positions' final hidden
+    states go through the LM head, ``chunk`` tokens at a time, and each chunk's logits are
+    recomputed in backward (activation checkpointing) instead of kept; so no (B, T, V) float32
+    tensor exists, only one (chunk, V) at a time. Same values as ``chunk=0`` up to float
+    rounding (different matmul shapes)."""
     mask = batch.attention_mask
-    logits, _ = policy.forward(batch.ids, mask, position_ids_from_mask(mask), use_cache=False)  # (B, T, V)
     Tp, Tc = batch.prompt_width, batch.targets.shape[1]
-    logits = logits[:, Tp - 1 : Tp - 1 + Tc]  # (B, Tc, V) predicts the completion
-    if temperature != 1.0:
-        logits = logits / temperature
-    logp = token_logprobs(logits, batch.targets)  # (B, Tc)
-    entropy = entropy_from_logits(logits) if with_entropy else None
+    if chunk <= 0:
+        logits, _ = policy.forward(batch.ids, mask, position_ids_from_mask(mask), use_cache=False)  # (B, T, V)
+        logits = logits[:, Tp - 1 : Tp - 1 + Tc]  # (B, Tc, V) predicts the completion
+        if temperature != 1.0:
+            logits = logits / temperature
+        logp = token_logprobs(logits, batch.targets)  # (B, Tc)
+        entropy = entropy_from_logits(logits) if with_entropy else None
+        return logp, entropy
+    hidden = policy.hidden(batch.ids, mask, position_ids_from_mask(mask))  # (B, T, C)
+    hidden = hidden[:, Tp - 1 : Tp - 1 + Tc]  # (B, Tc, C) predicts the completion
+    B, _, C = hidden.shape
+    flat_h, flat_t = hidden.reshape(B * Tc, C), batch.targets.reshape(B * Tc)  # (N, C), (N,)
+
+    def head(h: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = policy.logits_from_hidden(h)  # (n, V)
+        if temperature != 1.0:
+            logits = logits / temperature
+        logp = token_logprobs(logits[None], t[None])[0]  # (n,)
+        ent = entropy_from_logits(logits[None])[0] if with_entropy else torch.zeros_like(logp)  # (n,)
+        return logp, ent
+
+    recompute = torch.is_grad_enabled() and flat_h.requires_grad
+    parts = [
+        checkpoint(head, flat_h[s : s + chunk], flat_t[s : s + chunk], use_reentrant=False)
+        if recompute else head(flat_h[s : s + chunk], flat_t[s : s + chunk])
+        for s in range(0, B * Tc, chunk)
+    ]
+    logp = torch.cat([p[0] for p in parts]).view(B, Tc)  # (B, Tc)
+    entropy = torch.cat([p[1] for p in parts]).view(B, Tc) if with_entropy else None  # (B, Tc)
     return logp, entropy

@@ -35,7 +35,7 @@ from graft.models.policy import Policy
 from graft.rewards.shaping import LENGTH_SHAPING, overlong_penalty
 from graft.rollout.sampler import Group, sample
 from graft.tasks.base import Example, Task
-from graft.train.batch import Batch, completion_logprobs, make_batch
+from graft.train.batch import Batch, completion_logprobs, make_batch, padding_fraction
 from graft.train.steps import apply_update, compute_metrics, demo_batch, sft_backward
 
 RolloutHook = Callable[
@@ -67,11 +67,12 @@ def sample_groups(
 ) -> list[Group]:
     """``num_generations`` completions per example, scored by the task's verifier, then shaped."""
     G = cfg.rl.num_generations
-    prompts = [policy.tokenizer.encode(ex.prompt) for ex in examples for _ in range(G)]
+    prompts = [policy.tokenizer.encode(ex.prompt) for ex in examples]
     policy.module.eval()
     flat = sample(
         policy, prompts, max_new_tokens=cfg.rl.max_new_tokens, temperature=cfg.rl.temperature,
-        top_p=cfg.rl.top_p, generator=generator, policy_version=version,
+        top_p=cfg.rl.top_p, generator=generator, policy_version=version, repeats=G,
+        share_prefill=cfg.rollout.share_prefill, compact=cfg.rollout.compact,
     )
     policy.module.train()
     groups = [flat[i * G : (i + 1) * G] for i in range(len(examples))]
@@ -183,7 +184,8 @@ def build_batch(learner: Learner, groups: list[Group], cfg: Config) -> tuple[Bat
     token_rewards = outcome_token_rewards(rewards, tokens)  # (B, T) reward on the last token
     info: dict[str, float] = {}
     if learner.ref is not None and algo.kl_in == "reward":  # KL as a per-token reward penalty
-        ref_logp, _ = completion_logprobs(learner.ref, batch, cfg.rl.temperature)
+        ref_logp, _ = completion_logprobs(learner.ref, batch, cfg.rl.temperature,
+                                          chunk=cfg.optim.logprob_chunk)
         kl = KL_ESTIMATORS[algo.kl](batch.old_logprobs, ref_logp) * tokens  # (B, T)
         token_rewards = token_rewards - algo.kl_coef * kl
         info["rollout/kl"] = float(kl.sum() / tokens.sum().clamp(min=1))
@@ -216,7 +218,8 @@ def build_batch(learner: Learner, groups: list[Group], cfg: Config) -> tuple[Bat
 def _policy_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float) -> dict:
     """Backward the micro-batch's part of the batch loss; return its part of the metrics."""
     algo = cfg.algo
-    logp, entropy = completion_logprobs(learner.policy, mb, cfg.rl.temperature, with_entropy=True)
+    logp, entropy = completion_logprobs(learner.policy, mb, cfg.rl.temperature, with_entropy=True,
+                                        chunk=cfg.optim.logprob_chunk)
     per_token, clipped = POLICY_LOSSES[algo.policy_loss](
         logp=logp, old_logp=mb.old_logprobs, advantages=mb.advantages, mask=mb.loss_mask,
         clip_low=algo.clip_low, clip_high=algo.clip_high,
@@ -231,7 +234,7 @@ def _policy_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float) 
     kl_value = 0.0
     if learner.ref is not None and algo.kl_in == "loss":
         with torch.no_grad():
-            ref_logp, _ = completion_logprobs(learner.ref, mb, cfg.rl.temperature)
+            ref_logp, _ = completion_logprobs(learner.ref, mb, cfg.rl.temperature, chunk=cfg.optim.logprob_chunk)
         kl = aggregate(KL_ESTIMATORS[algo.kl](logp, ref_logp), w)
         loss = loss + algo.kl_coef * kl
         kl_value = kl.item()
@@ -265,20 +268,24 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float,
     total_tokens = max(float(batch.loss_mask.sum()), 1.0)
     sums: dict[str, float] = {}
     grad_norms = []
+    split = batch.split_by_length if cfg.optim.sort_by_length else batch.split
+    micro_batches = split(cfg.optim.micro_batch_size)
     for _ in range(cfg.rl.num_iterations):
-        for mb in batch.split(cfg.optim.micro_batch_size):
+        for mb in micro_batches:
             parts = _policy_loss(learner, mb, cfg, total_tokens)
             if learner.critic is not None:
                 parts.update(_value_loss(learner, mb, cfg, total_tokens))
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value / cfg.rl.num_iterations
         if sft_batch is not None:
-            sft = sft_backward(learner.policy, sft_batch, cfg.optim.micro_batch_size, sft_weight)
+            sft = sft_backward(learner.policy, sft_batch, cfg.optim.micro_batch_size, sft_weight,
+                               cfg.optim.logprob_chunk)
             sums["losses/sft"] = sums.get("losses/sft", 0.0) + sft / cfg.rl.num_iterations
         grad_norms.append(apply_update(learner.policy.module, learner.optimizer, lr, cfg.optim.grad_clip))
         if learner.critic is not None:
             apply_update(learner.critic, learner.critic_optimizer, cfg.algo.critic_lr, cfg.optim.grad_clip)
-    return {**sums, "optim/grad_norm": sum(grad_norms) / len(grad_norms)}
+    return {**sums, "optim/grad_norm": sum(grad_norms) / len(grad_norms),
+            "perf/padding_frac": padding_fraction(micro_batches)}
 
 
 def rl_step(

@@ -38,15 +38,17 @@ def demo_batch(policy: Policy, examples: list[Example]) -> Batch:
     return make_batch(prompts, targets, tok.pad_id)
 
 
-def sft_backward(policy: Policy, batch: Batch, micro_batch_size: int, weight: float = 1.0) -> float:
+def sft_backward(policy: Policy, batch: Batch, micro_batch_size: int, weight: float = 1.0,
+                 chunk: int = 0) -> float:
     """Backward ``weight`` x the token-mean NLL of the whole batch, micro-batch by micro-batch.
 
+    ``chunk``: ``completion_logprobs``' memory-lean chunk size (0 = off).
     Returns the unweighted loss. Prompt tokens are not trained.
     """
     total_tokens = float(batch.loss_mask.sum())
     loss_sum = 0.0
     for mb in batch.split(micro_batch_size):
-        logp, _ = completion_logprobs(policy, mb)
+        logp, _ = completion_logprobs(policy, mb, chunk=chunk)
         share = float(mb.loss_mask.sum()) / total_tokens
         loss = sft_loss(logp, mb.loss_mask) * share  # token mean over the whole batch
         (loss if weight == 1.0 else loss * weight).backward()
@@ -60,7 +62,7 @@ def sft_step(
     """Next-token NLL on the demonstrations' completion tokens (prompt tokens are not trained)."""
     t0 = time.perf_counter()
     batch = demo_batch(policy, examples)
-    loss_sum = sft_backward(policy, batch, cfg.optim.micro_batch_size)
+    loss_sum = sft_backward(policy, batch, cfg.optim.micro_batch_size, chunk=cfg.optim.logprob_chunk)
     grad_norm = apply_update(policy.module, optimizer, lr, cfg.optim.grad_clip)
     dt = time.perf_counter() - t0
     train_tokens = float(batch.attention_mask.sum())
