@@ -216,6 +216,32 @@ class MixConfig(_Section):
         return self
 
 
+class CurriculumConfig(_Section):
+    """Which prompts each RL step trains on (docs/curriculum.md). The default, `uniform`, is the
+    seeded shuffled stream; `pcl` picks, from a larger candidate pool of that stream, the prompts
+    whose predicted pass rate is nearest `target` (Prompt Curriculum Learning, arXiv 2510.01135).
+    `dars` adds rollouts for prompts that turned out hard (arXiv 2508.13755)."""
+
+    name: Literal["uniform", "pcl"] = "uniform"
+    """`uniform`: the next rl.num_prompts prompts of the stream. `pcl`: the rl.num_prompts of the next
+    pool_factor x rl.num_prompts whose predicted pass rate is nearest `target`."""
+    pool_factor: int = Field(4, ge=1)
+    """pcl: candidates per chosen prompt (the pool is pool_factor x rl.num_prompts prompts)."""
+    target: float = Field(0.5, gt=0, lt=1)
+    """pcl: the pass rate to aim at (0.5: binary rewards' group variance, hence GRPO's signal, is largest)."""
+    predictor_lr: float = Field(0.5, gt=0)
+    """pcl: step size of the pass-rate predictor's gradient steps (logistic regression on prompt features)."""
+    predictor_steps: int = Field(4, ge=1)
+    """pcl: full-batch gradient steps of the predictor on each RL step's observed pass rates."""
+    dars: bool = False
+    """DARS: after the first round of rollouts, give prompts whose pass rate is below `dars_threshold`
+    extra groups of rl.num_generations rollouts each (needs select.dynamic_sampling off)."""
+    dars_extra: int = Field(0, ge=0)
+    """DARS: most extra rollouts per step, a multiple of rl.num_generations (0 = none)."""
+    dars_threshold: float = Field(0.5, gt=0, le=1)
+    """DARS: a prompt is hard when its first-round pass rate is below this."""
+
+
 class OptimConfig(_Section):
     weight_decay: float = Field(0.0, ge=0)
     """AdamW weight decay."""
@@ -275,6 +301,7 @@ class Config(_Section):
     rollout: RolloutConfig = RolloutConfig()
     algo: AlgoConfig = AlgoConfig()
     select: SelectConfig = SelectConfig()
+    curriculum: CurriculumConfig = CurriculumConfig()
     shaping: ShapingConfig = ShapingConfig()
     mix: MixConfig = MixConfig()
     optim: OptimConfig = OptimConfig()

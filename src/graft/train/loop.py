@@ -22,6 +22,7 @@ import torch
 
 from graft.algos import ADVANTAGES
 from graft.config import Config, dump_config
+from graft.curriculum.step import Curriculum
 from graft.curriculum.uniform import UniformStream
 from graft.errors import GraftError
 from graft.eval.evaluate import evaluate_both
@@ -158,6 +159,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
     generator = torch.Generator().manual_seed(cfg.seed)
     learner = Learner(policy, _optimizer(policy.module, cfg, cfg.sft.lr))
     schedule = MIX_SCHEDULES[cfg.mix.schedule](cfg)
+    curriculum = Curriculum(cfg, rl_stream)  # which prompts (uniform / pcl), DARS's extra rollouts
     state = {"step": 0, "wall_seconds": 0.0, "eval_after_sft": None, "eval_final": None}
 
     found = ckpt.list_checkpoints(run_dir / "checkpoints") if resume else []
@@ -166,6 +168,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         learner = _restore(found[-1], cfg, saved)
         generator.set_state(saved["generator"])
         schedule.load_state_dict(saved["mix"])
+        curriculum.load_state_dict(saved.get("curriculum"))
         state = saved["state"]
     truncate_metrics(run_dir / "metrics.jsonl", state["step"])
     logger = MetricsLogger(run_dir, tensorboard=cfg.log.tensorboard)
@@ -182,6 +185,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
                 "state": state, "optimizer": learner.optimizer.state_dict(),
                 "critic_optimizer": None if learner.critic is None else learner.critic_optimizer.state_dict(),
                 "generator": generator.get_state(), "mix": schedule.state_dict(),
+                "curriculum": curriculum.state_dict(),
             })
         ckpt.save_checkpoint(run_dir / "checkpoints", step, write, keep=cfg.checkpoint.keep)
 
@@ -205,14 +209,15 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
             metrics = sft_step(learner.policy, learner.optimizer, list(demos), cfg, plan.lr)
         else:  # ---- reinforcement: prompts -> rollouts (+ hook) -> rewards -> advantages -> loss -> update
             rl_index = step - cfg.sft.steps
-            examples = rl_stream.take(rl_index * cfg.rl.num_prompts, cfg.rl.num_prompts)
+            examples, hook = curriculum.prompts(learner.policy, rl_index, plan.hook)
             budget = cfg.select.max_extra_prompts
 
             def draw_extra(offset: int, count: int, base: int = rl_index * budget) -> list:
                 return extra_stream.take(base + offset, count)  # a function of the step: resumable
 
             metrics = rl_step(learner, task, examples, draw_extra, cfg, plan.lr, generator, version=step,
-                              hook=plan.hook, demos=demos or (), sft_weight=plan.sft_weight)
+                              hook=hook, demos=demos or (), sft_weight=plan.sft_weight)
+            metrics.update(curriculum.observe())
         metrics.update(plan.info)
         metrics.update(schedule.observe(step, plan, metrics))
         state["step"] = step + 1

@@ -39,6 +39,9 @@ def check_names(cfg: Config) -> None:
     for key, names in registries().items():
         if values[key] not in names:
             raise ConfigError(f"config key '{key}': unknown name {values[key]!r}; choose one of {', '.join(names)}")
+    from graft.curriculum.step import check_curriculum
+
+    check_curriculum(cfg)
     if cfg.algo.kl_coef > 0 and cfg.algo.kl == "none":
         raise ConfigError("config key 'algo.kl': is 'none' but algo.kl_coef > 0; pick an estimator (k1, k2, k3)")
     if cfg.shaping.overlong_cache >= cfg.rl.max_new_tokens:
