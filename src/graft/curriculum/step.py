@@ -79,7 +79,6 @@ class Curriculum:
         if not self.active:
             return examples, hook  # today's step, untouched
         self._observed = None
-        self._pool_tokens = 0.0 if c.name == "uniform" else self._pool_tokens
         return examples, self._hook(hook)
 
     def _hook(self, inner: RolloutHook | None) -> RolloutHook:
