@@ -4,7 +4,12 @@ import math
 
 import torch
 
-from graft.curriculum.pcl import fit_predictor, nearest_to_target, predict_pass_rate, prompt_features
+from graft.curriculum.pcl import (
+    fit_predictor,
+    nearest_to_target,
+    predict_pass_rate,
+    prompt_features,
+)
 from graft.models.tiny import TinyConfig
 from graft.models.tiny_policy import TinyPolicy
 from graft.models.tokenizer import CharTokenizer

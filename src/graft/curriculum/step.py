@@ -17,7 +17,12 @@ import torch
 
 from graft.config import Config, ConfigError
 from graft.curriculum.dars import dars_allocation
-from graft.curriculum.pcl import fit_predictor, nearest_to_target, predict_pass_rate, prompt_features
+from graft.curriculum.pcl import (
+    fit_predictor,
+    nearest_to_target,
+    predict_pass_rate,
+    prompt_features,
+)
 from graft.curriculum.uniform import UniformStream
 from graft.models.policy import Policy
 from graft.rollout.sampler import Group
