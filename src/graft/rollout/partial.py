@@ -7,7 +7,8 @@ prompts, one long answer keeps the whole decode batch running. APRIL instead
 1. over-provisions: groups for ``in_flight = ceil(over_provision x P)`` prompts are decoded
    together (the groups carried over from the last step first, then new prompts);
 2. aborts: decoding stops as soon as P groups are complete (every row of the group has emitted
-   EOS or reached ``rl.max_new_tokens``); those P groups are trained on;
+   EOS or reached ``rl.max_new_tokens``); the groups complete at that moment (P, or more when
+   several complete on the same token) are trained on;
 3. recycles: the other groups, finished rows and unfinished ones alike, stay in a buffer and
    next step continue decoding where they stopped (the prefix is prefilled again, since the
    KV cache is not kept between steps).
@@ -23,8 +24,8 @@ again from the prompt.
 Departures from the paper: the paper recycles into its next rollout batch inside an
 asynchronous engine (SGLang) and trains on the completed ones; here decoding is one synchronous
 batch per step, a group is the unit (a group is trained only when all its rows are complete),
-groups beyond the P complete ones also wait in the buffer (so every step trains exactly P
-groups), and staleness is bounded per completion by ``max_staleness``.
+a group that completes on the same token as the P-th is trained too (rather than wait a step
+and become stale), and staleness is bounded per completion by ``max_staleness``.
 
 The buffer is training state: ``PartialRollouts.state_dict`` goes into every checkpoint.
 """
@@ -83,9 +84,9 @@ class PartialRollouts:
         self, policy: Policy, examples: list[Example], cfg: Config, generator: torch.Generator, version: int,
     ) -> tuple[list[Example], list[Group], dict]:
         """Continue the buffered groups and start ``examples``, all in one decode batch, until
-        ``rl.num_prompts`` groups are complete. Returns those groups' examples, the groups (new
-        Rollout objects, unscored, oldest first) and the step's rollout metrics; the rest stay
-        buffered."""
+        ``rl.num_prompts`` groups are complete. Returns the complete groups' examples, the groups
+        (new Rollout objects, unscored, oldest first) and the step's rollout metrics; the others
+        stay buffered."""
         G, want, max_new = cfg.rl.num_generations, cfg.rl.num_prompts, cfg.rl.max_new_tokens
         restarted = 0
         pending: list[tuple[Example, Group]] = []
@@ -137,11 +138,12 @@ class PartialRollouts:
                 decode_steps = max(decode_steps, len(new.completion_ids))
                 aborted += new.finish_reason == RUNNING
 
-        done = [i for i, (_, g) in enumerate(pending) if all(ro.finish_reason != RUNNING for ro in g)][:want]
+        done = [i for i, (_, g) in enumerate(pending) if all(ro.finish_reason != RUNNING for ro in g)]
         chosen = set(done)
         self.pending = [item for i, item in enumerate(pending) if i not in chosen]
         rollout_fwd = sum(len(c) * n for c, n in zip(contexts, counts)) + generated if generated else 0  # prefill + decode
         info = {
+            "rollout/trained_groups": float(len(done)),
             "rollout/resumed_groups": float(resumed),
             "rollout/buffered_groups": float(len(self.pending)),
             "rollout/aborted_rows": float(aborted),
