@@ -66,14 +66,14 @@ def main() -> None:
     rows: dict[str, list[dict]] = {name: [] for name in learners}
     prompts, extra = UniformStream(task.train_examples(), 1), UniformStream(task.train_examples(), 2)
     for step in range(args.steps):
-        for name in learners:  # interleaved: both see the same machine load
+        for name, learner in learners.items():  # interleaved: both see the same machine load
             c = configs[name]
             examples = prompts.take(step * c.rl.num_prompts, c.rl.num_prompts)
 
             def draw_extra(offset: int, count: int, base: int = step * c.select.max_extra_prompts) -> list:
                 return extra.take(base + offset, count)
 
-            metrics = rl_step(learners[name], task, examples, draw_extra, c, c.rl.lr, generators[name],
+            metrics = rl_step(learner, task, examples, draw_extra, c, c.rl.lr, generators[name],
                               version=step, partial=buffers[name])
             metrics.setdefault("rollout/trained_groups", float(c.rl.num_prompts))
             rows[name].append(metrics)

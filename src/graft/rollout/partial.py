@@ -77,7 +77,8 @@ class PartialRollouts:
         self.pending = copy.deepcopy(state["pending"])
 
     def new_prompts(self, cfg: Config) -> int:
-        """How many new prompts this step takes (>= num_prompts: each step trains that many groups)."""
+        """How many new prompts this step takes: the in-flight count less the buffered groups
+        (>= num_prompts, since each step trains at least that many groups)."""
         return in_flight(cfg) - len(self.pending)
 
     def step(
