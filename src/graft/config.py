@@ -9,6 +9,7 @@ checkpoint.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,8 +112,9 @@ class RLConfig(_Section):
 
 
 class RolloutConfig(_Section):
-    """How rollouts are computed (issue 7). Every switch here saves time or memory without
-    changing what is sampled, so all are on by default; turn one off to measure it."""
+    """How rollouts are computed (issue 7). `compact` and `share_prefill` save time or memory
+    without changing what is sampled, so both are on by default; turn one off to measure it.
+    `partial` (and the fields after it) changes what is trained on, so it is off by default."""
 
     compact: bool = True
     """Finished rows (EOS or rl.max_new_tokens) leave the decode batch and the KV cache. Same
@@ -120,6 +122,24 @@ class RolloutConfig(_Section):
     share_prefill: bool = True
     """Prefill each prompt once and copy its KV cache to its rl.num_generations completions
     (instead of prefilling every copy). Same samples either way."""
+    partial: bool = False
+    """Partial rollouts (APRIL, arXiv 2509.18521; docs/guide.md "Partial rollouts"): sample groups
+    for ceil(over_provision x rl.num_prompts) prompts, stop decoding once rl.num_prompts groups are
+    complete, train on those, and keep the unfinished ones to continue next step. Changes what is
+    trained on (later groups are partly sampled by older weights), so off by default."""
+    over_provision: float = Field(1.5, ge=1.0)
+    """partial: prompts in flight per step as a multiple of rl.num_prompts (buffered + new ones)."""
+    stale: Literal["correct", "mask"] = "correct"
+    """partial: what the loss does with tokens sampled by an older policy version. 'correct': keep
+    them; their stored logprobs are the behaviour policy's, so the PPO/IS ratio corrects them.
+    'mask': they get loss weight 0 (the group's reward and advantage still count its whole text)."""
+    stale_is_cap: float | None = Field(None, gt=0)
+    """partial, stale='correct': decoupled PPO with truncated importance sampling for stale tokens:
+    their clip is taken around the current policy and the ratio current / behaviour policy, capped
+    at this value, weights their loss. None = plain ratio to the behaviour policy."""
+    max_staleness: int = Field(2, ge=0)
+    """partial: a buffered completion whose first token is more than this many policy versions old
+    is dropped and its row starts again from the prompt (0 = never continue an old completion)."""
 
 
 class AlgoConfig(_Section):
@@ -308,6 +328,18 @@ class Config(_Section):
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _partial_fits(self) -> Config:
+        if not self.rollout.partial:
+            return self
+        if self.select.dynamic_sampling:
+            raise ValueError("rollout.partial=true does not combine with select.dynamic_sampling=true")
+        extra = math.ceil(self.rollout.over_provision * self.rl.num_prompts) - self.rl.num_prompts
+        if extra > self.select.max_extra_prompts:
+            raise ValueError(f"rollout.over_provision={self.rollout.over_provision} needs {extra} extra prompts "
+                             f"per step, more than select.max_extra_prompts={self.select.max_extra_prompts}")
+        return self
 
     @property
     def total_steps(self) -> int:

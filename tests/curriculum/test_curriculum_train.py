@@ -48,6 +48,8 @@ def test_uniform_is_todays_step(tiny_overrides):
     (["curriculum.dars=true"], "curriculum.dars_extra"),
     (["curriculum.dars=true", "curriculum.dars_extra=6"], "curriculum.dars_extra"),
     (DARS + ["select.dynamic_sampling=true"], "curriculum.dars"),
+    (PCL + ["rollout.partial=true"], "curriculum.name"),
+    (DARS + ["rollout.partial=true"], "curriculum.dars"),
 ])
 def test_bad_curriculum_config_names_the_key(tiny_overrides, overrides, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):

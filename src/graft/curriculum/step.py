@@ -33,6 +33,10 @@ from graft.train.rl import RolloutHook, sample_groups
 def check_curriculum(cfg: Config) -> None:
     """Raise ConfigError, naming the key, for curriculum settings that cannot work together."""
     c, G = cfg.curriculum, cfg.rl.num_generations
+    if (c.name != "uniform" or c.dars) and cfg.rollout.partial:
+        raise ConfigError(f"config key 'curriculum.{'name' if c.name != 'uniform' else 'dars'}': cannot be "
+                          "combined with rollout.partial (partial rollouts train groups carried over from "
+                          "earlier steps, so a step's pass rates no longer belong to the prompts it chose)")
     if not c.dars:
         return
     if c.dars_extra == 0:

@@ -51,6 +51,8 @@ class Rollout:
                      (a hint prefix, an injected demonstration; ``graft.mix``); their behaviour
                      probability is taken as 1, so their ``logprobs`` are 0.
     shaped:          those tokens take LUFFY's policy-shaping loss instead of the ratio loss.
+    token_versions:  per completion token, the policy version that sampled it (partial rollouts,
+                     ``graft.rollout.partial``); None = every token by ``policy_version``.
     """
 
     prompt_ids: list[int]
@@ -64,6 +66,7 @@ class Rollout:
     parts: dict[str, float] = field(default_factory=dict)
     demo_len: int = 0
     shaped: bool = False
+    token_versions: list[int] | None = None
 
 
 Group = list[Rollout]
@@ -126,21 +129,31 @@ def sample(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     policy_version: int = 0,
-    repeats: int = 1,
+    repeats: int | list[int] = 1,
     share_prefill: bool = True,
     compact: bool = True,
+    budgets: list[int] | None = None,
+    groups: list[int] | None = None,
+    stop_after_groups: int = 0,
 ) -> list[Rollout]:
     """Complete each prompt ``repeats`` times (prompt-major order: all of prompt 0's, then 1's ...).
 
     ``share_prefill``: prefill each distinct prompt once and copy its cache rows ``repeats``
     times (else prefill every copy). ``compact``: drop finished rows from the decode batch and
-    the cache (else they keep decoding a masked pad token). Neither changes the result."""
+    the cache (else they keep decoding a masked pad token). Neither changes the result.
+
+    For partial rollouts (``graft.rollout.partial``), all optional: ``repeats`` may be a count
+    per prompt; ``budgets`` (B,) caps each row's new tokens (<= ``max_new_tokens``; a row that
+    reaches its cap ends with 'length'); ``groups`` (B,) names each row's group and, with
+    ``stop_after_groups`` = K > 0, decoding stops as soon as K groups have all their rows
+    finished: rows still running then end with finish_reason 'aborted'."""
     tok = policy.tokenizer
-    rows = [p for p in prompts for _ in range(repeats)]  # the B = P * repeats rows, in order
-    if share_prefill and repeats > 1:
+    counts = [repeats] * len(prompts) if isinstance(repeats, int) else list(repeats)
+    rows = [p for p, n in zip(prompts, counts) for _ in range(n)]  # the B = sum(counts) rows, in order
+    if share_prefill and max(counts) > 1:
         ids, mask = left_pad(prompts, tok.pad_id)  # (P, Tp)
         logits, cache = policy.forward(ids, mask, position_ids_from_mask(mask))
-        expand = torch.arange(len(prompts)).repeat_interleave(repeats)  # (B,) row -> its prompt
+        expand = torch.arange(len(prompts)).repeat_interleave(torch.tensor(counts))  # (B,) row -> prompt
         cache = policy.select_cache_rows(cache, expand)
         mask, next_logits = mask[expand], logits[expand, -1]  # (B, Tp), (B, V)
     else:
@@ -154,6 +167,10 @@ def sample(
     lengths = torch.zeros(B, dtype=torch.long)
     live = torch.arange(B)  # (b,) original row of each row still in the decode batch
     done = torch.zeros(B, dtype=torch.bool)  # (b,) finished rows among them (compact: none)
+    cap = None if budgets is None else torch.tensor(budgets, dtype=torch.long)  # (B,) per-row budget
+    if stop_after_groups:
+        group_of = torch.tensor(groups, dtype=torch.long)  # (B,)
+        finished = torch.zeros(B, dtype=torch.bool)  # (B,) by original row
     for t in range(max_new_tokens):
         # one number per original row, every step: a row's draw never depends on the others
         uniform = None if temperature == 0 else torch.rand(B, generator=generator)[live]  # (b,)
@@ -163,6 +180,14 @@ def sample(
         out_logp[live, t] = logp.masked_fill(done, 0.0)
         lengths[live] += (~done).long()
         done = done | (tokens == tok.eos_id)
+        if cap is not None:
+            done = done | (lengths[live] >= cap[live])
+        if stop_after_groups:  # a group is complete when none of its rows is still running
+            finished[live] = done
+            running = torch.zeros(int(group_of.max()) + 1).index_add_(0, group_of, (~finished).float())
+            complete = int((running[torch.unique(group_of)] == 0).sum())
+            if complete >= stop_after_groups:
+                break
         if bool(done.all()) or t == max_new_tokens - 1:
             break
         if compact and bool(done.any()):  # finished rows leave the batch and the cache
@@ -181,13 +206,17 @@ def sample(
         n = int(lengths[i])
         completion = out_tokens[i, :n].tolist()
         stopped = n > 0 and completion[-1] == tok.eos_id
+        reason = "stop" if stopped else "length"
+        if not stopped and (cap is not None or stop_after_groups):
+            limit = max_new_tokens if cap is None else int(cap[i])
+            reason = "length" if n >= limit else "aborted"
         rollouts.append(
             Rollout(
                 prompt_ids=list(rows[i]),
                 completion_ids=completion,
                 logprobs=out_logp[i, :n].tolist(),
                 policy_version=policy_version,
-                finish_reason="stop" if stopped else "length",
+                finish_reason=reason,
                 text=tok.decode(completion),
             )
         )

@@ -30,6 +30,7 @@ from graft.mix.schedules import MIX_SCHEDULES
 from graft.models.critic import Critic
 from graft.models.load import create_policy, load_saved_policy
 from graft.models.policy import Policy
+from graft.rollout.partial import PartialRollouts
 from graft.tasks.base import DemoSubset, Task
 from graft.train import checkpoint as ckpt
 from graft.train.logging import MetricsLogger, truncate_metrics
@@ -160,6 +161,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
     learner = Learner(policy, _optimizer(policy.module, cfg, cfg.sft.lr))
     schedule = MIX_SCHEDULES[cfg.mix.schedule](cfg)
     curriculum = Curriculum(cfg, rl_stream)  # which prompts (uniform / pcl), DARS's extra rollouts
+    partial = PartialRollouts() if cfg.rollout.partial else None  # APRIL's buffer of groups in flight
     state = {"step": 0, "wall_seconds": 0.0, "eval_after_sft": None, "eval_final": None}
 
     found = ckpt.list_checkpoints(run_dir / "checkpoints") if resume else []
@@ -169,6 +171,8 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         generator.set_state(saved["generator"])
         schedule.load_state_dict(saved["mix"])
         curriculum.load_state_dict(saved.get("curriculum"))
+        if partial is not None:
+            partial.load_state_dict(saved["partial"])
         state = saved["state"]
     truncate_metrics(run_dir / "metrics.jsonl", state["step"])
     logger = MetricsLogger(run_dir, tensorboard=cfg.log.tensorboard)
@@ -186,6 +190,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
                 "critic_optimizer": None if learner.critic is None else learner.critic_optimizer.state_dict(),
                 "generator": generator.get_state(), "mix": schedule.state_dict(),
                 "curriculum": curriculum.state_dict(),
+                **({} if partial is None else {"partial": partial.state_dict()}),
             })
         ckpt.save_checkpoint(run_dir / "checkpoints", step, write, keep=cfg.checkpoint.keep)
 
@@ -216,7 +221,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
                 return extra_stream.take(base + offset, count)  # a function of the step: resumable
 
             metrics = rl_step(learner, task, examples, draw_extra, cfg, plan.lr, generator, version=step,
-                              hook=hook, demos=demos or (), sft_weight=plan.sft_weight)
+                              hook=hook, demos=demos or (), sft_weight=plan.sft_weight, partial=partial)
             metrics.update(curriculum.observe())
         metrics.update(plan.info)
         metrics.update(schedule.observe(step, plan, metrics))

@@ -33,6 +33,8 @@ from graft.mix.rules import policy_shaping_loss, sft_share
 from graft.models.critic import Critic
 from graft.models.policy import Policy
 from graft.rewards.shaping import LENGTH_SHAPING, overlong_penalty
+from graft.rollout.partial import STALE_TOKENS, PartialRollouts, stale_tokens
+from graft.rollout.partial import decoupled_truncated_is as truncated_is
 from graft.rollout.sampler import Group, sample
 from graft.tasks.base import Example, Task
 from graft.train.batch import Batch, completion_logprobs, make_batch, padding_fraction
@@ -76,6 +78,12 @@ def sample_groups(
     )
     policy.module.train()
     groups = [flat[i * G : (i + 1) * G] for i in range(len(examples))]
+    score_groups(task, examples, groups, cfg)
+    return groups
+
+
+def score_groups(task: Task, examples: list[Example], groups: list[Group], cfg: Config) -> None:
+    """Fill each rollout's reward, verdict and reward parts from the task's verifier, then shape."""
     pairs = [(ex, ro) for ex, group in zip(examples, groups) for ro in group]
     if hasattr(task, "score_many"):  # graders that run in parallel (code sandboxes, math workers)
         scores = task.score_many([(ex, ro.text) for ex, ro in pairs])
@@ -84,7 +92,6 @@ def sample_groups(
     for (_, ro), score in zip(pairs, scores):
         ro.reward, ro.correct, ro.parts = score.reward, score.correct, dict(score.parts)
     shape_rewards(groups, cfg)
-    return groups
 
 
 def shape_rewards(groups: list[Group], cfg: Config) -> None:
@@ -109,6 +116,7 @@ def shape_rewards(groups: list[Group], cfg: Config) -> None:
 def gather_groups(
     policy: Policy, task: Task, examples: list[Example], draw_extra: Callable[[int, int], list[Example]],
     cfg: Config, generator: torch.Generator, version: int, hook: RolloutHook | None = None,
+    partial: PartialRollouts | None = None,
 ) -> tuple[list[Group], list[Group], dict]:
     """Sample the step's groups; with dynamic sampling drop zero-variance groups and refill.
 
@@ -121,12 +129,24 @@ def gather_groups(
     A mixer ``hook`` rewrites each set of sampled groups before selection (so a failing
     group it repairs with a hint or a demonstration can be kept).
 
+    With ``partial`` (APRIL, ``graft.rollout.partial``) the step's groups are the first
+    ``num_prompts`` to complete among the buffered ones and ``examples`` plus
+    ``draw_extra(0, n)`` new prompts; the others stay buffered (no dynamic sampling then).
+
     Returns (groups to train on, every group the policy sampled itself, metrics).
     """
     info: dict[str, float] = {}
 
     def draw(batch: list[Example]) -> tuple[list[Group], list[Group]]:
-        own = sample_groups(policy, task, batch, cfg, generator, version)
+        if partial is None:
+            own = sample_groups(policy, task, batch, cfg, generator, version)
+            lengths = [len(ro.completion_ids) for g in own for ro in g]
+            info["rollout/generated_tokens"] = info.get("rollout/generated_tokens", 0.0) + sum(lengths)
+            info["rollout/decode_steps"] = info.get("rollout/decode_steps", 0.0) + max(lengths, default=0)
+        else:
+            batch, own, counts = partial.step(policy, batch, cfg, generator, version)
+            score_groups(task, batch, own, cfg)
+            info.update(counts)
         if hook is None:
             return own, own
         mixed, counts = hook(policy, task, batch, own, cfg, generator, version)
@@ -134,6 +154,8 @@ def gather_groups(
             info[key] = info.get(key, 0.0) + value
         return own, mixed
 
+    if partial is not None:
+        examples = examples + draw_extra(0, partial.new_prompts(cfg) - len(examples))
     sampled, groups = draw(examples)
     if not cfg.select.dynamic_sampling:
         return groups, sampled, info
@@ -166,8 +188,12 @@ def _informative(groups: list[Group]) -> list[bool]:
 
 
 @torch.no_grad()
-def build_batch(learner: Learner, groups: list[Group], cfg: Config) -> tuple[Batch, dict]:
-    """Pad the groups into a Batch with loss mask, per-token advantages and aggregation weights."""
+def build_batch(learner: Learner, groups: list[Group], cfg: Config,
+                version: int | None = None) -> tuple[Batch, dict]:
+    """Pad the groups into a Batch with loss mask, per-token advantages and aggregation weights.
+
+    ``version`` (partial rollouts): tokens sampled by an older policy are kept or masked as
+    ``rollout.stale`` says, and their share is logged."""
     algo = cfg.algo
     flat = [ro for g in groups for ro in g]
     P, G = len(groups), cfg.rl.num_generations
@@ -180,9 +206,14 @@ def build_batch(learner: Learner, groups: list[Group], cfg: Config) -> tuple[Bat
     if algo.mask_truncated:  # DAPO overlong filtering: cut completions carry no loss
         cut = torch.tensor([ro.finish_reason == "length" for ro in flat])  # (B,)
         mask = tokens * (~cut).float()[:, None]  # (B, T)
+    info: dict[str, float] = {}
+    stale = None
+    if version is not None:  # partial rollouts: tokens an older policy sampled
+        stale = stale_tokens([ro.token_versions for ro in flat], version, tokens.shape[1]) * tokens  # (B, T)
+        mask = STALE_TOKENS[cfg.rollout.stale](mask, stale)  # (B, T)
+        info["rollout/off_policy_token_frac"] = float(stale.sum() / tokens.sum().clamp(min=1))
     rewards = torch.tensor([ro.reward for ro in flat], dtype=torch.float32)  # (B,)
     token_rewards = outcome_token_rewards(rewards, tokens)  # (B, T) reward on the last token
-    info: dict[str, float] = {}
     if learner.ref is not None and algo.kl_in == "reward":  # KL as a per-token reward penalty
         ref_logp, _ = completion_logprobs(learner.ref, batch, cfg.rl.temperature,
                                           chunk=cfg.optim.logprob_chunk)
@@ -207,6 +238,11 @@ def build_batch(learner: Learner, groups: list[Group], cfg: Config) -> tuple[Bat
     for i, ro in enumerate(flat):
         demo[i, : ro.demo_len] = 1.0
     shaped = demo * torch.tensor([float(ro.shaped) for ro in flat])[:, None]  # (B, T)
+    if stale is not None and cfg.rollout.stale_is_cap is not None and bool(stale.any()):
+        prox, _ = completion_logprobs(learner.policy, batch, cfg.rl.temperature, chunk=cfg.optim.logprob_chunk)
+        old, is_weight = truncated_is(prox, batch.old_logprobs, stale, cfg.rollout.stale_is_cap)
+        batch = replace(batch, old_logprobs=old * tokens)
+        advantages = advantages * is_weight  # (B, T) the loss is linear in the advantage
     batch = replace(batch, loss_mask=mask, advantages=advantages * mask, loss_weights=weights,
                     old_values=old_values, returns=returns, demo_mask=demo * mask, shaped_mask=shaped * mask)
     return batch, info
@@ -292,20 +328,23 @@ def rl_step(
     learner: Learner, task: Task, examples: list[Example],
     draw_extra: Callable[[int, int], list[Example]], cfg: Config, lr: float,
     generator: torch.Generator, version: int, hook: RolloutHook | None = None,
-    demos: list[Example] = (), sft_weight: float = 0.0,
+    demos: list[Example] = (), sft_weight: float = 0.0, partial: PartialRollouts | None = None,
 ) -> dict:
     """Sample groups (through the mixer's ``hook``), score and shape, select, compute advantages,
     update (plus ``sft_weight`` x SFT on ``demos`` when set). Returns the step's metrics."""
     t0 = time.perf_counter()
     groups, sampled, metrics = gather_groups(learner.policy, task, examples, draw_extra, cfg,
-                                             generator, version, hook)
+                                             generator, version, hook, partial)
     t_rollout = time.perf_counter() - t0
     sft_batch = demo_batch(learner.policy, list(demos)) if sft_weight and demos else None
     flat = [ro for g in sampled for ro in g]
-    fwd = metrics.pop("perf/fwd_tokens", 0.0) + sum(len(ro.prompt_ids) + len(ro.completion_ids) for ro in flat)
+    rollout_fwd = metrics.pop("perf/rollout_fwd_tokens", None)  # partial: what this step decoded
+    if rollout_fwd is None:
+        rollout_fwd = sum(len(ro.prompt_ids) + len(ro.completion_ids) for ro in flat)
+    fwd = metrics.pop("perf/fwd_tokens", 0.0) + rollout_fwd
     train_tokens, share = 0.0, 0.0
     if groups:
-        batch, info = build_batch(learner, groups, cfg)
+        batch, info = build_batch(learner, groups, cfg, version if partial is not None else None)
         metrics.update(info)
         metrics.update(update(learner, batch, cfg, lr, sft_batch, sft_weight if sft_batch else 0.0))
         real = float(batch.attention_mask.sum())
@@ -337,6 +376,7 @@ def rl_step(
         "mix/sft_share": share,
         "perf/step_time": dt,
         "perf/rollout_time": t_rollout,
-        "perf/tokens_per_s": float(lengths.sum()) / t_rollout,
+        "perf/tokens_per_s": (float(lengths.sum()) if partial is None
+                              else metrics["rollout/generated_tokens"]) / t_rollout,
         **compute_metrics(fwd, train_tokens),
     }
