@@ -51,6 +51,12 @@ class Rollout:
                      (a hint prefix, an injected demonstration; ``graft.mix``); their behaviour
                      probability is taken as 1, so their ``logprobs`` are 0.
     shaped:          those tokens take LUFFY's policy-shaping loss instead of the ratio loss.
+    tree_path:       tree rollouts only (``graft.rollout.tree``): ids of the tree nodes (segments
+                     between branch points) from the prompt down to this leaf, unique within the
+                     group; leaves that share a node share those completion tokens. () = a chain
+                     of its own (i.i.d. sampling).
+    tree_spans:      tree rollouts only: the completion offset where each node of ``tree_path``
+                     ends (so node j holds completion tokens ``tree_spans[j-1]:tree_spans[j]``).
     """
 
     prompt_ids: list[int]
@@ -64,6 +70,8 @@ class Rollout:
     parts: dict[str, float] = field(default_factory=dict)
     demo_len: int = 0
     shaped: bool = False
+    tree_path: tuple[int, ...] = ()
+    tree_spans: tuple[int, ...] = ()
 
 
 Group = list[Rollout]
