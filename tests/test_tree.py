@@ -47,7 +47,8 @@ class CountingPolicy:
 
 def _tree(policy, seed=0, **kw):
     prompts = [policy.tokenizer.encode(p) for p in PROMPTS]
-    args = dict(num_generations=G, max_new_tokens=24, temperature=1.0, segment_len=4, branch=2, max_depth=3)
+    args = {"num_generations": G, "max_new_tokens": 24, "temperature": 1.0, "segment_len": 4, "branch": 2,
+            "max_depth": 3}
     out = sample_tree(policy, prompts, generator=torch.Generator().manual_seed(seed), **(args | kw))
     return [out[i * G : (i + 1) * G] for i in range(len(PROMPTS))]
 
