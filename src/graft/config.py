@@ -114,7 +114,8 @@ class RLConfig(_Section):
 class RolloutConfig(_Section):
     """How rollouts are computed (issue 7). `compact` and `share_prefill` save time or memory
     without changing what is sampled, so both are on by default; turn one off to measure it.
-    `partial` (and the fields after it) changes what is trained on, so it is off by default."""
+    `partial` (and the fields after it) changes what is trained on, so it is off by default.
+    `strategy: tree` changes how completions are sampled (TreePO segment trees, docs/guide.md)."""
 
     compact: bool = True
     """Finished rows (EOS or rl.max_new_tokens) leave the decode batch and the KV cache. Same
@@ -140,6 +141,21 @@ class RolloutConfig(_Section):
     max_staleness: int = Field(2, ge=0)
     """partial: a buffered completion whose first token is more than this many policy versions old
     is dropped and its row starts again from the prompt (0 = never continue an old completion)."""
+    strategy: Literal["iid", "tree"] = "iid"
+    """How a prompt's rl.num_generations completions are sampled: `iid` (independently) or `tree`
+    (TreePO, arXiv 2508.17445: in segments that branch, so completions share prefixes and shared
+    tokens are generated once; graft.rollout.tree). The tree always prefills once and compacts."""
+    segment_len: int = Field(8, ge=1)
+    """tree: tokens per segment; branch points lie at multiples of it."""
+    branch: int = Field(2, ge=2)
+    """tree: children of a branching node (at most; a node never holds more leaves than it must give)."""
+    max_depth: int = Field(3, ge=1)
+    """tree: branching levels: the prompt, then the ends of the first max_depth - 1 segments.
+    branch**max_depth must reach rl.num_generations; max_depth=1 with branch >= num_generations is i.i.d."""
+    branch_entropy: float = Field(0.0, ge=0)
+    """tree: a node branches at a segment end only if its last segment's mean token entropy (nats,
+    at rl.temperature) is at least this; 0 = always branch. Leaves still owed at the last branch
+    point are split off there."""
 
 
 class AlgoConfig(_Section):

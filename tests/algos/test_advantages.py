@@ -17,6 +17,8 @@ from graft.algos.advantages import (
     outcome_token_rewards,
     reinforce_pp_advantages,
     rloo_advantages,
+    tree_advantages,
+    tree_segment_advantages,
     whiten,
 )
 
@@ -280,7 +282,7 @@ def test_token_estimators_do_not_mutate():
 
 
 def test_registry():
-    assert set(ADVANTAGES) == {"grpo", "dr_grpo", "rloo", "reinforce_pp", "lite", "gae"}
+    assert set(ADVANTAGES) == {"grpo", "dr_grpo", "rloo", "reinforce_pp", "lite", "gae", "tree", "tree_segment"}
     expected = {
         "grpo": (grpo_advantages, "group"),
         "dr_grpo": (dr_grpo_advantages, "group"),
@@ -288,6 +290,8 @@ def test_registry():
         "lite": (lite_advantages, "group"),
         "reinforce_pp": (reinforce_pp_advantages, "token"),
         "gae": (gae_advantages, "critic"),
+        "tree": (tree_advantages, "tree"),
+        "tree_segment": (tree_segment_advantages, "tree"),
     }
     for name, (fn, level) in expected.items():
         assert ADVANTAGES[name] == AdvantageSpec(fn, level)

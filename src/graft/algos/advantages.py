@@ -9,6 +9,9 @@ entry of ``ADVANTAGES`` without branching on its name:
     per-token advantages from per-token rewards (see ``outcome_token_rewards``).
   - ``"critic"``: ``fn(token_rewards (B, T), values (B, T), mask (B, T), gamma, lam)
     -> (advantages (B, T), returns (B, T))``: needs a learned value head.
+  - ``"tree"``:   ``fn(rewards (P, G), ancestors (P, G, D), token_node (B, T), mask (B, T))
+    -> (B, T)``: group rewards plus the sampling tree of each group (``rollout.strategy: tree``;
+    ``graft.rollout.tree.tree_tensors`` builds the structure from the rollouts).
 
 Every function is pure (inputs never modified) and gives exactly 0 where there
 is nothing to learn from (a group of one, a group whose rewards are all equal,
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-LEVELS = ("group", "token", "critic")
+LEVELS = ("group", "token", "critic", "tree")
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class AdvantageSpec:
     """A registry entry: the estimator and the calling convention it follows (see module doc)."""
 
     fn: Callable
-    level: str  # "group" | "token" | "critic"
+    level: str  # "group" | "token" | "critic" | "tree"
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -332,6 +335,117 @@ def gae_advantages(
     return adv, returns
 
 
+# ---------------------------------------------------------------- tree level
+
+
+def tree_subgroup_advantages(
+    rewards: torch.Tensor, ancestors: torch.Tensor, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each leaf's GRPO advantage within every subtree it belongs to. -> (adv, valid), both (P, G, D + 1).
+
+    TreePO (Li et al. 2025, arXiv 2508.17445, Sec. 3, tree-based segment-level advantage
+    estimation, Fig. 3): the leaves below a tree node form a sub-group; leaf i's advantage in the
+    sub-group S of its ancestor at depth j is the group-normalised
+        A_{i,j} = (r_i - mean_{k in S} r_k) / (std_{k in S} r_k + eps).
+    Level 0 is the whole group (the prompt, the root): A_{i,0} is GRPO's advantage. Level j >= 1 is
+    the sub-group of the leaf's node ``ancestors[..., j - 1]``.
+
+    Args:
+        rewards: (P, G) leaf rewards.
+        ancestors: (P, G, D) long: node id at each depth of each leaf's path (ids unique within a
+            group; -1 past the end of a shorter path).
+        eps: added to each sub-group's std.
+    Returns:
+        adv (P, G, D + 1) and valid (P, G, D + 1) bool: True where the level is a real sub-group
+        of more than one leaf (a sub-group of one compares the leaf with itself: no information).
+
+    Choices (as ``grpo_advantages``): unbiased std; a sub-group whose rewards are all equal gives
+    exactly 0 (it stays valid: it counts in the average, as in TreePO's best-performing plain
+    average). Deviation: the official implementation centres each sub-group without dividing by
+    its std and whitens the result over the batch; here each sub-group is GRPO-normalised, so a
+    flat tree (every leaf its own branch) gives GRPO exactly.
+    """
+    rewards = _as_float(rewards)  # (P, G)
+    P, G = rewards.shape
+    root = torch.zeros((P, G, 1), dtype=torch.long, device=rewards.device)
+    ids = torch.cat([root, ancestors.long()], dim=-1)  # (P, G, L) L = D + 1 levels
+    real = ids >= 0  # (P, G, L)
+    same = (ids[:, :, None, :] == ids[:, None, :, :]) & real[:, :, None, :] & real[:, None, :, :]  # (P, G, G, L)
+    r = rewards[:, None, :, None]  # (P, 1, G, 1) the other leaf's reward
+    size = same.sum(2)  # (P, G, L) leaves in the sub-group
+    zero = torch.zeros((), dtype=rewards.dtype, device=rewards.device)
+    mean = torch.where(same, r, zero).sum(2) / size.clamp(min=1)  # (P, G, L)
+    sq = torch.where(same, (r - mean[:, :, None, :]) ** 2, zero).sum(2)  # (P, G, L)
+    std = (sq / (size - 1).clamp(min=1)).sqrt()  # (P, G, L) unbiased
+    top = torch.where(same, r, torch.full((), float("-inf"))).amax(2)  # (P, G, L)
+    low = torch.where(same, r, torch.full((), float("inf"))).amin(2)  # (P, G, L)
+    valid = real & (size > 1)  # (P, G, L)
+    adv = (rewards[..., None] - mean) / (std + eps)  # (P, G, L)
+    adv = torch.where(valid & (top != low), adv, zero)
+    return adv, valid
+
+
+def _tree_prefix_means(rewards: torch.Tensor, ancestors: torch.Tensor) -> torch.Tensor:
+    """(P, G, L): entry l is the mean of a leaf's valid sub-group advantages over levels 0..l."""
+    adv, valid = tree_subgroup_advantages(rewards, ancestors)  # (P, G, L)
+    total = (adv * valid).cumsum(-1)  # (P, G, L)
+    count = valid.cumsum(-1)  # (P, G, L)
+    return torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
+
+
+def tree_advantages(
+    rewards: torch.Tensor, ancestors: torch.Tensor, token_node: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """TreePO's leaf advantage on every token of the leaf. -> (B, T), B = P * G.
+
+    TreePO (arXiv 2508.17445, Sec. 3, Fig. 3): a leaf's final advantage is the plain average of
+    its sub-group advantages over every sub-tree it belongs to (the root and each ancestor node
+    with more than one leaf below it, ``tree_subgroup_advantages``):
+        A_i = (1 / |J_i|) sum_{j in J_i} A_{i,j},
+    and, like GRPO's, it goes on every completion token of the leaf. With a flat tree (i.i.d.
+    sampling) the root is the only sub-group and A_i is GRPO's advantage.
+
+    Args:
+        rewards: (P, G); ancestors: (P, G, D) long, see ``tree_subgroup_advantages``.
+        token_node: (B, T) long, unused here (the signature of the ``tree`` level).
+        mask: (B, T) 1 on completion tokens.
+    Returns:
+        (B, T), 0 where mask is 0.
+    """
+    leaf = _tree_prefix_means(rewards, ancestors)[..., -1].reshape(-1, 1)  # (B, 1)
+    return leaf * (mask > 0)  # (B, T)
+
+
+def tree_segment_advantages(
+    rewards: torch.Tensor, ancestors: torch.Tensor, token_node: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Segment-level credit on the tree: a token's advantage comes only from the sub-groups whose
+    members differ in that token. -> (B, T), B = P * G.
+
+    A token written by the k-th node on a leaf's path (``token_node`` = k) is shared by every leaf
+    below that node, so comparisons among those leaves say nothing about it; it averages the
+    leaf's sub-group advantages (``tree_subgroup_advantages``) over the root and the node's strict
+    ancestors only, levels 0..k:
+        A_{i,t} = mean_{j <= k(t), j valid} A_{i,j}.
+    The tokens of a leaf's last node get TreePO's leaf advantage (``tree_advantages``); the first
+    node's tokens get GRPO's. A flat tree gives GRPO on every token.
+
+    This refines TreePO's estimator (which puts the leaf advantage on all of the leaf's tokens)
+    towards its segment-level reading; it is graft's choice, not an equation of the paper.
+
+    Args:
+        rewards: (P, G); ancestors: (P, G, D) long, see ``tree_subgroup_advantages``.
+        token_node: (B, T) long: index on the leaf's path of the node that generated each token.
+        mask: (B, T) 1 on completion tokens.
+    Returns:
+        (B, T), 0 where mask is 0.
+    """
+    prefix = _tree_prefix_means(rewards, ancestors)  # (P, G, L)
+    prefix = prefix.reshape(-1, prefix.shape[-1])  # (B, L)
+    level = token_node.long().clamp(0, prefix.shape[-1] - 1)  # (B, T)
+    return prefix.gather(1, level) * (mask > 0)  # (B, T)
+
+
 ADVANTAGES: dict[str, AdvantageSpec] = {
     "grpo": AdvantageSpec(grpo_advantages, "group"),
     "dr_grpo": AdvantageSpec(dr_grpo_advantages, "group"),
@@ -339,4 +453,6 @@ ADVANTAGES: dict[str, AdvantageSpec] = {
     "lite": AdvantageSpec(lite_advantages, "group"),
     "reinforce_pp": AdvantageSpec(reinforce_pp_advantages, "token"),
     "gae": AdvantageSpec(gae_advantages, "critic"),
+    "tree": AdvantageSpec(tree_advantages, "tree"),
+    "tree_segment": AdvantageSpec(tree_segment_advantages, "tree"),
 }

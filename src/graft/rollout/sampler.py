@@ -53,6 +53,12 @@ class Rollout:
     shaped:          those tokens take LUFFY's policy-shaping loss instead of the ratio loss.
     token_versions:  per completion token, the policy version that sampled it (partial rollouts,
                      ``graft.rollout.partial``); None = every token by ``policy_version``.
+    tree_path:       tree rollouts only (``graft.rollout.tree``): ids of the tree nodes (segments
+                     between branch points) from the prompt down to this leaf, unique within the
+                     group; leaves that share a node share those completion tokens. () = a chain
+                     of its own (i.i.d. sampling).
+    tree_spans:      tree rollouts only: the completion offset where each node of ``tree_path``
+                     ends (so node j holds completion tokens ``tree_spans[j-1]:tree_spans[j]``).
     """
 
     prompt_ids: list[int]
@@ -67,6 +73,8 @@ class Rollout:
     demo_len: int = 0
     shaped: bool = False
     token_versions: list[int] | None = None
+    tree_path: tuple[int, ...] = ()
+    tree_spans: tuple[int, ...] = ()
 
 
 Group = list[Rollout]

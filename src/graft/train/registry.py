@@ -44,6 +44,11 @@ def check_names(cfg: Config) -> None:
     check_curriculum(cfg)
     if cfg.algo.kl_coef > 0 and cfg.algo.kl == "none":
         raise ConfigError("config key 'algo.kl': is 'none' but algo.kl_coef > 0; pick an estimator (k1, k2, k3)")
+    from graft.rollout.tree import check_tree_config
+
+    problems = check_tree_config(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
     if cfg.shaping.overlong_cache >= cfg.rl.max_new_tokens:
         raise ConfigError(
             f"config key 'shaping.overlong_cache': {cfg.shaping.overlong_cache} must be below "

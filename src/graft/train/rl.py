@@ -35,7 +35,8 @@ from graft.models.policy import Policy
 from graft.rewards.shaping import LENGTH_SHAPING, overlong_penalty
 from graft.rollout.partial import STALE_TOKENS, PartialRollouts, stale_tokens
 from graft.rollout.partial import decoupled_truncated_is as truncated_is
-from graft.rollout.sampler import Group, sample
+from graft.rollout.sampler import Group, Rollout, sample
+from graft.rollout.tree import generated_tokens, sample_tree, token_metrics, tree_tensors
 from graft.tasks.base import Example, Task
 from graft.train.batch import Batch, completion_logprobs, make_batch, padding_fraction
 from graft.train.steps import apply_update, compute_metrics, demo_batch, sft_backward
@@ -71,11 +72,7 @@ def sample_groups(
     G = cfg.rl.num_generations
     prompts = [policy.tokenizer.encode(ex.prompt) for ex in examples]
     policy.module.eval()
-    flat = sample(
-        policy, prompts, max_new_tokens=cfg.rl.max_new_tokens, temperature=cfg.rl.temperature,
-        top_p=cfg.rl.top_p, generator=generator, policy_version=version, repeats=G,
-        share_prefill=cfg.rollout.share_prefill, compact=cfg.rollout.compact,
-    )
+    flat = SAMPLERS[cfg.rollout.strategy](policy, prompts, cfg, generator, version)
     policy.module.train()
     groups = [flat[i * G : (i + 1) * G] for i in range(len(examples))]
     score_groups(task, examples, groups, cfg)
@@ -92,6 +89,30 @@ def score_groups(task: Task, examples: list[Example], groups: list[Group], cfg: 
     for (_, ro), score in zip(pairs, scores):
         ro.reward, ro.correct, ro.parts = score.reward, score.correct, dict(score.parts)
     shape_rewards(groups, cfg)
+
+
+def _sample_iid(policy: Policy, prompts: list[list[int]], cfg: Config, generator: torch.Generator,
+                version: int) -> list[Rollout]:
+    return sample(
+        policy, prompts, max_new_tokens=cfg.rl.max_new_tokens, temperature=cfg.rl.temperature,
+        top_p=cfg.rl.top_p, generator=generator, policy_version=version, repeats=cfg.rl.num_generations,
+        share_prefill=cfg.rollout.share_prefill, compact=cfg.rollout.compact,
+    )
+
+
+def _sample_tree(policy: Policy, prompts: list[list[int]], cfg: Config, generator: torch.Generator,
+                 version: int) -> list[Rollout]:
+    ro = cfg.rollout
+    return sample_tree(
+        policy, prompts, num_generations=cfg.rl.num_generations, max_new_tokens=cfg.rl.max_new_tokens,
+        temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, generator=generator, policy_version=version,
+        segment_len=ro.segment_len, branch=ro.branch, max_depth=ro.max_depth, branch_entropy=ro.branch_entropy,
+    )
+
+
+SAMPLERS: dict[str, Callable[..., list[Rollout]]] = {"iid": _sample_iid, "tree": _sample_tree}
+"""``rollout.strategy`` -> ``fn(policy, prompts, cfg, generator, version)``: ``num_generations``
+rollouts per prompt, prompt-major."""
 
 
 def shape_rewards(groups: list[Group], cfg: Config) -> None:
@@ -141,7 +162,8 @@ def gather_groups(
         if partial is None:
             own = sample_groups(policy, task, batch, cfg, generator, version)
             lengths = [len(ro.completion_ids) for g in own for ro in g]
-            info["rollout/generated_tokens"] = info.get("rollout/generated_tokens", 0.0) + sum(lengths)
+            generated = sum(generated_tokens(g) for g in own)  # a tree's shared prefixes count once
+            info["rollout/generated_tokens"] = info.get("rollout/generated_tokens", 0.0) + generated
             info["rollout/decode_steps"] = info.get("rollout/decode_steps", 0.0) + max(lengths, default=0)
         else:
             batch, own, counts = partial.step(policy, batch, cfg, generator, version)
@@ -228,6 +250,9 @@ def build_batch(learner: Learner, groups: list[Group], cfg: Config,
         advantages = spec.fn(seq_rewards).reshape(-1, 1) * mask  # (B, T)
     elif spec.level == "token":  # per-token returns, normalised over the batch
         advantages = spec.fn(token_rewards, mask, algo.gamma)  # (B, T)
+    elif spec.level == "tree":  # group rewards and the groups' sampling trees (rollout.strategy: tree)
+        ancestors, token_node = tree_tensors(groups, tokens.shape[1])  # (P, G, D), (B, T)
+        advantages = spec.fn(token_rewards.sum(-1).view(P, G), ancestors, token_node, mask)  # (B, T)
     else:  # "critic": GAE on the critic's values
         old_values = learner.critic.values(batch.ids, batch.attention_mask, batch.prompt_width,
                                            tokens.shape[1]) * tokens  # (B, T)
@@ -371,6 +396,7 @@ def rl_step(
         "rollout/zero_var_frac": 1.0 - sum(_informative(sampled)) / len(sampled),
         "rollout/completion_len": float(lengths.mean()),
         "rollout/truncated_frac": sum(ro.finish_reason == "length" for ro in flat) / len(flat),
+        **token_metrics(sampled),
         **metrics,
         "optim/lr": lr,
         "mix/sft_share": share,

@@ -1,0 +1,287 @@
+"""Tree / segment rollouts (TreePO): completions grow in segments and branch, so siblings share prefixes.
+
+TreePO (Li et al. 2025, "TreePO: Bridging the Gap of Policy Optimization and Efficacy and
+Inference Efficiency with Heuristic Tree-based Modeling", arXiv 2508.17445, Sec. 3, segment-wise
+tree sampling) decodes every completion of a prompt in fixed-length segments of
+``segment_len`` tokens. At the start and after each of the first ``max_depth - 1`` segments a node
+may *branch*: its KV-cache row is copied (``policy.select_cache_rows``) to ``branch`` children that
+continue independently, so the tokens before the branch point are generated once and shared by
+every leaf below it. Each prompt still yields exactly ``num_generations`` leaves (the group):
+
+- every node carries a *budget*, the number of leaves it must produce; the prompt starts with
+  ``num_generations``; a branching node splits its budget over ``min(branch, budget)`` children
+  as evenly as possible; a node with budget 1 is a chain and never branches;
+- uncertainty rule: at a segment boundary a node branches only if the mean token entropy of the
+  segment it just wrote is at least ``branch_entropy`` (0 = always branch). A node that still holds
+  more than one leaf at the last boundary (``max_depth - 1`` segments in) splits into all of them;
+- a node that stops (EOS) before its budget is spent gives the rest to the open node of the same
+  prompt that shares the longest path with it and can still branch (TreePO's fallback); budget left
+  with no such node is sampled afterwards as i.i.d. chains from the prompt.
+
+The prompt is at the root and always branches (``min(branch, num_generations)`` first nodes): with
+``branch >= num_generations`` and ``max_depth = 1`` the tree is i.i.d. sampling.
+
+Deviations from TreePO: no early stopping of low-value paths (repetition / answer checks); no
+log-probability-driven allocation of branches (the paper reports it hurt); the branching rule is the
+segment's mean entropy, one of the local-uncertainty signals the paper discusses, with an
+always-branch mode. The leaves are ordinary ``Rollout`` objects (full prompt and completion, the
+sampling log-probabilities of every token), with ``tree_path`` / ``tree_spans`` recording the tree
+for the advantage estimators ``tree`` / ``tree_segment`` (``graft.algos.advantages``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from graft.models.policy import Policy, position_ids_from_mask
+from graft.rollout.sampler import Group, Rollout, left_pad, pick_tokens, sample
+
+
+@dataclass
+class _Node:
+    """A run of tokens between two branch points."""
+
+    prompt: int
+    path: tuple[int, ...]  # node ids from the prompt's first node down to this one
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+
+
+def split_budget(n: int, k: int) -> list[int]:
+    """``n`` leaves over ``k`` children, as evenly as possible, larger shares first."""
+    return [n // k + (i < n % k) for i in range(k)]
+
+
+@torch.no_grad()
+def sample_tree(
+    policy: Policy,
+    prompts: list[list[int]],
+    *,
+    num_generations: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    policy_version: int = 0,
+    segment_len: int,
+    branch: int,
+    max_depth: int,
+    branch_entropy: float = 0.0,
+) -> list[Rollout]:
+    """``num_generations`` leaves per prompt, prompt-major (all of prompt 0's, then 1's ...).
+
+    All live rows advance one token per step in lockstep (branching copies rows at the same
+    step), so segment boundaries are the steps ``t = segment_len, 2 segment_len, ...``. Finished
+    rows leave the decode batch and the cache. Each leaf's ``logprobs`` are the tempered
+    log-probabilities its tokens were sampled with, shared prefix included."""
+    tok, G = policy.tokenizer, num_generations
+    ids, mask = left_pad(prompts, tok.pad_id)  # (P, Tp)
+    logits, cache = policy.forward(ids, mask, position_ids_from_mask(mask))
+    next_logits, positions = logits[:, -1], mask.sum(-1)  # (P, V), (P,)
+    nodes: list[_Node] = []
+
+    def new_node(prompt: int, parent: tuple[int, ...]) -> int:
+        nodes.append(_Node(prompt, (*parent, len(nodes))))
+        return len(nodes) - 1
+
+    # the root: every prompt branches into its first nodes
+    index, row_node, row_budget = [], [], []
+    for p in range(len(prompts)):
+        for share in split_budget(G, min(branch, G)):
+            index.append(p)
+            row_node.append(new_node(p, ()))
+            row_budget.append(share)
+    rows = torch.tensor(index)
+    cache = policy.select_cache_rows(cache, rows)
+    mask, next_logits, positions = mask[rows], next_logits[rows], positions[rows]
+    seg_entropy = torch.zeros(len(row_node))  # (b,) entropy summed over the current segment
+    leaves: list[int] = []  # finished node ids, one leaf each
+    leftover = [0] * len(prompts)  # budget no open node could take
+    last_boundary = (max_depth - 1) * segment_len  # no branching after this step
+
+    for t in range(max_new_tokens):
+        if 0 < t <= last_boundary and t % segment_len == 0:  # ---- a branch point
+            last = t == last_boundary
+            index, nxt_node, nxt_budget = [], [], []
+            for r, (nid, n) in enumerate(zip(row_node, row_budget)):
+                uncertain = branch_entropy <= 0 or float(seg_entropy[r]) / segment_len >= branch_entropy
+                if n > 1 and (last or uncertain):
+                    for share in split_budget(n, n if last else min(branch, n)):
+                        index.append(r)
+                        nxt_node.append(new_node(nodes[nid].prompt, nodes[nid].path))
+                        nxt_budget.append(share)
+                else:
+                    index.append(r)
+                    nxt_node.append(nid)
+                    nxt_budget.append(n)
+            if len(index) > len(row_node):  # copy the branching rows' cache to their children
+                rows = torch.tensor(index)
+                cache = policy.select_cache_rows(cache, rows)
+                mask, next_logits, positions = mask[rows], next_logits[rows], positions[rows]
+            row_node, row_budget = nxt_node, nxt_budget
+            seg_entropy = torch.zeros(len(row_node))
+
+        uniform = torch.rand(len(row_node), generator=generator)  # (b,) one draw per live row
+        tokens, logp = pick_tokens(next_logits, temperature, top_p, generator, uniform)  # (b,)
+        if branch_entropy > 0:
+            tempered = torch.log_softmax(next_logits.float() / temperature, -1)  # (b, V)
+            seg_entropy = seg_entropy - (tempered.exp() * tempered).sum(-1)
+        for r, nid in enumerate(row_node):
+            nodes[nid].tokens.append(int(tokens[r]))
+            nodes[nid].logprobs.append(float(logp[r]))
+        done = (tokens == tok.eos_id) | (t == max_new_tokens - 1)  # (b,)
+        open_rows = [r for r in range(len(row_node)) if not done[r]]
+        can_branch_later = t + 1 <= last_boundary
+        for r in done.nonzero()[:, 0].tolist():  # finished rows: one leaf each
+            nid = row_node[r]
+            leaves.append(nid)
+            if row_budget[r] > 1:
+                _hand_over(nodes, nid, row_budget[r] - 1, open_rows if can_branch_later else [],
+                           row_node, row_budget, leftover)
+        if not open_rows:
+            break
+        keep = torch.tensor(open_rows)  # (b',)
+        cache = policy.select_cache_rows(cache, keep)
+        mask, positions, tokens = mask[keep], positions[keep], tokens[keep]
+        row_node = [row_node[r] for r in open_rows]
+        row_budget = [row_budget[r] for r in open_rows]
+        seg_entropy = seg_entropy[keep]
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)  # (b', Tp + t + 1)
+        logits, cache = policy.forward(tokens[:, None], mask, positions[:, None], cache)
+        next_logits, positions = logits[:, -1], positions + 1
+
+    groups: list[list[Rollout]] = [[] for _ in prompts]
+    for nid in sorted(leaves, key=lambda n: nodes[n].path):  # siblings next to each other
+        path = nodes[nid].path
+        completion = [x for n in path for x in nodes[n].tokens]
+        spans, end = [], 0
+        for n in path:
+            end += len(nodes[n].tokens)
+            spans.append(end)
+        groups[nodes[nid].prompt].append(Rollout(
+            prompt_ids=list(prompts[nodes[nid].prompt]), completion_ids=completion,
+            logprobs=[x for n in path for x in nodes[n].logprobs], policy_version=policy_version,
+            finish_reason="stop" if completion and completion[-1] == tok.eos_id else "length",
+            text=tok.decode(completion), tree_path=path, tree_spans=tuple(spans),
+        ))
+    if any(leftover):  # fallback: every branch of a prompt stopped early; the rest as i.i.d. chains
+        owners = [p for p, n in enumerate(leftover) for _ in range(n)]
+        extra = sample(policy, [prompts[p] for p in owners], max_new_tokens=max_new_tokens,
+                       temperature=temperature, top_p=top_p, generator=generator,
+                       policy_version=policy_version)
+        for p, ro in zip(owners, extra):
+            ro.tree_path, ro.tree_spans = (new_node(p, ()),), (len(ro.completion_ids),)
+            groups[p].append(ro)
+    assert all(len(g) == G for g in groups), [len(g) for g in groups]
+    return [ro for g in groups for ro in g]
+
+
+def _hand_over(nodes: list[_Node], nid: int, extra: int, open_rows: list[int], row_node: list[int],
+               row_budget: list[int], leftover: list[int]) -> None:
+    """Give a stopped node's unspent budget to the open node of its prompt with the longest
+    common path (its nearest relative), or to the prompt's leftover when there is none."""
+    prompt, path = nodes[nid].prompt, nodes[nid].path
+
+    def shared(r: int) -> int:
+        other = nodes[row_node[r]].path
+        return next((i for i, (a, b) in enumerate(zip(path, other)) if a != b), min(len(path), len(other)))
+
+    same = [r for r in open_rows if nodes[row_node[r]].prompt == prompt]
+    if not same:
+        leftover[prompt] += extra
+        return
+    best = max(same, key=lambda r: (shared(r), -r))
+    row_budget[best] += extra
+
+
+# ---------------------------------------------------------------- what the rest of the step reads
+
+
+def generated_tokens(group: Group) -> int:
+    """Tokens the sampler actually generated for a group: a tree node's tokens count once however
+    many leaves share them; tokens copied from a demonstration (``demo_len``) are not generated."""
+    seen: set[int] = set()
+    total = 0
+    for ro in group:
+        if not ro.tree_path:
+            total += len(ro.completion_ids) - ro.demo_len
+            continue
+        start = 0
+        for node, end in zip(ro.tree_path, ro.tree_spans):
+            if node not in seen:
+                seen.add(node)
+                total += end - start
+            start = end
+    return total
+
+
+def token_metrics(groups: list[Group]) -> dict[str, float]:
+    """``rollout/tokens_per_rollout`` (tokens generated / completed rollouts; the step's total is
+    ``rollout/generated_tokens``, counted where the groups are sampled) and ``rollout/prefix_share`` (share of the leaves' sampled tokens that were shared, not
+    generated: 0 for i.i.d.)."""
+    generated = sum(generated_tokens(g) for g in groups)
+    rollouts = sum(len(g) for g in groups)
+    sampled = sum(len(ro.completion_ids) - ro.demo_len for g in groups for ro in g)
+    return {
+        "rollout/tokens_per_rollout": generated / max(rollouts, 1),
+        "rollout/prefix_share": 1.0 - generated / sampled if sampled else 0.0,
+    }
+
+
+def tree_tensors(groups: list[Group], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tree structure as tensors for ``graft.algos.advantages.tree_advantages``.
+
+    Returns ``ancestors`` (P, G, D) long: the node id at each depth of each leaf's path, -1 past
+    its end; and ``token_node`` (P * G, width) long: for each completion token, the index on its
+    leaf's path of the node that generated it (0 on padding). A rollout without ``tree_path``
+    (i.i.d., an injected demonstration) is a one-node chain of its own."""
+    fresh = 1 + max((n for g in groups for ro in g for n in ro.tree_path), default=-1)
+    paths, spans = [], []
+    for g in groups:
+        for ro in g:
+            if ro.tree_path:
+                paths.append(ro.tree_path)
+                spans.append(ro.tree_spans)
+            else:
+                paths.append((fresh,))
+                spans.append((len(ro.completion_ids),))
+                fresh += 1
+    P, G = len(groups), len(groups[0]) if groups else 0
+    D = max((len(p) for p in paths), default=1)
+    ancestors = torch.full((P * G, D), -1, dtype=torch.long)  # (B, D)
+    token_node = torch.zeros((P * G, width), dtype=torch.long)  # (B, T)
+    for i, (path, ends) in enumerate(zip(paths, spans)):
+        ancestors[i, : len(path)] = torch.tensor(path, dtype=torch.long)
+        start = 0
+        for j, end in enumerate(ends):
+            token_node[i, start : min(end, width)] = j
+            start = end
+    return ancestors.view(P, G, D), token_node
+
+
+def check_tree_config(cfg) -> list[str]:
+    """Problems of a config's tree settings, each naming its key (empty when fine)."""
+    from graft.algos import ADVANTAGES
+
+    ro, problems = cfg.rollout, []
+    uses_tree = ADVANTAGES[cfg.algo.advantage].level == "tree"
+    if uses_tree and ro.strategy != "tree":
+        problems.append(f"config key 'algo.advantage': {cfg.algo.advantage!r} needs the tree structure of "
+                        f"rollout.strategy='tree' (got {ro.strategy!r})")
+    if ro.strategy != "tree":
+        return problems
+    if ro.partial:
+        problems.append("config key 'rollout.partial': partial rollouts continue i.i.d. rows and cannot be "
+                        "combined with rollout.strategy='tree'")
+    G = cfg.rl.num_generations
+    if ro.branch ** ro.max_depth < G:
+        problems.append(f"config key 'rollout.branch': branch**max_depth = {ro.branch}**{ro.max_depth} = "
+                        f"{ro.branch ** ro.max_depth} leaves cannot reach rl.num_generations ({G}); raise "
+                        "rollout.branch or rollout.max_depth")
+    if (ro.max_depth - 1) * ro.segment_len >= cfg.rl.max_new_tokens:
+        problems.append(f"config key 'rollout.max_depth': the last branch point, (max_depth - 1) * segment_len = "
+                        f"{(ro.max_depth - 1) * ro.segment_len} tokens, must come before rl.max_new_tokens "
+                        f"({cfg.rl.max_new_tokens}); lower rollout.max_depth or rollout.segment_len")
+    return problems
