@@ -138,7 +138,10 @@ def task_overrides(args) -> list[str]:
 
 
 def sft_overrides(args, base_model: Path) -> list[str]:
-    out = [*task_overrides(args), f"model.path={base_model}", f"sft.steps={args.sft_steps}", "rl.steps=0",
+    """The start's SFT run (its own end-of-run evaluation uses one example: the start is scored by
+    the common evaluator, and the cache key must not depend on ``--eval-examples``)."""
+    out = [f"threads={args.threads}", f"seed={args.seed}", "log.progress=false", "eval.num_examples=1",
+           f"model.path={base_model}", f"sft.steps={args.sft_steps}", "rl.steps=0",
            f"checkpoint.every={max(args.sft_steps, 1)}", "checkpoint.keep=1"]
     return out + ([f"sft.lr={args.sft_lr}"] if args.sft_lr is not None else [])
 
