@@ -67,3 +67,19 @@ def test_graft_run_gets_the_core_hyperparameters_shared_with_trl():
     assert cfg.sft.steps == 0 and cfg.algo.kl == "none" and cfg.optim.sort_by_length
     assert cfg.checkpoint.every > cfg.rl.steps  # graft's own checkpoints stay out of the timed steps
     assert cfg.model.path == "START"
+
+
+def test_trl_reward_is_graft_arithmetic_verifier_rule():
+    from graft.tasks.arithmetic import ArithmeticTask
+
+    task = ArithmeticTask(difficulty=2, num_train=20, num_test=5)
+    ex = task.train_examples()[0]
+    right = ex.answer
+    completions = [ex.demonstration, f"A:{right}", f"A:   {right} junk", f"A:0{right}", f"x A:{right}1",
+                   "A:", "", f"{right}", f"A:{right}" + " " * 600, " " * 510 + f"A:{right}",
+                   f"A:-{right}", f"A:9 A:{right}", f"1+2=3,A:{right}\n"]
+    trl_side = _module("trl_side")
+    got = trl_side.arithmetic_reward(completions, [right] * len(completions))
+    want = [task.score(ex, c).reward for c in completions]
+    assert got == want
+    assert 0 < sum(want) < len(want)  # both verdicts occur
