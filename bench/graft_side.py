@@ -128,25 +128,24 @@ def rl_checkpoints(spec: dict) -> dict:
 
 
 def score(spec: dict) -> dict:
-    """Greedy accuracy (graft's held-out evaluation) of each HF directory in ``checkpoints`` on the
-    first ``num_examples`` test examples of the config's task."""
+    """graft's held-out evaluation (``evaluate_both``: greedy accuracy, and sampled accuracy at
+    ``eval.temperature`` with graft's fixed evaluation seed, the same draws for every checkpoint)
+    of each HF directory in ``checkpoints`` on the first ``eval.num_examples`` test examples."""
     import torch
 
     from graft.config import load_config
-    from graft.eval.evaluate import evaluate
+    from graft.eval.evaluate import evaluate_both
     from graft.models.load import load_saved_policy
     from graft.train.loop import bind_tokenizer, build_task
 
     cfg = load_config(spec["config"], spec["overrides"])
     torch.set_num_threads(cfg.threads)
     task = build_task(cfg.task)
-    examples = task.test_examples()[: spec["num_examples"]]
     scores = {}
     for path in spec["checkpoints"]:
         policy = load_saved_policy(path)
         bind_tokenizer(task, policy)
-        scores[path] = evaluate(policy, task, examples, max_new_tokens=cfg.eval.max_new_tokens,
-                                batch_size=cfg.eval.batch_size)
+        scores[path] = evaluate_both(policy, task, cfg.eval, cfg.seed)
     return {"scores": scores}
 
 

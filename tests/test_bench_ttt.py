@@ -18,17 +18,21 @@ def _module(name: str):
 ttt = _module("time_to_target")
 POINTS = [{"step": 10, "wall_s": 20.0, "path": "b"}, {"step": 5, "wall_s": 9.0, "path": "a"},
           {"step": 15, "wall_s": 31.0, "path": "c"}]
-SCORES = {"a": {"accuracy": 0.70}, "b": {"accuracy": 0.82}, "c": {"accuracy": 0.80}}
+SCORES = {"start": {"accuracy": 0.6, "sampled_accuracy": 0.4}, "a": {"accuracy": 0.70, "sampled_accuracy": 0.5},
+          "b": {"accuracy": 0.82, "sampled_accuracy": 0.55}, "c": {"accuracy": 0.80, "sampled_accuracy": 0.6}}
 
 
 def test_curve_starts_at_the_shared_start_and_follows_step_order():
-    curve = ttt.accuracy_curve(POINTS, SCORES, start_accuracy=0.6)
-    assert curve == [{"step": 0, "wall_s": 0.0, "accuracy": 0.6}, {"step": 5, "wall_s": 9.0, "accuracy": 0.7},
-                     {"step": 10, "wall_s": 20.0, "accuracy": 0.82}, {"step": 15, "wall_s": 31.0, "accuracy": 0.8}]
+    curve = ttt.accuracy_curve(POINTS, SCORES, "start")
+    assert curve == [{"step": 0, "wall_s": 0.0, "accuracy": 0.6, "sampled_accuracy": 0.4},
+                     {"step": 5, "wall_s": 9.0, "accuracy": 0.7, "sampled_accuracy": 0.5},
+                     {"step": 10, "wall_s": 20.0, "accuracy": 0.82, "sampled_accuracy": 0.55},
+                     {"step": 15, "wall_s": 31.0, "accuracy": 0.8, "sampled_accuracy": 0.6}]
 
 
 def test_time_to_target_is_the_first_checkpoint_at_or_above_it():
-    curve = ttt.accuracy_curve(POINTS, SCORES, start_accuracy=0.6)
+    curve = ttt.accuracy_curve(POINTS, SCORES, "start")
+    assert ttt.time_to_target(curve, 0.55, "sampled_accuracy") == {"reached": True, "wall_s": 20.0, "step": 10}
     assert ttt.time_to_target(curve, 0.8) == {"reached": True, "wall_s": 20.0, "step": 10}  # not step 15's 31 s
     assert ttt.time_to_target(curve, 0.7) == {"reached": True, "wall_s": 9.0, "step": 5}  # >= counts
     assert ttt.time_to_target(curve, 0.6)["wall_s"] == 0.0  # the start itself
