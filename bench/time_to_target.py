@@ -2,7 +2,7 @@
 graft's recipe vs TRL's GRPOTrainer.
 
     python bench/time_to_target.py                        # the measurement (make bench-ttt)
-    python bench/time_to_target.py --sft-steps 100 --rl-steps 4 --save-every 2 --eval-examples 50   # smoke
+    python bench/time_to_target.py --threads 1 --rl-steps 4 --save-every 2 --eval-examples 50   # smoke
 
 Run it with graft's interpreter (``.venv/bin/python`` or ``PYTHONPATH=src``); TRL runs in its own
 environment (``--trl-python``, default ``bench/.venv-trl/bin/python``, made by vs_trl.py when
