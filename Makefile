@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test test-slow lint bench bench-hybrid clean
+.PHONY: quickstart test test-slow lint bench bench-ttt bench-hybrid clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ lint: $(STAMP)
 # prints the table and writes bench/results/vs_trl.json. W2: $(PY) bench/vs_trl.py --workload W2 --steps 4
 bench: $(STAMP)
 	$(PY) bench/vs_trl.py --workload W1
+
+# time to target accuracy from one SFT-warmed Qwen2 checkpoint, graft's recipe vs TRL's GRPOTrainer
+# (about 20 min on 2 quiet cores; options: $(PY) bench/time_to_target.py --help); writes
+# bench/results/time_to_target.json
+bench-ttt: $(STAMP)
+	$(PY) bench/time_to_target.py
 
 # SFT only vs RL only vs every mixer schedule, 5 seeds, one compute budget (about 30-45 min on
 # 2 cores); writes bench/results/hybrid.json, bench/results/hybrid_curves.png, bench/hybrid/README.md

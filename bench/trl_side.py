@@ -1,19 +1,40 @@
-"""TRL's side of bench/vs_trl.py: GRPOTrainer on the same model, prompts, reward and hyperparameters.
+"""TRL's side of bench/vs_trl.py and bench/time_to_target.py: GRPOTrainer on the same model,
+prompts, reward and hyperparameters as graft.
 
 Run in TRL's own environment (bench/.venv-trl):
     python bench/trl_side.py SPEC.json OUT.json
-Same SPEC as bench/graft_side.py. Per-step time is measured by a TrainerCallback
-(on_step_begin -> on_step_end: generation, reward, loss and optimizer step of one step);
-completion lengths come from TRL's own logs (``completions/mean_length``, logging_steps=1).
+SPEC["mode"] picks the job:
+- "step_time" (default; vs_trl.py): same SPEC as bench/graft_side.py. Per-step time is measured by
+  a TrainerCallback (on_step_begin -> on_step_end: generation, reward, loss and optimizer step of
+  one step); completion lengths come from TRL's logs (``completions/mean_length``, logging_steps=1).
+- "rl_checkpoints" (time_to_target.py): GRPO from ``model_dir`` on ``data`` with graft's
+  arithmetic verifier (reimplemented below), the core hyperparameters from the SPEC and TRL's
+  defaults for the rest; the model is saved (HF format) every ``save_every`` steps with the
+  training wall time so far.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import resource
 import sys
 import time
 from pathlib import Path
+
+_ANSWER = re.compile(r"A: *(-?\d{1,40})")
+
+
+def arithmetic_reward(completions, answer, **_):
+    """graft's arithmetic verifier (graft.tasks.arithmetic), the same rule: 1.0 when the integer right
+    after the first "A:" (spaces allowed) in the completion's first 512 characters equals the answer."""
+    out = []
+    for text, ans in zip(completions, answer):
+        text = text[:512]
+        cut = text.find("A:")
+        match = _ANSWER.match(text, cut) if cut >= 0 else None
+        out.append(float(match is not None and int(match[1]) == int(ans)))
+    return out
 
 
 def last_line_reward(completions, answer, **_):
@@ -27,6 +48,11 @@ def last_line_reward(completions, answer, **_):
 
 def main(spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
+    if spec.get("mode", "step_time") == "rl_checkpoints":
+        result = rl_checkpoints(spec)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        Path(out_path).write_text(json.dumps(result, indent=2))
+        return
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -87,6 +113,73 @@ def main(spec_path: str, out_path: str) -> None:
                      "transformers": __import__("transformers").__version__},
     }
     Path(out_path).write_text(json.dumps(result, indent=2))
+
+
+def rl_checkpoints(spec: dict) -> dict:
+    """GRPOTrainer from ``model_dir``: one optimizer step per ``num_prompts`` x ``num_generations``
+    completions, saving the model every ``save_every`` steps.
+
+    Set here (the same as graft's run): prompts x generations per step, max completion tokens,
+    temperature, learning rate (constant, as graft's RL lr), clip range (epsilon, epsilon_high),
+    beta=0 (no KL), seed; fp32 on CPU (bf16 off) and no gradient checkpointing (graft recomputes
+    nothing; on a model this small it only costs TRL time). Everything else is TRL 1.16's default
+    (loss_type "dapo", scale_rewards "group", AdamW betas (0.9, 0.999), grad clip 1.0, ...).
+
+    Training wall = the first step from ``on_step_begin``, then the wall time between consecutive
+    ``on_step_end`` calls (generation, reward, loss, backward, optimizer step, TRL's logging), minus
+    the time spent in this callback saving checkpoints.
+    """
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    torch.set_num_threads(spec["threads"])
+    rows = [json.loads(line) for line in Path(spec["data"]).read_text().splitlines() if line.strip()]
+    dataset = Dataset.from_list([{"prompt": r["prompt"], "answer": r["answer"]} for r in rows])
+    tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"], local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=torch.float32, local_files_only=True)
+    args = GRPOConfig(
+        output_dir=spec["run_dir"], use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False,
+        per_device_train_batch_size=spec["num_prompts"] * spec["num_generations"],
+        num_generations=spec["num_generations"], max_completion_length=spec["max_new_tokens"],
+        temperature=spec["temperature"], learning_rate=spec["lr"], lr_scheduler_type="constant",
+        beta=0.0, epsilon=spec["clip_low"], epsilon_high=spec["clip_high"],
+        max_steps=spec["steps"], logging_steps=1, save_strategy="no", report_to="none", seed=spec["seed"],
+    )
+    out, every = Path(spec["checkpoint_dir"]), spec["save_every"]
+    clock = {"wall": 0.0, "last": None}
+    points, steps, logged = [], [], {}
+
+    class Checkpoints(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            if clock["last"] is None:
+                clock["last"] = time.perf_counter()
+
+        def on_step_end(self, _args, state, _control, **k):
+            clock["wall"] += time.perf_counter() - clock["last"]
+            step = state.global_step
+            steps.append({"step": step, "wall_s": clock["wall"]})
+            if step % every == 0 or step == spec["steps"]:
+                path = out / f"step_{step}"
+                model.save_pretrained(path)
+                tokenizer.save_pretrained(path)
+                points.append({"step": step, "wall_s": clock["wall"], "path": str(path)})
+            clock["last"] = time.perf_counter()  # the save above is not training time
+
+        def on_log(self, _args, state, _control, logs=None, **k):
+            if logs and "reward" in logs:
+                logged[state.global_step] = dict(logs)
+
+    trainer = GRPOTrainer(model=model, reward_funcs=arithmetic_reward, args=args, train_dataset=dataset,
+                          processing_class=tokenizer, callbacks=[Checkpoints()])
+    trainer.train()
+    for s in steps:
+        entry = logged.get(s["step"], {})
+        s["reward_mean"], s["completion_len"] = entry.get("reward"), entry.get("completions/mean_length")
+    return {"side": "trl", "checkpoints": points, "steps": steps,
+            "versions": {"trl": __import__("trl").__version__, "torch": torch.__version__,
+                         "transformers": __import__("transformers").__version__}}
 
 
 if __name__ == "__main__":

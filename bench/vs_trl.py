@@ -87,26 +87,29 @@ def ensure_trl_venv() -> Path:
     return py
 
 
-def run_side(side: str, python: str, spec: dict, work: Path) -> dict:
-    spec_path, out_path = work / f"{side}_spec.json", work / f"{side}_out.json"
-    spec = dict(spec, run_dir=str(work / f"{side}_run"))
+def run_side(side: str, python: str, spec: dict, work: Path, job: str | None = None) -> dict:
+    """Run ``bench/<side>_side.py`` on ``spec`` in ``python``; ``job`` names its files in ``work``
+    (default: the side) when one side runs several jobs (time_to_target.py)."""
+    job = job or side
+    spec_path, out_path = work / f"{job}_spec.json", work / f"{job}_out.json"
+    spec = dict(spec, run_dir=str(work / f"{job}_run"))
     spec_path.write_text(json.dumps(spec))
     env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"]),
                TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                PYTHONPATH=str(ROOT / "src") if side == "graft" else "")
     script = BENCH / f"{side}_side.py"
-    print(f"[{side}] running {spec['steps']} steps ...", flush=True)
+    print(f"[{job}] running {spec['steps']} steps ..." if "steps" in spec else f"[{job}] running ...", flush=True)
     t, load = time.perf_counter(), os.getloadavg()
     proc = subprocess.run([python, str(script), str(spec_path), str(out_path)], env=env, check=False,
                           capture_output=True, text=True)
     if proc.returncode != 0 or not out_path.exists():
         tail = (proc.stderr or proc.stdout)[-3000:]
-        print(f"[{side}] FAILED (exit {proc.returncode}):\n{tail}", flush=True)
+        print(f"[{job}] FAILED (exit {proc.returncode}):\n{tail}", flush=True)
         return {"side": side, "error": tail, "exit_code": proc.returncode}
     result = json.loads(out_path.read_text())
     result["process_seconds"] = time.perf_counter() - t
     result["load_avg_before"], result["load_avg_after"] = load, os.getloadavg()
-    print(f"[{side}] done in {result['process_seconds']:.0f} s", flush=True)
+    print(f"[{job}] done in {result['process_seconds']:.0f} s", flush=True)
     return result
 
 
