@@ -9,7 +9,8 @@ old log-probs from the model itself, and runs ``graft.train.rl.update`` (loss, b
 optimizer step with lr 0) under each configuration, alternating, ``--reps`` times. It prints per
 configuration: the best wall time, the peak resident memory *above the process's baseline*
 while that update ran (sampled every millisecond from /proc/self/statm by a thread; large
-tensors are returned to the OS when freed, so each update's peak is its own), and the loss and
+tensors are returned to the OS when freed: the script re-executes itself with a fixed glibc mmap
+threshold so that this holds, and each update's peak is its own), and the loss and
 gradient norm, which must match the plain path's (they are the same math). Ratios are lean /
 plain: time < 1 is faster, memory < 1 is leaner.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -70,6 +72,12 @@ class PeakRSS:
 
 
 def main() -> None:
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
+        # glibc otherwise raises its mmap threshold after the first large free and keeps later freed
+        # tensors in the heap, so RSS would remember the previous configuration's peak. A fixed
+        # 128 KiB threshold maps every larger tensor on its own and unmaps it when freed.
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=64)
     ap.add_argument("--prompt-len", type=int, default=64)

@@ -134,7 +134,9 @@ def completion_logprobs(
     ``fused`` (with ``chunk`` > 0): the head, log-probability and entropy of each chunk are one
     autograd function with closed-form gradients (``graft.train.fused_head``) instead of
     checkpointed autograd ops: fewer passes over each (chunk, V) block and no recorded graph.
-    Needs a plain linear head (``policy.head_weight()``); other heads take the checkpoint path."""
+    Needs a plain linear head (``policy.head_weight()``); other heads take the checkpoint path.
+    Padding columns of the completion are skipped: their log-prob and entropy are 0 (every loss
+    masks them out), not the value of a pad token."""
     mask = batch.attention_mask
     Tp, Tc = batch.prompt_width, batch.targets.shape[1]
     if chunk <= 0:
@@ -150,9 +152,12 @@ def completion_logprobs(
     B, _, C = hidden.shape
     flat_h, flat_t = hidden.reshape(B * Tc, C), batch.targets.reshape(B * Tc)  # (N, C), (N,)
     weight = policy.head_weight() if fused and hasattr(policy, "head_weight") else None  # (V, C)
-    if weight is not None:
-        logp, entropy = fused_token_logprobs(flat_h, weight, flat_t, temperature, chunk)  # (N,) each
-        return logp.view(B, Tc), entropy.view(B, Tc) if with_entropy else None
+    if weight is not None:  # real completion tokens only: padding columns get 0 (always masked out)
+        real = mask[:, Tp:].reshape(B * Tc).nonzero()[:, 0]  # (n,)
+        lp, ent = fused_token_logprobs(flat_h[real], weight, flat_t[real], temperature, chunk)  # (n,) each
+        logp = flat_h.new_zeros(B * Tc).index_put((real,), lp).view(B, Tc)  # (B, Tc)
+        entropy = flat_h.new_zeros(B * Tc).index_put((real,), ent).view(B, Tc) if with_entropy else None
+        return logp, entropy
 
     def head(h: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = policy.logits_from_hidden(h)  # (n, V)
