@@ -3,7 +3,8 @@
 Run in graft's environment (PYTHONPATH=src or an installed graft):
     python bench/graft_side.py SPEC.json OUT.json
 SPEC (written by vs_trl.py): model_dir, data (a JSONL of prompt/answer rows), steps,
-num_prompts, num_generations, max_new_tokens, lr, threads, run_dir.
+num_prompts, num_generations, max_new_tokens, lr, threads, run_dir, and graft_options (graft-only
+config overrides of the workload, e.g. W2's lean update settings; see vs_trl.WORKLOADS).
 
 The run: ``graft.train.loop.prepare`` + ``train`` with ``task.name=jsonl`` (reward 1 when the
 completion's last non-empty line, stripped, equals the answer -- vs_trl.py gives TRL the same
@@ -18,14 +19,6 @@ import resource
 import sys
 import time
 from pathlib import Path
-
-# graft's own update settings for these workloads (bench/README.md, "graft settings"): the same
-# math as the defaults (losses and gradients equal to float rounding, tests/test_lean.py), less
-# memory and time. Log-probabilities of completion positions only, 512 tokens at a time through the
-# fused head (no full-vocabulary logits); micro-batches of 16 rows (gradients accumulate over the
-# batch of 64, as one optimizer step), grouped by length.
-LEAN = ["optim.logprob_chunk=512", "optim.logprob_impl=fused", "optim.micro_batch_size=16",
-        "optim.sort_by_length=true"]
 
 
 def main(spec_path: str, out_path: str) -> None:
@@ -43,7 +36,7 @@ def main(spec_path: str, out_path: str) -> None:
         "eval.num_examples=1", "eval.max_new_tokens=4", "eval.batch_size=1",
         f"checkpoint.every={spec['steps'] + 1}", "log.progress=false", f"threads={spec['threads']}",
     ]
-    cfg = build_config({}, overrides + LEAN)
+    cfg = build_config({}, overrides + spec.get("graft_options", []))
     t0 = time.perf_counter()
     setup = prepare(cfg)
     run_dir = Path(spec["run_dir"])
