@@ -4,7 +4,8 @@ Run in graft's environment (PYTHONPATH=src or an installed graft):
     python bench/graft_side.py SPEC.json OUT.json
 SPEC["mode"] picks the job (default "step_time"):
 - "step_time" (vs_trl.py): model_dir, data (a JSONL of prompt/answer rows), steps,
-  num_prompts, num_generations, max_new_tokens, lr, threads, run_dir. Described below.
+  num_prompts, num_generations, max_new_tokens, lr, threads, run_dir, and graft_options (graft-only
+  config overrides of the workload, e.g. W2's lean update settings; see vs_trl.WORKLOADS). Described below.
 - "sft" (time_to_target.py): SFT-warm a Hugging Face model on a config's demonstrations and
   copy the result, HF format, to ``out_model``.
 - "rl_checkpoints" (time_to_target.py): RL from ``model_dir`` with a config, saving the policy
@@ -47,7 +48,7 @@ def main(spec_path: str, out_path: str) -> None:
         "eval.num_examples=1", "eval.max_new_tokens=4", "eval.batch_size=1",
         f"checkpoint.every={spec['steps'] + 1}", "log.progress=false", f"threads={spec['threads']}",
     ]
-    cfg = build_config({}, overrides)
+    cfg = build_config({}, overrides + spec.get("graft_options", []))
     t0 = time.perf_counter()
     setup = prepare(cfg)
     run_dir = Path(spec["run_dir"])

@@ -39,6 +39,16 @@ WORKLOADS = {
     "W2": {"hidden": 256, "layers": 4, "vocab": 32000, "prompt_len": 64, "completion": 128, "steps": 4,
            "warmup": 1},
 }
+# graft's own update settings per workload (bench/README.md, "graft settings"): the same math as
+# graft's defaults (loss and gradients equal to float rounding, tests/test_lean.py), less memory and
+# time with a 32k vocabulary: log-probs of completion positions only, 512 tokens at a time through
+# the fused head; 4 micro-batches of 16 rows grouped by length, accumulated into one optimizer step.
+# W1 (22-token vocabulary) keeps the defaults: there the logits are small and one micro-batch is fastest.
+GRAFT_OPTIONS = {
+    "W1": [],
+    "W2": ["optim.logprob_chunk=512", "optim.logprob_impl=fused", "optim.micro_batch_size=16",
+           "optim.sort_by_length=true"],
+}
 FILLER = "Add the two numbers below and write only their sum on the last line. "
 
 
@@ -193,7 +203,7 @@ def main() -> None:
     data.write_text("".join(json.dumps(r) + "\n" for r in make_rows(2000, w["prompt_len"])))
     spec = {"model_dir": str(model_dir), "data": str(data), "steps": w["steps"], "num_prompts": num_prompts,
             "num_generations": num_generations, "max_new_tokens": w["completion"], "lr": args.lr,
-            "threads": args.threads}
+            "threads": args.threads, "graft_options": GRAFT_OPTIONS[args.workload]}
 
     peak = matmul_flops(args.threads)
     load_before = os.getloadavg()

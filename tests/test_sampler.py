@@ -121,3 +121,15 @@ def test_compaction_and_shared_prefill_change_work_not_samples_hf(tmp_path):
     _same_rollouts(pol, 0.0)
     _eos_like(pol, head, common, scale=10.0)  # a random model's logits are flat: make EOS likely
     _same_rollouts(pol, 1.0)
+
+
+def test_pick_tokens_rounding_guard_keeps_to_tokens_with_mass():
+    # top-p 0.5 keeps only token 2 of (0.1, 0.2, 0.7): a draw at the largest float below 1 (whose
+    # u * total may round up to the total) must still return the last token with mass, not one past it
+    logits = torch.tensor([[0.1, 0.2, 0.7]]).log().repeat(3, 1)  # (3, V)
+    uniform = torch.tensor([0.0, 0.5, 1.0 - 2.0**-24])
+    tokens, logp = pick_tokens(logits, 1.0, 0.5, None, uniform)
+    assert tokens.tolist() == [2, 2, 2]
+    assert torch.allclose(logp, torch.tensor(0.7).log().expand(3))
+    tokens, _ = pick_tokens(logits, 1.0, 1.0, None, uniform)  # full distribution: inverse CDF
+    assert tokens.tolist() == [0, 2, 2]

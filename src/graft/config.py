@@ -296,6 +296,19 @@ class OptimConfig(_Section):
     this many tokens at a time, recomputing each chunk's logits in backward, so no full
     (batch, length, vocab) float32 logits exist. 0 = off (one full forward). Off by default: the
     values match to float rounding (~1e-6), not bit for bit; worth it when the vocabulary is large."""
+    logprob_impl: Literal["checkpoint", "fused"] = "checkpoint"
+    """How `logprob_chunk` > 0 computes each chunk: `checkpoint` = autograd ops under activation
+    checkpointing (logits recomputed in backward); `fused` = one autograd function with the
+    closed-form gradient of log p(target) and entropy (graft.train.fused_head, after Cut
+    Cross-Entropy, arXiv 2411.09009): no recorded graph, fewer passes over each (chunk, vocab)
+    block, less memory. Same values to float rounding. Needs a plain linear LM head (other heads
+    use `checkpoint`); ignored when `logprob_chunk` is 0."""
+    activation_checkpointing: bool = False
+    """Recompute each transformer block's activations in backward instead of keeping them (Chen et
+    al. 2016, arXiv 1604.06174): activation memory of the update drops from all layers to about
+    one, for one extra forward of the blocks. HF models via `gradient_checkpointing_enable`, the
+    tiny model via `torch.utils.checkpoint` per block; training only (sampling is unaffected).
+    Same loss and gradients to float rounding."""
 
 
 class EvalConfig(_Section):

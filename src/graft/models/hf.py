@@ -129,6 +129,17 @@ class HFPolicy:
         head = self.module.get_output_embeddings()
         return head(hidden.to(head.weight.dtype)).float()  # (..., V)
 
+    def head_weight(self) -> torch.Tensor | None:
+        """The LM head's (V, C) weight when the head is a plain bias-free linear layer (what
+        ``graft.train.fused_head`` needs), else None (callers fall back to ``logits_from_hidden``)."""
+        head = self.module.get_output_embeddings()
+        cfg = self.module.config
+        rescaled = any(getattr(cfg, k, None) not in (None, 1.0)  # soft-capped or scaled logits
+                       for k in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
+        if isinstance(head, nn.Linear) and head.bias is None and not rescaled:
+            return head.weight
+        return None
+
     def save(self, directory: Path) -> None:
         """Write config, safetensors weights and tokenizer in the standard Hugging Face layout."""
         directory = Path(directory)

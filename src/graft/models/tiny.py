@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 """One (k, v) pair per layer, each (B, nh, T_total, hs), keys already rotated."""
@@ -165,6 +166,7 @@ class TinyTransformer(nn.Module):
         # derived from the config, so not saved with the weights
         self.register_buffer("rope_cos", cos, persistent=False)  # (L, hs/2)
         self.register_buffer("rope_sin", sin, persistent=False)  # (L, hs/2)
+        self.checkpoint_blocks = False  # recompute blocks in backward (optim.activation_checkpointing)
 
     @torch.no_grad()
     def _init_weights(self, gen: torch.Generator) -> None:
@@ -209,8 +211,13 @@ class TinyTransformer(nn.Module):
 
         x = self.tok_emb(ids)  # (B, T, C)
         new_cache: KVCache = []  # a new list: the caller's cache is never mutated
+        recompute = self.checkpoint_blocks and self.training and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, cos, sin, allowed, None if cache is None else cache[i])
+            past = None if cache is None else cache[i]
+            if recompute:  # keep only the block's input; its activations are recomputed in backward
+                x, kv = checkpoint(block, x, cos, sin, allowed, past, use_reentrant=False)
+            else:
+                x, kv = block(x, cos, sin, allowed, past)
             new_cache.append(kv)
         x = self.final_norm(x)  # (B, T, C)
         if return_hidden:

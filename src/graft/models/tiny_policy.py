@@ -72,6 +72,11 @@ class TinyPolicy:
         head = m.tok_emb.weight if m.lm_head is None else m.lm_head.weight  # (V, C)
         return torch.nn.functional.linear(hidden, head).float()  # (..., V)
 
+    def head_weight(self) -> torch.Tensor:
+        """The LM head's (V, C) weight (the token embedding when tied), for ``graft.train.fused_head``."""
+        m = self.module
+        return m.tok_emb.weight if m.lm_head is None else m.lm_head.weight
+
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

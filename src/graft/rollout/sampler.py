@@ -108,7 +108,8 @@ def pick_tokens(
     if temperature == 0:
         tokens = logits.argmax(-1)
         return tokens, torch.log_softmax(logits, -1).gather(-1, tokens[:, None])[:, 0]
-    logprobs = torch.log_softmax(logits / temperature, -1)  # (B, V)
+    # x / 1.0 == x exactly, so skipping the division at temperature 1 changes no bit (one pass fewer)
+    logprobs = torch.log_softmax(logits if temperature == 1.0 else logits / temperature, -1)  # (B, V)
     probs = logprobs.exp()
     if top_p < 1.0:
         sorted_p, order = probs.sort(-1, descending=True)
@@ -122,8 +123,15 @@ def pick_tokens(
     # first token whose cumulative mass exceeds u * total: a zero-probability token never is
     target = (uniform.to(cdf.dtype) * cdf[:, -1])[:, None]  # (B, 1)
     tokens = torch.searchsorted(cdf, target, right=True)[:, 0]  # (B,)
-    last = (probs > 0).long().cumsum(-1).argmax(-1)  # (B,) last token with mass (rounding guard)
-    tokens = torch.minimum(tokens, last)
+    # rounding guard: a row that lands past the end or on a zero-mass token takes the last token
+    # with mass instead. Any other row's token has mass, so it is <= that last token already: the
+    # guard's second cumsum over (b, V) runs only on the rows that need it (same tokens).
+    V = probs.shape[-1]
+    off = (tokens >= V) | (probs.gather(-1, tokens.clamp(max=V - 1)[:, None])[:, 0] == 0)  # (B,)
+    if bool(off.any()):
+        last = (probs[off] > 0).long().cumsum(-1).argmax(-1)  # (b',) last token with mass
+        tokens = tokens.clone()
+        tokens[off] = torch.minimum(tokens[off], last)
     return tokens, logprobs.gather(-1, tokens[:, None])[:, 0]
 
 

@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint
 from graft.algos.losses import entropy_from_logits, token_logprobs
 from graft.models.policy import Policy, position_ids_from_mask
 from graft.rollout.sampler import left_pad
+from graft.train.fused_head import fused_token_logprobs
 
 
 @dataclass
@@ -118,7 +119,8 @@ def make_batch(
 
 
 def completion_logprobs(
-    policy: Policy, batch: Batch, temperature: float = 1.0, with_entropy: bool = False, chunk: int = 0
+    policy: Policy, batch: Batch, temperature: float = 1.0, with_entropy: bool = False, chunk: int = 0,
+    fused: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token logprobs (B, Tc) of the completion under ``policy`` at ``temperature``
     (and the per-token entropy (B, Tc) when ``with_entropy``).
@@ -127,7 +129,14 @@ def completion_logprobs(
     states go through the LM head, ``chunk`` tokens at a time, and each chunk's logits are
     recomputed in backward (activation checkpointing) instead of kept; so no (B, T, V) float32
     tensor exists, only one (chunk, V) at a time. Same values as ``chunk=0`` up to float
-    rounding (different matmul shapes)."""
+    rounding (different matmul shapes).
+
+    ``fused`` (with ``chunk`` > 0): the head, log-probability and entropy of each chunk are one
+    autograd function with closed-form gradients (``graft.train.fused_head``) instead of
+    checkpointed autograd ops: fewer passes over each (chunk, V) block and no recorded graph.
+    Needs a plain linear head (``policy.head_weight()``); other heads take the checkpoint path.
+    Padding columns of the completion are skipped: their log-prob and entropy are 0 (every loss
+    masks them out), not the value of a pad token."""
     mask = batch.attention_mask
     Tp, Tc = batch.prompt_width, batch.targets.shape[1]
     if chunk <= 0:
@@ -142,6 +151,13 @@ def completion_logprobs(
     hidden = hidden[:, Tp - 1 : Tp - 1 + Tc]  # (B, Tc, C) predicts the completion
     B, _, C = hidden.shape
     flat_h, flat_t = hidden.reshape(B * Tc, C), batch.targets.reshape(B * Tc)  # (N, C), (N,)
+    weight = policy.head_weight() if fused and hasattr(policy, "head_weight") else None  # (V, C)
+    if weight is not None:  # real completion tokens only: padding columns get 0 (always masked out)
+        real = mask[:, Tp:].reshape(B * Tc).nonzero()[:, 0]  # (n,)
+        lp, ent = fused_token_logprobs(flat_h[real], weight, flat_t[real], temperature, chunk)  # (n,) each
+        logp = flat_h.new_zeros(B * Tc).index_put((real,), lp).view(B, Tc)  # (B, Tc)
+        entropy = flat_h.new_zeros(B * Tc).index_put((real,), ent).view(B, Tc) if with_entropy else None
+        return logp, entropy
 
     def head(h: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = policy.logits_from_hidden(h)  # (n, V)

@@ -30,6 +30,7 @@ from graft.algos.selection import informative_groups
 from graft.algos.value import clipped_value_loss
 from graft.config import Config
 from graft.mix.rules import policy_shaping_loss, sft_share
+from graft.models.checkpointing import set_activation_checkpointing
 from graft.models.critic import Critic
 from graft.models.policy import Policy
 from graft.rewards.shaping import LENGTH_SHAPING, overlong_penalty
@@ -238,7 +239,7 @@ def build_batch(learner: Learner, groups: list[Group], cfg: Config,
     token_rewards = outcome_token_rewards(rewards, tokens)  # (B, T) reward on the last token
     if learner.ref is not None and algo.kl_in == "reward":  # KL as a per-token reward penalty
         ref_logp, _ = completion_logprobs(learner.ref, batch, cfg.rl.temperature,
-                                          chunk=cfg.optim.logprob_chunk)
+                                          chunk=cfg.optim.logprob_chunk, fused=_fused(cfg))
         kl = KL_ESTIMATORS[algo.kl](batch.old_logprobs, ref_logp) * tokens  # (B, T)
         token_rewards = token_rewards - algo.kl_coef * kl
         info["rollout/kl"] = float(kl.sum() / tokens.sum().clamp(min=1))
@@ -276,11 +277,15 @@ def build_batch(learner: Learner, groups: list[Group], cfg: Config,
 # ---------------------------------------------------------------- losses and update
 
 
+def _fused(cfg: Config) -> bool:
+    return cfg.optim.logprob_impl == "fused"
+
+
 def _policy_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float) -> dict:
     """Backward the micro-batch's part of the batch loss; return its part of the metrics."""
     algo = cfg.algo
     logp, entropy = completion_logprobs(learner.policy, mb, cfg.rl.temperature, with_entropy=True,
-                                        chunk=cfg.optim.logprob_chunk)
+                                        chunk=cfg.optim.logprob_chunk, fused=_fused(cfg))
     per_token, clipped = POLICY_LOSSES[algo.policy_loss](
         logp=logp, old_logp=mb.old_logprobs, advantages=mb.advantages, mask=mb.loss_mask,
         clip_low=algo.clip_low, clip_high=algo.clip_high,
@@ -295,7 +300,8 @@ def _policy_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float) 
     kl_value = 0.0
     if learner.ref is not None and algo.kl_in == "loss":
         with torch.no_grad():
-            ref_logp, _ = completion_logprobs(learner.ref, mb, cfg.rl.temperature, chunk=cfg.optim.logprob_chunk)
+            ref_logp, _ = completion_logprobs(learner.ref, mb, cfg.rl.temperature, chunk=cfg.optim.logprob_chunk,
+                                              fused=_fused(cfg))
         kl = aggregate(KL_ESTIMATORS[algo.kl](logp, ref_logp), w)
         loss = loss + algo.kl_coef * kl
         kl_value = kl.item()
@@ -327,6 +333,7 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float,
     With ``sft_batch``, every pass also backwards ``sft_weight`` x the token-mean NLL of its
     demonstrations into the same gradient (the ``weighted`` mixer)."""
     total_tokens = max(float(batch.loss_mask.sum()), 1.0)
+    set_activation_checkpointing(learner.policy.module, cfg.optim.activation_checkpointing)
     sums: dict[str, float] = {}
     grad_norms = []
     split = batch.split_by_length if cfg.optim.sort_by_length else batch.split
@@ -340,7 +347,7 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float,
                 sums[key] = sums.get(key, 0.0) + value / cfg.rl.num_iterations
         if sft_batch is not None:
             sft = sft_backward(learner.policy, sft_batch, cfg.optim.micro_batch_size, sft_weight,
-                               cfg.optim.logprob_chunk)
+                               cfg.optim.logprob_chunk, fused=_fused(cfg))
             sums["losses/sft"] = sums.get("losses/sft", 0.0) + sft / cfg.rl.num_iterations
         grad_norms.append(apply_update(learner.policy.module, learner.optimizer, lr, cfg.optim.grad_clip))
         if learner.critic is not None:

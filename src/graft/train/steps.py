@@ -14,6 +14,7 @@ import torch
 
 from graft.algos.losses import sft_loss
 from graft.config import Config
+from graft.models.checkpointing import set_activation_checkpointing
 from graft.models.policy import Policy
 from graft.tasks.base import Example
 from graft.train.batch import Batch, completion_logprobs, make_batch
@@ -39,16 +40,16 @@ def demo_batch(policy: Policy, examples: list[Example]) -> Batch:
 
 
 def sft_backward(policy: Policy, batch: Batch, micro_batch_size: int, weight: float = 1.0,
-                 chunk: int = 0) -> float:
+                 chunk: int = 0, fused: bool = False) -> float:
     """Backward ``weight`` x the token-mean NLL of the whole batch, micro-batch by micro-batch.
 
-    ``chunk``: ``completion_logprobs``' memory-lean chunk size (0 = off).
+    ``chunk``, ``fused``: ``completion_logprobs``' memory-lean chunk size (0 = off) and head.
     Returns the unweighted loss. Prompt tokens are not trained.
     """
     total_tokens = float(batch.loss_mask.sum())
     loss_sum = 0.0
     for mb in batch.split(micro_batch_size):
-        logp, _ = completion_logprobs(policy, mb, chunk=chunk)
+        logp, _ = completion_logprobs(policy, mb, chunk=chunk, fused=fused)
         share = float(mb.loss_mask.sum()) / total_tokens
         loss = sft_loss(logp, mb.loss_mask) * share  # token mean over the whole batch
         (loss if weight == 1.0 else loss * weight).backward()
@@ -62,7 +63,9 @@ def sft_step(
     """Next-token NLL on the demonstrations' completion tokens (prompt tokens are not trained)."""
     t0 = time.perf_counter()
     batch = demo_batch(policy, examples)
-    loss_sum = sft_backward(policy, batch, cfg.optim.micro_batch_size, chunk=cfg.optim.logprob_chunk)
+    set_activation_checkpointing(policy.module, cfg.optim.activation_checkpointing)
+    loss_sum = sft_backward(policy, batch, cfg.optim.micro_batch_size, chunk=cfg.optim.logprob_chunk,
+                            fused=cfg.optim.logprob_impl == "fused")
     grad_norm = apply_update(policy.module, optimizer, lr, cfg.optim.grad_clip)
     dt = time.perf_counter() - t0
     train_tokens = float(batch.attention_mask.sum())
