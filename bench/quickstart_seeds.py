@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from graft.cli import packaged_config
-from graft.config import load_config
+from graft.config import Config, load_config
 from graft.train.loop import prepare, train
 
 
@@ -35,7 +35,8 @@ def parse_seeds(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
-def run_seed(seed: int, overrides: list[str], out_root: Path) -> dict:
+def run_seed(seed: int, overrides: list[str], out_root: Path) -> tuple[dict, Config]:
+    """One whole quickstart job for ``seed``; returns (the row for the JSON, the resolved config)."""
     cfg = load_config(packaged_config("quickstart"), [f"seed={seed}", "log.progress=false", *overrides])
     summary = train(prepare(cfg), out_root / f"seed{seed}")
     return {
