@@ -265,7 +265,8 @@ def build_batch(learner: Learner, groups: list[Group], cfg: Config,
         demo[i, : ro.demo_len] = 1.0
     shaped = demo * torch.tensor([float(ro.shaped) for ro in flat])[:, None]  # (B, T)
     if stale is not None and cfg.rollout.stale_is_cap is not None and bool(stale.any()):
-        prox, _ = completion_logprobs(learner.policy, batch, cfg.rl.temperature, chunk=cfg.optim.logprob_chunk)
+        prox, _ = completion_logprobs(learner.policy, batch, cfg.rl.temperature, chunk=cfg.optim.logprob_chunk,
+                                      fused=_fused(cfg))
         old, is_weight = truncated_is(prox, batch.old_logprobs, stale, cfg.rollout.stale_is_cap)
         batch = replace(batch, old_logprobs=old * tokens)
         advantages = advantages * is_weight  # (B, T) the loss is linear in the advantage
