@@ -68,9 +68,7 @@ class TinyPolicy:
 
     def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """The (tied or own) LM head: (..., C) -> (..., V) float32."""
-        m = self.module
-        head = m.tok_emb.weight if m.lm_head is None else m.lm_head.weight  # (V, C)
-        return torch.nn.functional.linear(hidden, head).float()  # (..., V)
+        return torch.nn.functional.linear(hidden, self.head_weight()).float()  # (..., V)
 
     def head_weight(self) -> torch.Tensor:
         """The LM head's (V, C) weight (the token embedding when tied), for ``graft.train.fused_head``."""

@@ -93,23 +93,32 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
+def tempered_logprobs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``log_softmax(logits / T)`` in float32, (B, V); the policy a token is sampled from."""
+    logits = logits.float()
+    # x / 1.0 == x exactly, so skipping the division at temperature 1 changes no bit (one pass fewer)
+    return torch.log_softmax(logits if temperature == 1.0 else logits / temperature, -1)
+
+
 def pick_tokens(
     logits: torch.Tensor,
     temperature: float,
     top_p: float,
     generator: torch.Generator | None,
     uniform: torch.Tensor | None = None,
+    logprobs: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Choose one token per row; return (tokens (B,), logprobs (B,)) under the tempered policy.
 
     Sampling inverts each row's CDF at ``uniform`` (B,) in [0, 1); without it, B numbers are
-    drawn from ``generator``. A row's token depends only on its logits and its own number."""
+    drawn from ``generator``. A row's token depends only on its logits and its own number.
+    ``logprobs``: ``tempered_logprobs(logits, temperature)`` when the caller already has it."""
     logits = logits.float()  # (B, V)
     if temperature == 0:
         tokens = logits.argmax(-1)
         return tokens, torch.log_softmax(logits, -1).gather(-1, tokens[:, None])[:, 0]
-    # x / 1.0 == x exactly, so skipping the division at temperature 1 changes no bit (one pass fewer)
-    logprobs = torch.log_softmax(logits if temperature == 1.0 else logits / temperature, -1)  # (B, V)
+    if logprobs is None:
+        logprobs = tempered_logprobs(logits, temperature)  # (B, V)
     probs = logprobs.exp()
     if top_p < 1.0:
         sorted_p, order = probs.sort(-1, descending=True)
@@ -186,6 +195,7 @@ def sample(
     cap = None if budgets is None else torch.tensor(budgets, dtype=torch.long)  # (B,) per-row budget
     if stop_after_groups:
         group_of = torch.tensor(groups, dtype=torch.long)  # (B,)
+        present = torch.unique(group_of)  # the group ids in this batch, once
         finished = torch.zeros(B, dtype=torch.bool)  # (B,) by original row
     for t in range(max_new_tokens):
         # one number per original row, every step: a row's draw never depends on the others
@@ -201,7 +211,7 @@ def sample(
         if stop_after_groups:  # a group is complete when none of its rows is still running
             finished[live] = done
             running = torch.zeros(int(group_of.max()) + 1).index_add_(0, group_of, (~finished).float())
-            complete = int((running[torch.unique(group_of)] == 0).sum())
+            complete = int((running[present] == 0).sum())
             if complete >= stop_after_groups:
                 break
         if bool(done.all()) or t == max_new_tokens - 1:

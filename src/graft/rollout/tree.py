@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import torch
 
 from graft.models.policy import Policy, position_ids_from_mask
-from graft.rollout.sampler import Group, Rollout, left_pad, pick_tokens, sample
+from graft.rollout.sampler import Group, Rollout, left_pad, pick_tokens, sample, tempered_logprobs
 
 
 @dataclass
@@ -124,10 +124,12 @@ def sample_tree(
             seg_entropy = torch.zeros(len(row_node))
 
         uniform = torch.rand(len(row_node), generator=generator)  # (b,) one draw per live row
-        tokens, logp = pick_tokens(next_logits, temperature, top_p, generator, uniform)  # (b,)
-        if branch_entropy > 0:
-            tempered = torch.log_softmax(next_logits.float() / temperature, -1)  # (b, V)
+        if branch_entropy > 0:  # the sampling distribution, computed once for the token and its entropy
+            tempered = tempered_logprobs(next_logits, temperature)  # (b, V)
+            tokens, logp = pick_tokens(next_logits, temperature, top_p, generator, uniform, tempered)  # (b,)
             seg_entropy = seg_entropy - (tempered.exp() * tempered).sum(-1)
+        else:
+            tokens, logp = pick_tokens(next_logits, temperature, top_p, generator, uniform)  # (b,)
         for r, nid in enumerate(row_node):
             nodes[nid].tokens.append(int(tokens[r]))
             nodes[nid].logprobs.append(float(logp[r]))
