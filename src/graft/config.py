@@ -114,8 +114,8 @@ class RLConfig(_Section):
 class RolloutConfig(_Section):
     """How rollouts are computed (issue 7). `compact` and `share_prefill` save time or memory
     without changing what is sampled, so both are on by default; turn one off to measure it.
-    `partial` (and the fields after it) changes what is trained on, so it is off by default.
-    `strategy: tree` changes how completions are sampled (TreePO segment trees, docs/guide.md)."""
+    `strategy` names the rollout source (iid, tree, partial); the fields prefixed by a strategy's
+    name in their docs only apply to it."""
 
     compact: bool = True
     """Finished rows (EOS or rl.max_new_tokens) leave the decode batch and the KV cache. Same
@@ -123,11 +123,6 @@ class RolloutConfig(_Section):
     share_prefill: bool = True
     """Prefill each prompt once and copy its KV cache to its rl.num_generations completions
     (instead of prefilling every copy). Same samples either way."""
-    partial: bool = False
-    """Partial rollouts (APRIL, arXiv 2509.18521; docs/guide.md "Partial rollouts"): sample groups
-    for ceil(over_provision x rl.num_prompts) prompts, stop decoding once rl.num_prompts groups are
-    complete, train on those, and keep the unfinished ones to continue next step. Changes what is
-    trained on (later groups are partly sampled by older weights), so off by default."""
     over_provision: float = Field(1.5, ge=1.0)
     """partial: prompts in flight per step as a multiple of rl.num_prompts (buffered + new ones)."""
     stale: Literal["correct", "mask"] = "correct"
@@ -141,10 +136,14 @@ class RolloutConfig(_Section):
     max_staleness: int = Field(2, ge=0)
     """partial: a buffered completion whose first token is more than this many policy versions old
     is dropped and its row starts again from the prompt (0 = never continue an old completion)."""
-    strategy: Literal["iid", "tree"] = "iid"
-    """How a prompt's rl.num_generations completions are sampled: `iid` (independently) or `tree`
-    (TreePO, arXiv 2508.17445: in segments that branch, so completions share prefixes and shared
-    tokens are generated once; graft.rollout.tree). The tree always prefills once and compacts."""
+    strategy: Literal["iid", "tree", "partial"] = "iid"
+    """The rollout source (graft.rollout.sources): how a prompt's rl.num_generations completions are
+    sampled. `iid`: independently. `tree` (TreePO, arXiv 2508.17445): in segments that branch, so
+    completions share prefixes and shared tokens are generated once (always prefills once and
+    compacts). `partial` (APRIL, arXiv 2509.18521; docs/guide.md "Partial rollouts"): i.i.d. groups
+    for ceil(over_provision x rl.num_prompts) prompts, decoding stops once rl.num_prompts groups are
+    complete, those are trained and the unfinished ones continue next step; changes what is trained
+    on (later groups are partly sampled by older weights)."""
     segment_len: int = Field(8, ge=1)
     """tree: tokens per segment; branch points lie at multiples of it."""
     branch: int = Field(2, ge=2)
@@ -156,6 +155,14 @@ class RolloutConfig(_Section):
     """tree: a node branches at a segment end only if its last segment's mean token entropy (nats,
     at rl.temperature) is at least this; 0 = always branch. Leaves still owed at the last branch
     point are split off there."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "partial" in data:
+            raise ValueError("rollout.partial was replaced by rollout.strategy: set "
+                             "rollout.strategy=partial (or iid) instead")
+        return data
 
 
 class AlgoConfig(_Section):
@@ -360,10 +367,10 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _partial_fits(self) -> Config:
-        if not self.rollout.partial:
+        if self.rollout.strategy != "partial":
             return self
         if self.select.dynamic_sampling:
-            raise ValueError("rollout.partial=true does not combine with select.dynamic_sampling=true")
+            raise ValueError("rollout.strategy=partial does not combine with select.dynamic_sampling=true")
         extra = math.ceil(self.rollout.over_provision * self.rl.num_prompts) - self.rl.num_prompts
         if extra > self.select.max_extra_prompts:
             raise ValueError(f"rollout.over_provision={self.rollout.over_provision} needs {extra} extra prompts "

@@ -75,8 +75,8 @@ def test_injected_group_gets_grpo_advantages_and_the_shaped_loss():
         n = int(batch.loss_mask[row].sum())
         want = 1.5 if row in demo_rows else -0.5
         assert torch.allclose(batch.advantages[row, :n], torch.full((n,), want), atol=1e-5)
-        assert batch.shaped_mask[row].sum() == (n if row in demo_rows else 0)
-    assert torch.equal(batch.demo_mask, batch.shaped_mask)
+        assert batch.policy_shaping_mask[row].sum() == (n if row in demo_rows else 0)
+    assert torch.equal(batch.demo_mask, batch.policy_shaping_mask)
     # the loss: ppo_clip on own tokens, -A p / (p + gamma) on demonstration tokens, token mean
     total = float(batch.loss_mask.sum())
     got = _policy_loss(learner, batch, cfg, total)
@@ -84,8 +84,8 @@ def test_injected_group_gets_grpo_advantages_and_the_shaped_loss():
         logp, _ = completion_logprobs(policy, batch, cfg.rl.temperature)
         ppo, _ = POLICY_LOSSES["ppo_clip"](logp=logp, old_logp=batch.old_logprobs, advantages=batch.advantages,
                                            mask=batch.loss_mask, clip_low=0.2, clip_high=0.28)
-        luffy = policy_shaping_loss(logp, batch.advantages, batch.shaped_mask, 0.1)
-        want = aggregate(torch.where(batch.shaped_mask > 0, luffy, ppo), batch.loss_weights)
+        luffy = policy_shaping_loss(logp, batch.advantages, batch.policy_shaping_mask, 0.1)
+        want = aggregate(torch.where(batch.policy_shaping_mask > 0, luffy, ppo), batch.loss_weights)
     assert got["losses/policy"] == pytest.approx(want.item(), abs=1e-6)
 
 
@@ -119,7 +119,7 @@ def test_hint_tokens_take_the_ratio_to_behaviour_probability_one():
                          p=0.5, hint_rng=torch.Generator().manual_seed(0))
     learner = Learner(policy, torch.optim.SGD(policy.module.parameters(), lr=0.0))
     batch, _ = build_batch(learner, out, cfg)
-    assert batch.shaped_mask.sum() == 0
+    assert batch.policy_shaping_mask.sum() == 0
     for row, ro in enumerate(ro for g in out for ro in g):
         assert batch.demo_mask[row, : ro.demo_len].sum() == ro.demo_len
         assert batch.demo_mask[row, ro.demo_len :].sum() == 0

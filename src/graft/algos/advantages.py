@@ -456,3 +456,56 @@ ADVANTAGES: dict[str, AdvantageSpec] = {
     "tree": AdvantageSpec(tree_advantages, "tree"),
     "tree_segment": AdvantageSpec(tree_segment_advantages, "tree"),
 }
+
+
+# ---------------------------------------------------------------- one input type for every level
+
+
+@dataclass(frozen=True)
+class AdvantageInputs:
+    """Everything any estimator may read, as tensors (built once per step by the trainer).
+
+    rewards:       (P, G) sequence rewards (the sum of each row's ``token_rewards``).
+    token_rewards: (B, T) per-token rewards (outcome on the last token, minus KL if in reward).
+    mask:          (B, T) 1 on tokens that carry loss (completion tokens, less masked ones).
+    tokens:        (B, T) 1 on every completion token (the critic reads values on all of them).
+    values:        (B, T) critic values at scoring time, or None (levels other than ``critic``).
+    ancestors:     (P, G, D) long, token_node (B, T) long: the sampling trees, or None.
+    gamma, lam:    discount and GAE lambda.
+    """
+
+    rewards: torch.Tensor
+    token_rewards: torch.Tensor
+    mask: torch.Tensor
+    tokens: torch.Tensor
+    values: torch.Tensor | None = None
+    ancestors: torch.Tensor | None = None
+    token_node: torch.Tensor | None = None
+    gamma: float = 1.0
+    lam: float = 0.95
+
+
+def _group_level(fn: Callable, x: AdvantageInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    return fn(x.rewards).reshape(-1, 1) * x.mask, torch.zeros_like(x.tokens)  # (B, T)
+
+
+def _token_level(fn: Callable, x: AdvantageInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    return fn(x.token_rewards, x.mask, x.gamma), torch.zeros_like(x.tokens)  # (B, T)
+
+
+def _tree_level(fn: Callable, x: AdvantageInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    return fn(x.rewards, x.ancestors, x.token_node, x.mask), torch.zeros_like(x.tokens)  # (B, T)
+
+
+def _critic_level(fn: Callable, x: AdvantageInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    advantages, returns = fn(x.token_rewards, x.values, x.tokens, x.gamma, x.lam)  # (B, T) each
+    return whiten(advantages, x.mask), returns  # PPO's usual advantage normalisation; returns raw
+
+
+_LEVEL_CALLS = {"group": _group_level, "token": _token_level, "tree": _tree_level, "critic": _critic_level}
+
+
+def compute_advantages(spec: AdvantageSpec, inputs: AdvantageInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """(advantages (B, T), value targets (B, T); zeros without a critic) of any registered
+    estimator; each level's calling convention is in the module docstring."""
+    return _LEVEL_CALLS[spec.level](spec.fn, inputs)

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from graft.models.policy import Policy, position_ids_from_mask
-from graft.rollout.sampler import left_pad
+from graft.models.policy import Policy, left_pad, position_ids_from_mask
 
 
 @torch.no_grad()

@@ -1,10 +1,12 @@
 """The curriculum's part of an RL step: which prompts, and (DARS) how many rollouts each.
 
-The loop asks ``Curriculum.prompts`` for the step's examples and the rollout hook to use, runs the
-RL step, then calls ``Curriculum.observe`` for the curriculum's metrics (and, for ``pcl``, to fit
-the pass-rate predictor on what the step's rollouts showed). With ``curriculum.name: uniform``
-and ``curriculum.dars: false`` the examples are the uniform stream's and the hook is the mixer's,
-untouched: the step is exactly what it was without a curriculum.
+The step asks ``Curriculum.requests`` for the step's rollout requests, gives ``Curriculum.revise``
+the first round of verified groups (it records their pass rates and returns DARS's extra
+requests), then calls ``Curriculum.observe`` for the curriculum's metrics (and, for ``pcl``, to
+fit the pass-rate predictor on what the step's rollouts showed). With ``curriculum.name: uniform``
+and ``curriculum.dars: false`` the requests are the uniform stream's next ``rl.num_prompts``
+prompts and nothing is revised: the step is exactly what it was without a curriculum. The
+curriculum never samples: it returns requests, the rollout source samples them.
 
 Everything stays a function of the step and of checkpointed state: the pool is a slice of the
 seeded uniform stream at a position derived from the step, its features come from the policy,
@@ -25,17 +27,15 @@ from graft.curriculum.pcl import (
 )
 from graft.curriculum.uniform import UniformStream
 from graft.models.policy import Policy
-from graft.rollout.sampler import Group
-from graft.tasks.base import Example, Task
-from graft.train.rl import RolloutHook, sample_groups
+from graft.rollout.types import Group, Request
 
 
 def check_curriculum(cfg: Config) -> None:
     """Raise ConfigError, naming the key, for curriculum settings that cannot work together."""
     c, G = cfg.curriculum, cfg.rl.num_generations
-    if (c.name != "uniform" or c.dars) and cfg.rollout.partial:
+    if (c.name != "uniform" or c.dars) and cfg.rollout.strategy == "partial":
         raise ConfigError(f"config key 'curriculum.{'name' if c.name != 'uniform' else 'dars'}': cannot be "
-                          "combined with rollout.partial (partial rollouts train groups carried over from "
+                          "combined with rollout.strategy=partial (partial rollouts train groups carried over from "
                           "earlier steps, so a step's pass rates no longer belong to the prompts it chose)")
     if not c.dars:
         return
@@ -52,72 +52,57 @@ def check_curriculum(cfg: Config) -> None:
 
 def pass_rates(groups: list[Group]) -> torch.Tensor:
     """Share of correct completions (the verifier's verdict) in each group: (P,) float32."""
-    return torch.tensor([sum(ro.correct for ro in g) / len(g) for g in groups], dtype=torch.float32)
+    return torch.tensor([g.pass_rate for g in groups], dtype=torch.float32)
 
 
 class Curriculum:
-    """Chooses each RL step's prompts from ``stream`` (``curriculum.name``) and adds DARS rollouts."""
+    """Chooses each RL step's prompts from ``stream`` (``curriculum.name``) and adds DARS requests."""
 
     def __init__(self, cfg: Config, stream: UniformStream):
         self.cfg, self.stream = cfg, stream
         self.weights: torch.Tensor | None = None  # pcl predictor [w, b] (C + 1,), made at first use
         self._features = self._predicted = self._observed = None
-        self._pool_tokens = 0.0
+        self.fwd_tokens = 0.0  # the step's forward tokens of pcl's pool features (compute)
+        self.counters: dict[str, float] = {}  # the step's DARS counters
 
     @property
     def active(self) -> bool:
         return self.cfg.curriculum.name != "uniform" or self.cfg.curriculum.dars
 
-    def prompts(self, policy: Policy, rl_index: int, hook: RolloutHook | None
-                ) -> tuple[list[Example], RolloutHook | None]:
-        """The examples of RL step ``rl_index`` and the rollout hook to run them with."""
-        c, m = self.cfg.curriculum, self.cfg.rl.num_prompts
+    def requests(self, policy: Policy, rl_index: int) -> list[Request]:
+        """The rollout requests of RL step ``rl_index``: ``rl.num_generations`` completions each."""
+        c, m, G = self.cfg.curriculum, self.cfg.rl.num_prompts, self.cfg.rl.num_generations
+        self._observed, self.fwd_tokens, self.counters = None, 0.0, {}
         if c.name == "uniform":
             examples = self.stream.take(rl_index * m, m)
         else:  # pcl: the m of the next pool_factor x m prompts predicted nearest the target
             pool = self.stream.take(rl_index * m * c.pool_factor, m * c.pool_factor)
             ids = [policy.tokenizer.encode(ex.prompt) for ex in pool]
             features = prompt_features(policy, ids)
-            self._pool_tokens = float(sum(len(p) for p in ids))  # the pool's prefill: forward tokens
+            self.fwd_tokens = float(sum(len(p) for p in ids))  # the pool's prefill: forward tokens
             if self.weights is None:  # predicts 0.5 everywhere until it has seen a step
                 self.weights = torch.zeros(features.shape[1] + 1)
             predicted = predict_pass_rate(self.weights, features)  # (k m,)
             chosen = nearest_to_target(predicted, c.target, m)  # (m,)
             examples = [pool[i] for i in chosen.tolist()]
             self._features, self._predicted = features[chosen], predicted[chosen]
+        return [Request(ex, n=G) for ex in examples]
+
+    def revise(self, groups: list[Group]) -> list[Request]:
+        """Record the first round's pass rates (the policy's own groups of the chosen prompts);
+        with DARS, return extra requests of ``rl.num_generations`` for the hard prompts."""
         if not self.active:
-            return examples, hook  # today's step, untouched
-        self._observed = None
-        return examples, self._hook(hook)
-
-    def _hook(self, inner: RolloutHook | None) -> RolloutHook:
-        """Record the first round's pass rates, run the mixer's hook, then add DARS's extra groups."""
-        cfg = self.cfg
-
-        def hook(policy: Policy, task: Task, examples: list[Example], groups: list[Group], cfg_: Config,
-                 generator: torch.Generator, version: int) -> tuple[list[Group], dict]:
-            rates = pass_rates(groups)  # (P,) the policy's own first round
-            info: dict[str, float] = {}
-            if self._observed is None:  # the step's first draw is the chosen prompts
-                self._observed = rates
-                info["perf/fwd_tokens"] = self._pool_tokens  # pcl's feature forward counts as compute
-            if inner is not None:
-                groups, inner_info = inner(policy, task, examples, groups, cfg_, generator, version)
-                for key, value in inner_info.items():
-                    info[key] = info.get(key, 0.0) + value
-            if cfg.curriculum.dars:
-                G = cfg.rl.num_generations
-                alloc = dars_allocation(rates, G, cfg.curriculum.dars_extra // G, cfg.curriculum.dars_threshold)
-                extra = [ex for ex, k in zip(examples, alloc.tolist()) for _ in range(k)]
-                more = sample_groups(policy, task, extra, cfg, generator, version) if extra else []
-                groups = list(groups) + more
-                info["curriculum/dars_extra_rollouts"] = float(len(extra) * G)
-                info["curriculum/dars_hard_prompts"] = float((alloc > 0).sum())
-                info["perf/fwd_tokens"] = info.get("perf/fwd_tokens", 0.0) + float(
-                    sum(len(ro.prompt_ids) + len(ro.completion_ids) for g in more for ro in g))
-            return groups, info
-
-        return hook
+            return []
+        rates = pass_rates(groups)  # (P,)
+        self._observed = rates
+        c, G = self.cfg.curriculum, self.cfg.rl.num_generations
+        if not c.dars:
+            return []
+        alloc = dars_allocation(rates, G, c.dars_extra // G, c.dars_threshold)  # (P,) extra groups
+        extra = [Request(g.example, n=G) for g, k in zip(groups, alloc.tolist()) for _ in range(k)]
+        self.counters = {"curriculum/dars_extra_rollouts": float(len(extra) * G),
+                         "curriculum/dars_hard_prompts": float((alloc > 0).sum())}
+        return extra
 
     def observe(self) -> dict:
         """Metrics of the step just run; for pcl, fit the predictor on its observed pass rates
@@ -126,6 +111,7 @@ class Curriculum:
             return {}
         realised = self._observed  # (m,)
         metrics = {
+            **self.counters,
             "curriculum/realised_pass_rate": float(realised.mean()),
             "curriculum/zero_var_frac": float(((realised == 0) | (realised == 1)).float().mean()),
         }

@@ -122,3 +122,13 @@ def sft_share(rl_weight: float, demo_weight: float, sft_weight: float) -> float:
     """
     total = sft_weight + rl_weight
     return 0.0 if total <= 0 else (sft_weight + demo_weight) / total
+
+
+def lr_at(step: int, steps: int, warmup: int, peak: float, cosine: bool) -> float:
+    """Linear warm-up to ``peak``, then constant or cosine decay to 10% of peak by ``steps``."""
+    if warmup and step < warmup:
+        return peak * (step + 1) / warmup
+    if not cosine or steps <= warmup:
+        return peak
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))

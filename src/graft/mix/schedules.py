@@ -3,9 +3,12 @@
 A schedule is a small object with four methods, looked up by ``mix.schedule`` in
 ``MIX_SCHEDULES``; the loop never branches on its name:
 
-    plan(step) -> Plan                 what this step does (SFT or RL, SFT weight, rollout hook, lr)
-    observe(step, plan, metrics) -> {} update the schedule's state from the step's metrics
-    state_dict() / load_state_dict()   everything it keeps (buffers, averages, RNG) for checkpoints
+    plan(step) -> Plan                   what this step does (SFT or RL, SFT weight, lr)
+    revise(plan, groups, tokenizer)      rollout Requests that revise a round of verified groups
+      -> [Request]                       (hints, injected demonstrations); never samples itself
+    observe(step, plan, stats) -> {}     update the state from the step's typed ``StepStats``;
+                                         return the schedule's metrics (``mix/...``)
+    state_dict() / load_state_dict()     everything it keeps (buffers, averages, RNG) for checkpoints
 
 Every schedule starts with ``sft.steps`` SFT steps (the warm-up: learning rate with linear warm-up
 and cosine decay from ``sft.lr``), then decides the ``rl.steps`` mixed steps. In the mixed phase
@@ -21,16 +24,15 @@ update by loss weight: 1 for an SFT step, 0 for a pure RL step, in between for m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 
 import torch
 
 from graft.config import Config
-from graft.mix.rollout_hooks import collect_failures, hint_groups, inject_demonstrations
-from graft.mix.rules import linear_weight, sasr_sft_probability, uft_hint_probability
+from graft.mix.revisions import failing, hint_requests, inject_requests
+from graft.mix.rules import linear_weight, lr_at, sasr_sft_probability, uft_hint_probability
+from graft.rollout.types import Group, Request
+from graft.step_stats import StepStats
 from graft.tasks.base import Example
-from graft.train.rl import RolloutHook
-from graft.train.steps import lr_at
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Plan:
     sft_weight: RL step: weight of an SFT loss on demonstrations added to the RL loss (0 = none).
     demos:      demonstrations to imitate (SFT step, or RL step with sft_weight > 0);
                 None = the next ``sft.batch_size`` of the demonstration stream.
-    hook:       the rollout hook of an RL step (``graft.train.rl.RolloutHook``), or None.
+    hint_p:     RL step of ``hints``: the expected hint fraction of this step's revisions.
     info:       the schedule's own metrics for this step (``mix/...``), logged as they are.
     """
 
@@ -50,7 +52,7 @@ class Plan:
     lr: float
     sft_weight: float = 0.0
     demos: tuple[Example, ...] | None = None
-    hook: RolloutHook | None = None
+    hint_p: float = 0.0
     info: dict = field(default_factory=dict)
 
 
@@ -80,7 +82,11 @@ class Schedule:
     def plan(self, step: int) -> Plan:
         raise NotImplementedError
 
-    def observe(self, step: int, plan: Plan, metrics: dict) -> dict:
+    def revise(self, plan: Plan, groups: list[Group], tokenizer) -> list[Request]:
+        """Requests that revise a round of verified groups (none by default)."""
+        return []
+
+    def observe(self, step: int, plan: Plan, stats: StepStats) -> dict:
         """Update the state from the finished step; return extra metrics to log."""
         return {}
 
@@ -104,24 +110,35 @@ class Interleaved(Schedule):
     """ReLIFT (arXiv 2506.07527): RL steps; prompts on which every rollout failed go with their
     demonstrations to a buffer (``rollout_hooks.collect_failures``); when it holds
     ``mix.buffer_size`` items, the next step is one SFT step on the oldest ``buffer_size`` of them,
-    which then leave the buffer. The SFT step takes the place of an RL step in the step count."""
+    which then leave the buffer. The SFT step takes the place of an RL step in the step count.
+    ReLIFT (Ma et al. 2025, "Learning What Reinforcement Learning Can't", arXiv 2506.07527,
+    Sec. 3; equation numbers not checked). Its revision asks for nothing: it only records."""
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
         self.buffer: list[Example] = []
+        self._buffered = 0
 
     def plan(self, step: int) -> Plan:
         warm, size = _warmup(self.cfg, step), self.cfg.mix.buffer_size
         if warm is not None:
             return warm
+        self._buffered = 0
         if len(self.buffer) >= size:
             return Plan(rl=False, lr=_sft_lr(self.cfg), demos=tuple(self.buffer[:size]))
-        return Plan(rl=True, lr=_rl_lr(self.cfg, step), hook=collect_failures(self.buffer))
+        return Plan(rl=True, lr=_rl_lr(self.cfg, step))
 
-    def observe(self, step: int, plan: Plan, metrics: dict) -> dict:
+    def revise(self, plan: Plan, groups: list[Group], tokenizer) -> list[Request]:
+        found = failing(groups)
+        self.buffer.extend(groups[i].example for i in found)
+        self._buffered += len(found)
+        return []
+
+    def observe(self, step: int, plan: Plan, stats: StepStats) -> dict:
         if not plan.rl and plan.demos is not None:
             del self.buffer[: len(plan.demos)]
-        return {"mix/buffer_items": float(len(self.buffer))}
+        counts = {"mix/buffered": float(self._buffered)} if plan.rl else {}
+        return {**counts, "mix/buffer_items": float(len(self.buffer))}
 
     def state_dict(self) -> dict:
         return {"buffer": list(self.buffer)}
@@ -159,9 +176,9 @@ class Adaptive(Schedule):
             return Plan(rl=False, lr=_sft_lr(self.cfg), info={"mix/p_sft": p})
         return Plan(rl=True, lr=_rl_lr(self.cfg, step), info={"mix/p_sft": p})
 
-    def observe(self, step: int, plan: Plan, metrics: dict) -> dict:
+    def observe(self, step: int, plan: Plan, stats: StepStats) -> dict:
         if not plan.rl:
-            g, decay = metrics["optim/grad_norm"], self.cfg.mix.adaptive_ema
+            g, decay = stats.optim.grad_norm, self.cfg.mix.adaptive_ema
             self.grad_norm = g if self.grad_norm is None else decay * self.grad_norm + (1 - decay) * g
             if step == self.cfg.sft.steps - 1 or (self.ref is None and step >= self.cfg.sft.steps):
                 self.ref = self.grad_norm
@@ -186,6 +203,7 @@ class Hints(Schedule):
     def __init__(self, cfg: Config):
         super().__init__(cfg)
         self.rng = torch.Generator().manual_seed(cfg.seed + 4)  # hint lengths
+        self._hinted = self._hint_tokens = 0
 
     def plan(self, step: int) -> Plan:
         warm, mix = _warmup(self.cfg, step), self.cfg.mix
@@ -193,14 +211,23 @@ class Hints(Schedule):
             return warm
         horizon = mix.hint_steps or self.cfg.rl.steps
         p = uft_hint_probability(step - self.cfg.sft.steps, horizon, mix.hint_p_low, mix.hint_p_high)
-        hook = partial(hint_groups, p=p, hint_rng=self.rng)
-        return Plan(rl=True, lr=_rl_lr(self.cfg, step), hook=hook, info={"mix/hint_p": p})
+        self._hinted = self._hint_tokens = 0
+        return Plan(rl=True, lr=_rl_lr(self.cfg, step), hint_p=p, info={"mix/hint_p": p})
 
-    def observe(self, step: int, plan: Plan, metrics: dict) -> dict:
+    def revise(self, plan: Plan, groups: list[Group], tokenizer) -> list[Request]:
+        rl = self.cfg.rl
+        requests = hint_requests(groups, failing(groups), tokenizer, plan.hint_p, self.rng,
+                                 rl.num_generations, rl.max_new_tokens)
+        self._hinted += len(requests)
+        self._hint_tokens += sum(len(r.prefix) for r in requests)
+        return requests
+
+    def observe(self, step: int, plan: Plan, stats: StepStats) -> dict:
         if not plan.rl:
             return {}
-        groups = metrics.get("mix/hinted_groups", 0.0)
-        return {"mix/hint_len": metrics.get("mix/hint_tokens", 0.0) / groups if groups else 0.0}
+        n = self._hinted
+        return {"mix/hinted_groups": float(n), "mix/hint_tokens": float(self._hint_tokens),
+                "mix/hint_len": self._hint_tokens / n if n else 0.0}
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.get_state()}
@@ -212,11 +239,23 @@ class Hints(Schedule):
 class Inject(Schedule):
     """LUFFY (arXiv 2504.14945): RL steps in which a failing group's last rollout is replaced by the
     demonstration, trained with policy shaping f(p) = p / (p + mix.inject_gamma)
-    (``rollout_hooks.inject_demonstrations``). Stateless."""
+    (``revisions.inject_requests``). Keeps only the step's count of injections."""
+
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        self._injected = 0
 
     def plan(self, step: int) -> Plan:
-        return _warmup(self.cfg, step) or Plan(rl=True, lr=_rl_lr(self.cfg, step),
-                                               hook=inject_demonstrations)
+        self._injected = 0
+        return _warmup(self.cfg, step) or Plan(rl=True, lr=_rl_lr(self.cfg, step))
+
+    def revise(self, plan: Plan, groups: list[Group], tokenizer) -> list[Request]:
+        requests = inject_requests(groups, failing(groups))
+        self._injected += len(requests)
+        return requests
+
+    def observe(self, step: int, plan: Plan, stats: StepStats) -> dict:
+        return {"mix/injected": float(self._injected)} if plan.rl else {}
 
 
 class Weighted(Schedule):

@@ -29,68 +29,10 @@ that importance ratios start at 1. Greedy decoding (``temperature=0``) records
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
-from graft.models.policy import Policy, position_ids_from_mask
-
-
-@dataclass
-class Rollout:
-    """One sampled completion and everything the update needs about it.
-
-    prompt_ids:      prompt token ids (no padding).
-    completion_ids:  sampled token ids, EOS included when the row stopped on it.
-    logprobs:        per-token log-probabilities of completion_ids under the sampling policy.
-    policy_version:  the training step whose weights sampled it.
-    finish_reason:   'stop' (emitted EOS) or 'length' (hit max_new_tokens).
-    text:            decoded completion (specials dropped).
-    reward, correct, parts: filled in by the verifier.
-    demo_len:        leading completion tokens copied from a demonstration rather than sampled
-                     (a hint prefix, an injected demonstration; ``graft.mix``); their behaviour
-                     probability is taken as 1, so their ``logprobs`` are 0.
-    shaped:          those tokens take LUFFY's policy-shaping loss instead of the ratio loss.
-    token_versions:  per completion token, the policy version that sampled it (partial rollouts,
-                     ``graft.rollout.partial``); None = every token by ``policy_version``.
-    tree_path:       tree rollouts only (``graft.rollout.tree``): ids of the tree nodes (segments
-                     between branch points) from the prompt down to this leaf, unique within the
-                     group; leaves that share a node share those completion tokens. () = a chain
-                     of its own (i.i.d. sampling).
-    tree_spans:      tree rollouts only: the completion offset where each node of ``tree_path``
-                     ends (so node j holds completion tokens ``tree_spans[j-1]:tree_spans[j]``).
-    """
-
-    prompt_ids: list[int]
-    completion_ids: list[int]
-    logprobs: list[float]
-    policy_version: int
-    finish_reason: str
-    text: str = ""
-    reward: float = 0.0
-    correct: bool = False
-    parts: dict[str, float] = field(default_factory=dict)
-    demo_len: int = 0
-    shaped: bool = False
-    token_versions: list[int] | None = None
-    tree_path: tuple[int, ...] = ()
-    tree_spans: tuple[int, ...] = ()
-
-
-Group = list[Rollout]
-"""The rollouts that share one prompt (GRPO's unit)."""
-
-
-def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad to a (B, T) id tensor and its (B, T) attention mask."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if s:
-            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s) :] = 1
-    return ids, mask
+from graft.models.policy import Policy, left_pad, position_ids_from_mask
+from graft.rollout.types import Group, Rollout  # noqa: F401 (re-exported)
 
 
 def tempered_logprobs(logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -274,9 +274,6 @@ def check_tree_config(cfg) -> list[str]:
                         f"rollout.strategy='tree' (got {ro.strategy!r})")
     if ro.strategy != "tree":
         return problems
-    if ro.partial:
-        problems.append("config key 'rollout.partial': partial rollouts continue i.i.d. rows and cannot be "
-                        "combined with rollout.strategy='tree'")
     G = cfg.rl.num_generations
     if ro.branch ** ro.max_depth < G:
         problems.append(f"config key 'rollout.branch': branch**max_depth = {ro.branch}**{ro.max_depth} = "

@@ -14,8 +14,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from graft.algos.losses import entropy_from_logits, token_logprobs
-from graft.models.policy import Policy, position_ids_from_mask
-from graft.rollout.sampler import left_pad
+from graft.models.policy import Policy, left_pad, position_ids_from_mask
 from graft.train.fused_head import fused_token_logprobs
 
 
@@ -31,8 +30,9 @@ class Batch:
     old_values: torch.Tensor  # (B, Tc) float: critic values at scoring time (gae only, else 0)
     returns: torch.Tensor  # (B, Tc) float: value targets (gae only, else 0)
     demo_mask: torch.Tensor  # (B, Tc) float: 1 on loss tokens copied from a demonstration (graft.mix)
-    shaped_mask: torch.Tensor  # (B, Tc) float: 1 on tokens taking LUFFY's policy-shaping loss
+    policy_shaping_mask: torch.Tensor  # (B, Tc) float: 1 on tokens taking LUFFY's policy-shaping loss
     prompt_width: int  # Tp
+    ref_logprobs: torch.Tensor | None = None  # (B, Tc) float: the KL reference's logprobs (KL on)
 
     def __len__(self) -> int:
         return self.ids.shape[0]
@@ -44,7 +44,7 @@ class Batch:
             part = {
                 f.name: getattr(self, f.name)[start : start + size]
                 for f in fields(self)
-                if f.name != "prompt_width"
+                if f.name != "prompt_width" and getattr(self, f.name) is not None
             }
             out.append(Batch(**part, prompt_width=self.prompt_width))
         return out
@@ -68,7 +68,7 @@ class Batch:
             part = {
                 f.name: getattr(self, f.name)[rows][:, :tc]  # (b, tc)
                 for f in fields(self)
-                if f.name not in ("prompt_width", "ids", "attention_mask")
+                if f.name not in ("prompt_width", "ids", "attention_mask") and getattr(self, f.name) is not None
             }
             cols = slice(Tp - tp, Tp + tc)
             out.append(Batch(ids=self.ids[rows][:, cols], attention_mask=self.attention_mask[rows][:, cols],
@@ -113,7 +113,7 @@ def make_batch(
         old_values=torch.zeros((B, width)),
         returns=torch.zeros((B, width)),
         demo_mask=torch.zeros((B, width)),
-        shaped_mask=torch.zeros((B, width)),
+        policy_shaping_mask=torch.zeros((B, width)),
         prompt_width=p_ids.shape[1],
     )
 

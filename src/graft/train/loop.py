@@ -30,12 +30,13 @@ from graft.mix.schedules import MIX_SCHEDULES
 from graft.models.critic import Critic
 from graft.models.load import create_policy, load_saved_policy
 from graft.models.policy import Policy
-from graft.rollout.partial import PartialRollouts
+from graft.rollout.sources import ROLLOUT_SOURCES
+from graft.rollout.types import Request
 from graft.tasks.base import DemoSubset, Task
 from graft.train import checkpoint as ckpt
 from graft.train.logging import MetricsLogger, truncate_metrics
 from graft.train.registry import check_names
-from graft.train.rl import Learner, rl_step
+from graft.train.rl import Learner, Pipeline, rl_step
 from graft.train.steps import sft_step
 
 
@@ -161,7 +162,8 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
     learner = Learner(policy, _optimizer(policy.module, cfg, cfg.sft.lr))
     schedule = MIX_SCHEDULES[cfg.mix.schedule](cfg)
     curriculum = Curriculum(cfg, rl_stream)  # which prompts (uniform / pcl), DARS's extra rollouts
-    partial = PartialRollouts() if cfg.rollout.partial else None  # APRIL's buffer of groups in flight
+    source = ROLLOUT_SOURCES[cfg.rollout.strategy](cfg)  # iid / tree / partial (its buffer is state)
+    pipe = Pipeline(cfg, task, source, schedule, curriculum)
     state = {"step": 0, "wall_seconds": 0.0, "eval_after_sft": None, "eval_final": None}
 
     found = ckpt.list_checkpoints(run_dir / "checkpoints") if resume else []
@@ -171,8 +173,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         generator.set_state(saved["generator"])
         schedule.load_state_dict(saved["mix"])
         curriculum.load_state_dict(saved.get("curriculum"))
-        if partial is not None:
-            partial.load_state_dict(saved["partial"])
+        source.load_state_dict(saved.get("source", saved.get("partial")))  # "partial": older checkpoints
         state = saved["state"]
     truncate_metrics(run_dir / "metrics.jsonl", state["step"])
     logger = MetricsLogger(run_dir, tensorboard=cfg.log.tensorboard)
@@ -189,8 +190,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
                 "state": state, "optimizer": learner.optimizer.state_dict(),
                 "critic_optimizer": None if learner.critic is None else learner.critic_optimizer.state_dict(),
                 "generator": generator.get_state(), "mix": schedule.state_dict(),
-                "curriculum": curriculum.state_dict(),
-                **({} if partial is None else {"partial": partial.state_dict()}),
+                "curriculum": curriculum.state_dict(), "source": source.state_dict(),
             })
         ckpt.save_checkpoint(run_dir / "checkpoints", step, write, keep=cfg.checkpoint.keep)
 
@@ -206,25 +206,23 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
     for step in range(state["step"], cfg.total_steps):
         if step == cfg.sft.steps:
             learner = start_rl(learner.policy, cfg)  # the RL phase: fresh optimizer, reference, critic
-        plan = schedule.plan(step)  # ---- the mixer: SFT or RL, SFT weight, rollout hook, lr
+        plan = schedule.plan(step)  # ---- the mixer: SFT or RL, its lr, SFT weight
         demos = plan.demos
         if demos is None and (not plan.rl or plan.sft_weight):  # demonstrations of the next prompts
             demos = sft_stream.take(step * cfg.sft.batch_size, cfg.sft.batch_size)
         if not plan.rl:  # ---- imitation
-            metrics = sft_step(learner.policy, learner.optimizer, list(demos), cfg, plan.lr)
-        else:  # ---- reinforcement: prompts -> rollouts (+ hook) -> rewards -> advantages -> loss -> update
-            rl_index = step - cfg.sft.steps
-            examples, hook = curriculum.prompts(learner.policy, rl_index, plan.hook)
-            budget = cfg.select.max_extra_prompts
-
-            def draw_extra(offset: int, count: int, base: int = rl_index * budget) -> list:
-                return extra_stream.take(base + offset, count)  # a function of the step: resumable
-
-            metrics = rl_step(learner, task, examples, draw_extra, cfg, plan.lr, generator, version=step,
-                              hook=hook, demos=demos or (), sft_weight=plan.sft_weight, partial=partial)
-            metrics.update(curriculum.observe())
-        metrics.update(plan.info)
-        metrics.update(schedule.observe(step, plan, metrics))
+            stats = sft_step(learner.policy, learner.optimizer, list(demos), cfg, plan.lr)
+        else:  # ---- reinforcement: requests -> rollouts -> rewards -> advantages -> loss -> update
+            rl_index, budget = step - cfg.sft.steps, cfg.select.max_extra_prompts
+            requests = curriculum.requests(learner.policy, rl_index)
+            refills = extra_stream.take(rl_index * budget, budget)  # a function of the step: resumable
+            more = source.prompts_wanted(len(requests)) - len(requests)  # partial: fill the flight
+            requests += [Request(ex, n=cfg.rl.num_generations) for ex in refills[:more]]
+            stats = rl_step(learner, pipe, requests, refills, plan, list(demos or ()), generator, version=step)
+            stats.counters.update(curriculum.observe())
+        stats.counters.update(plan.info)
+        stats.counters.update(schedule.observe(step, plan, stats))
+        metrics = stats.metrics()
         state["step"] = step + 1
         state["wall_seconds"] = time.perf_counter() - t_start
         if state["step"] == cfg.sft.steps and cfg.rl.steps:

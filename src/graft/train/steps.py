@@ -7,15 +7,16 @@ last micro-batch.
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
 
 from graft.algos.losses import sft_loss
 from graft.config import Config
+from graft.mix.rules import lr_at  # noqa: F401  (the learning-rate schedule; re-exported)
 from graft.models.checkpointing import set_activation_checkpointing
 from graft.models.policy import Policy
+from graft.step_stats import LossStats, OptimStats, PerfStats, StepStats
 from graft.tasks.base import Example
 from graft.train.batch import Batch, completion_logprobs, make_batch
 
@@ -59,7 +60,7 @@ def sft_backward(policy: Policy, batch: Batch, micro_batch_size: int, weight: fl
 
 def sft_step(
     policy: Policy, optimizer: torch.optim.Optimizer, examples: list[Example], cfg: Config, lr: float
-) -> dict:
+) -> StepStats:
     """Next-token NLL on the demonstrations' completion tokens (prompt tokens are not trained)."""
     t0 = time.perf_counter()
     batch = demo_batch(policy, examples)
@@ -68,16 +69,14 @@ def sft_step(
                             fused=cfg.optim.logprob_impl == "fused")
     grad_norm = apply_update(policy.module, optimizer, lr, cfg.optim.grad_clip)
     dt = time.perf_counter() - t0
-    train_tokens = float(batch.attention_mask.sum())
-    return {
-        "losses/sft": loss_sum,
-        "optim/grad_norm": grad_norm,
-        "optim/lr": lr,
-        "mix/sft_share": 1.0,
-        "perf/step_time": dt,
-        "perf/tokens_per_s": float(batch.loss_mask.sum()) / dt,
-        **compute_metrics(0.0, train_tokens),
-    }
+    c = compute_metrics(0.0, float(batch.attention_mask.sum()))
+    return StepStats(
+        losses=LossStats(policy=None, total=loss_sum, sft=loss_sum), optim=OptimStats(grad_norm, lr),
+        perf=PerfStats(step_time=dt, tokens_per_s=float(batch.loss_mask.sum()) / dt,
+                       fwd_tokens=c["perf/fwd_tokens"], train_tokens=c["perf/train_tokens"],
+                       compute=c["perf/compute"]),
+        sft_share=1.0,
+    )
 
 
 def compute_metrics(fwd_tokens: float, train_tokens: float) -> dict:
@@ -93,13 +92,3 @@ def compute_metrics(fwd_tokens: float, train_tokens: float) -> dict:
     """
     return {"perf/fwd_tokens": fwd_tokens, "perf/train_tokens": train_tokens,
             "perf/compute": fwd_tokens + 3.0 * train_tokens}
-
-
-def lr_at(step: int, steps: int, warmup: int, peak: float, cosine: bool) -> float:
-    """Linear warm-up to ``peak``, then constant or cosine decay to 10% of peak by ``steps``."""
-    if warmup and step < warmup:
-        return peak * (step + 1) / warmup
-    if not cosine or steps <= warmup:
-        return peak
-    progress = (step - warmup) / max(1, steps - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))

@@ -1,0 +1,231 @@
+"""Rollout sources: each turns a list of ``Request`` into one ``Group`` per request.
+
+``rollout.strategy`` names the source (``ROLLOUT_SOURCES``); the step never branches on it:
+
+- ``iid``: every completion sampled independently (``graft.rollout.sampler``).
+- ``tree``: TreePO segment trees, siblings share prefixes (``graft.rollout.tree``).
+- ``partial``: APRIL partial rollouts: groups decoded together with the ones carried over from
+  earlier steps, decoding stops once ``rl.num_prompts`` groups are complete, the rest stay
+  buffered (``graft.rollout.partial``). Its groups are the *complete* ones, not one per request.
+
+Every source samples with one policy version and one generator and returns groups that are not
+verified yet (``graft.rewards.scoring`` does that), plus a ``SourceReport`` of what the sampling
+cost. Requests with a ``prefix`` (hints) or a ``demonstration`` (LUFFY) are handled the same way
+by every source (``place_requests``): prefixed prompts are continued by i.i.d. sampling, the
+demonstration is placed. ``state_dict`` / ``load_state_dict`` hold what a source keeps between
+steps (the partial buffer), for checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from graft.config import Config
+from graft.models.policy import Policy
+from graft.rollout.partial import PartialRollouts
+from graft.rollout.sampler import sample
+from graft.rollout.tree import sample_tree
+from graft.rollout.types import Group, Request, Rollout
+
+
+@dataclass
+class SourceReport:
+    """What one ``generate`` call cost and did.
+
+    fwd_tokens:       forward-pass tokens of sampling (prompt prefill + generated tokens, per row).
+    generated_tokens: tokens generated (a tree's shared tokens once); partial: this step's only.
+    decode_steps:     decode steps of the longest row.
+    counters:         the source's own metrics (``rollout/...``), e.g. partial's buffer sizes.
+    """
+
+    fwd_tokens: float = 0.0
+    generated_tokens: float = 0.0
+    decode_steps: float = 0.0
+    counters: dict[str, float] = field(default_factory=dict)
+
+    def add(self, other: SourceReport) -> SourceReport:
+        counters = dict(self.counters)
+        for key, value in other.counters.items():
+            counters[key] = counters.get(key, 0.0) + value
+        return SourceReport(self.fwd_tokens + other.fwd_tokens, self.generated_tokens + other.generated_tokens,
+                            self.decode_steps + other.decode_steps, counters)
+
+
+def _fwd(rollouts: list[Rollout]) -> float:
+    return float(sum(len(ro.prompt_ids) + len(ro.completion_ids) for ro in rollouts))
+
+
+def _grouped(requests: list[Request], flat: list[Rollout]) -> list[Group]:
+    groups, start = [], 0
+    for r in requests:
+        groups.append(Group(r.example, flat[start : start + r.n]))
+        start += r.n
+    return groups
+
+
+def _generated(groups: list[Group]) -> float:
+    from graft.rollout.tree import generated_tokens
+
+    return float(sum(generated_tokens(g) for g in groups))
+
+
+def _decode_steps(groups: list[Group]) -> float:
+    return float(max((len(ro.completion_ids) for g in groups for ro in g), default=0))
+
+
+class IidSource:
+    """``rl.num_generations`` (``Request.n``) independent completions per prompt."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    def _sample(self, policy: Policy, prompts: list[list[int]], counts: list[int], generator, version,
+                max_new_tokens: int | None = None) -> list[Rollout]:
+        cfg = self.cfg
+        return sample(policy, prompts, max_new_tokens=max_new_tokens or cfg.rl.max_new_tokens,
+                      temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, generator=generator,
+                      policy_version=version, repeats=counts, share_prefill=cfg.rollout.share_prefill,
+                      compact=cfg.rollout.compact)
+
+    def sample_plain(self, policy: Policy, requests: list[Request], generator, version) -> list[Group]:
+        prompts = [policy.tokenizer.encode(r.example.prompt) for r in requests]
+        return _grouped(requests, self._sample(policy, prompts, [r.n for r in requests], generator, version))
+
+    def generate(self, policy: Policy, requests: list[Request], version: int,
+                 generator: torch.Generator) -> tuple[list[Group], SourceReport]:
+        plain = [r for r in requests if not r.prefix and not r.demonstration]
+        groups: dict[int, Group] = {}
+        report = SourceReport()
+        if plain:
+            policy.module.eval()
+            sampled = self.sample_plain(policy, plain, generator, version)
+            policy.module.train()
+            report = SourceReport(_fwd([ro for g in sampled for ro in g]), _generated(sampled),
+                                  _decode_steps(sampled))
+            for r, g in zip(plain, sampled):
+                groups[id(r)] = g
+        placed, cost = place_requests(self, policy, [r for r in requests if r.prefix or r.demonstration],
+                                      generator, version)
+        for r, g in placed:
+            groups[id(r)] = g
+        report.fwd_tokens += cost
+        return [groups[id(r)] for r in requests], report
+
+    def prompts_wanted(self, requested: int) -> int:
+        """New prompts the next step should bring (the curriculum's ``requested``, or more)."""
+        return requested
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        pass
+
+
+class TreeSource(IidSource):
+    """TreePO segment trees (``rollout.segment_len``, ``branch``, ``max_depth``, ``branch_entropy``).
+    Every plain request must ask for ``rl.num_generations`` completions."""
+
+    def sample_plain(self, policy: Policy, requests: list[Request], generator, version) -> list[Group]:
+        cfg, ro = self.cfg, self.cfg.rollout
+        G = cfg.rl.num_generations
+        assert all(r.n == G for r in requests), "tree rollouts sample whole groups of rl.num_generations"
+        prompts = [policy.tokenizer.encode(r.example.prompt) for r in requests]
+        flat = sample_tree(policy, prompts, num_generations=G, max_new_tokens=cfg.rl.max_new_tokens,
+                           temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, generator=generator,
+                           policy_version=version, segment_len=ro.segment_len, branch=ro.branch,
+                           max_depth=ro.max_depth, branch_entropy=ro.branch_entropy)
+        return _grouped(requests, flat)
+
+
+class PartialSource(IidSource):
+    """APRIL partial rollouts: plain requests join the buffer of groups in flight; the groups
+    returned are the ones complete when decoding stopped (``graft.rollout.partial``). Prefixed
+    and demonstration requests (mixer revisions of complete groups) are sampled i.i.d. at once."""
+
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        self.buffer = PartialRollouts()
+
+    def prompts_wanted(self, requested: int) -> int:
+        """The in-flight count less the buffered groups (>= rl.num_prompts)."""
+        return max(requested, self.buffer.new_prompts(self.cfg))
+
+    def generate(self, policy: Policy, requests: list[Request], version: int,
+                 generator: torch.Generator) -> tuple[list[Group], SourceReport]:
+        plain = [r for r in requests if not r.prefix and not r.demonstration]
+        others = [r for r in requests if r.prefix or r.demonstration]
+        if others and plain:
+            raise ValueError("partial rollouts: a request list mixes new prompts and revisions")
+        if others:
+            return super().generate(policy, others, version, generator)
+        examples, groups, info = self.buffer.step(policy, [r.example for r in plain], self.cfg,
+                                                  generator, version)
+        fwd = info.pop("perf/rollout_fwd_tokens")
+        generated, steps = info.pop("rollout/generated_tokens"), info.pop("rollout/decode_steps")
+        out = [Group(ex, g) for ex, g in zip(examples, groups)]
+        return out, SourceReport(fwd, generated, steps, info)
+
+    def state_dict(self) -> dict:
+        return self.buffer.state_dict()
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if state is not None:
+            self.buffer.load_state_dict(state)
+
+
+def place_requests(source: IidSource, policy: Policy, requests: list[Request], generator, version: int
+                   ) -> tuple[list[tuple[Request, Group]], float]:
+    """Groups for requests with a ``prefix`` (hint) or a ``demonstration`` (LUFFY), and the
+    sampling's forward tokens.
+
+    Prefixed prompts are sampled together, i.i.d., with room for the longest continuation: each
+    completion is prefix + continuation cut so that the whole stays within ``rl.max_new_tokens``
+    (cut rows end with 'length'); prefix tokens get behaviour log-probability 0 (probability 1,
+    they were placed) and count in ``demo_len``. A demonstration becomes one rollout
+    demonstration + EOS with log-probabilities 0, ``demo_len`` = its length and
+    ``policy_shaping`` on, placed after the request's sampled completions (if any)."""
+    out: list[tuple[Request, Group]] = []
+    cost = 0.0
+    tok, budget = policy.tokenizer, source.cfg.rl.max_new_tokens
+    hinted = [r for r in requests if r.n > 0]
+    if hinted:
+        prompts = [tok.encode(r.example.prompt) for r in hinted]
+        contexts = [p + list(r.prefix) for p, r in zip(prompts, hinted)]
+        policy.module.eval()
+        flat = source._sample(policy, contexts, [r.n for r in hinted], generator, version,
+                              max_new_tokens=budget - min(len(r.prefix) for r in hinted))
+        policy.module.train()
+        cost += float(sum(len(c) + len(ro.completion_ids) for c, ro in zip(
+            [c for c, r in zip(contexts, hinted) for _ in range(r.n)], flat)))
+        start = 0
+        for r, prompt in zip(hinted, prompts):
+            hint, room = list(r.prefix), budget - len(r.prefix)
+            group = []
+            for ro in flat[start : start + r.n]:
+                cont = ro.completion_ids[:room]
+                done = ro.finish_reason if len(ro.completion_ids) <= room else "length"
+                ids = hint + cont
+                group.append(Rollout(prompt_ids=list(prompt), completion_ids=ids,
+                                     logprobs=[0.0] * len(hint) + ro.logprobs[:room], policy_version=version,
+                                     finish_reason=done, text=tok.decode(ids), demo_len=len(hint)))
+            start += r.n
+            out.append((r, Group(r.example, group)))
+    by_request = {id(r): g for r, g in out}
+    result = []
+    for r in requests:
+        group = by_request.get(id(r), Group(r.example, []))
+        if r.demonstration:
+            ids = tok.encode(r.example.demonstration) + [tok.eos_id]
+            demo = Rollout(prompt_ids=tok.encode(r.example.prompt), completion_ids=ids,
+                           logprobs=[0.0] * len(ids), policy_version=version, finish_reason="stop",
+                           text=r.example.demonstration, demo_len=len(ids), policy_shaping=True)
+            group = Group(r.example, group.rollouts + [demo])
+        result.append((r, group))
+    return result, cost
+
+
+ROLLOUT_SOURCES: dict[str, type] = {"iid": IidSource, "tree": TreeSource, "partial": PartialSource}
+"""``rollout.strategy`` -> source class, built with the run's config."""

@@ -1,0 +1,120 @@
+"""Typed statistics of one training step.
+
+Stages fill these fields; schedules and curricula read them (``stats.optim.grad_norm``), never
+a log key. ``StepStats.metrics()`` flattens them into namespaced metric keys
+(``losses/policy``, ``rollout/accuracy``, ...) only where metrics are written, so renaming a
+log key never changes what a run does. Fields that are None are not logged (e.g. the value
+loss without a critic). Component-specific counters that no other stage reads (a rollout
+source's buffer sizes, DARS's extra rollouts, a schedule's ``mix/...``) travel in ``counters``,
+already namespaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+def _flat(prefix: str, section) -> dict[str, float]:
+    if section is None:
+        return {}
+    return {f"{prefix}/{f.name}": float(getattr(section, f.name)) for f in fields(section)
+            if getattr(section, f.name) is not None}
+
+
+@dataclass
+class RolloutStats:
+    """The policy's own samples of the step's requests (not the mixer's revisions or DARS's
+    extras), with the verifier's rewards; ``kl`` and ``off_policy_token_frac`` are of the
+    trained batch."""
+
+    reward_mean: float  # verifier reward
+    reward_std: float
+    accuracy: float  # share of correct completions
+    zero_var_frac: float  # share of groups whose verifier rewards are all equal
+    completion_len: float  # mean tokens
+    truncated_frac: float  # share cut at rl.max_new_tokens
+    tokens_per_rollout: float  # generated tokens / rollouts (a tree's shared tokens once)
+    prefix_share: float  # share of sampled tokens that were shared, not generated (trees)
+    generated_tokens: float
+    decode_steps: float
+    off_policy_token_frac: float | None = None  # tokens an older policy sampled (partial)
+    kl: float | None = None  # mean per-token KL to the reference folded into the reward
+
+
+@dataclass
+class BatchStats:
+    """The trained groups: what the advantages saw."""
+
+    groups: float
+    reward_mean: float  # shaped reward
+    reward_std: float
+
+
+@dataclass
+class SelectStats:
+    """Dynamic sampling: groups kept, prompts drawn to refill, whether the batch filled."""
+
+    kept_groups: float
+    extra_prompts: float
+    extra_rollouts: float
+    filled: float
+
+
+@dataclass
+class LossStats:
+    """Aggregated over the whole update (all micro-batches, mean over PPO iterations).
+
+    total = policy + kl_coef * kl - entropy_coef * entropy (+ the value and SFT losses, which
+    have their own optimizers or weights and are reported apart)."""
+
+    policy: float | None  # the policy-gradient term alone (None: an SFT step)
+    total: float
+    entropy: float | None = None
+    kl: float | None = None
+    clip_frac: float | None = None
+    value: float | None = None
+    value_clip_frac: float | None = None
+    sft: float | None = None
+
+
+@dataclass
+class OptimStats:
+    grad_norm: float  # before clipping, mean over the step's optimizer updates
+    lr: float
+
+
+@dataclass
+class PerfStats:
+    """Wall time and compute in forward-token equivalents (``train.steps.compute_metrics``)."""
+
+    step_time: float
+    tokens_per_s: float
+    fwd_tokens: float
+    train_tokens: float
+    compute: float
+    rollout_time: float | None = None
+    padding_frac: float | None = None
+
+
+@dataclass
+class StepStats:
+    """One step. ``sft_share`` is the share of imitation in the update by loss weight."""
+
+    losses: LossStats
+    optim: OptimStats
+    perf: PerfStats
+    sft_share: float
+    rollout: RolloutStats | None = None
+    batch: BatchStats | None = None
+    select: SelectStats | None = None
+    counters: dict[str, float] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        """Flat, namespaced metric keys (the JSONL / TensorBoard contract)."""
+        out: dict[str, float] = {}
+        for prefix, section in (("rollout", self.rollout), ("batch", self.batch), ("select", self.select),
+                                ("losses", self.losses), ("optim", self.optim), ("perf", self.perf)):
+            out.update(_flat(prefix, section))
+        out["mix/sft_share"] = float(self.sft_share)
+        out.update(self.counters)
+        return out

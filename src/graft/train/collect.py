@@ -1,0 +1,96 @@
+"""The first half of an RL step: requests -> rollouts -> verified groups -> selection.
+
+One *round* is: the rollout source samples a list of requests, the verifier scores the new
+rollouts (once, ``score_many`` where the task has it), the mixer schedule revises the round
+(hint or demonstration requests, sampled and verified in turn, then put in place of the groups
+they revise), and, on the step's first round only, the curriculum adds DARS's extra requests.
+Dynamic sampling (DAPO) keeps the informative groups (verifier rewards not all equal) and runs
+refill rounds on the step's refill prompts until ``rl.num_prompts`` are kept or
+``select.max_extra_prompts`` is spent. Reward shaping is not done here: it runs once, over the
+groups this returns (``graft.rewards.scoring.shape_groups``).
+
+Schedules and curricula only return requests; only the source samples. Nothing here knows which
+source, schedule or curriculum it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from graft.algos.selection import informative_groups
+from graft.rewards.scoring import verify_groups
+from graft.rollout.sources import SourceReport
+from graft.rollout.types import Group, Request, apply_revisions
+from graft.step_stats import SelectStats
+from graft.tasks.base import Example, Task
+
+
+@dataclass
+class Collected:
+    """groups: to train on. sampled: the policy's own groups of the step's requests and refills
+    (every round; revisions and DARS's extras are not the policy's plain samples). own: the
+    sources' report for those; report: for every sampling call of the step."""
+
+    groups: list[Group]
+    sampled: list[Group]
+    own: SourceReport
+    report: SourceReport
+    select: SelectStats | None
+
+
+def informative(groups: list[Group]) -> list[bool]:
+    """Whether each group's verifier rewards differ (DAPO keeps only those)."""
+    if not groups:
+        return []
+    rewards = torch.tensor([[ro.verifier_reward for ro in g] for g in groups], dtype=torch.float32)  # (P, G)
+    return informative_groups(rewards).tolist()
+
+
+def collect(source, policy, task: Task, requests: list[Request], refills: list[Example], schedule, plan,
+            curriculum, cfg, generator: torch.Generator, version: int) -> Collected:
+    """Run the step's rounds (see the module docstring) and return what to train on."""
+    reports: list[tuple[bool, SourceReport]] = []  # (the policy's own samples?, report) per call
+
+    def sample(reqs: list[Request], own: bool) -> list[Group]:
+        groups, report = source.generate(policy, reqs, version, generator)
+        verify_groups(task, groups)
+        reports.append((own, report))
+        return groups
+
+    def one_round(reqs: list[Request], first: bool) -> tuple[list[Group], list[Group]]:
+        sampled = groups = sample(reqs, own=True)
+        revisions = schedule.revise(plan, sampled, policy.tokenizer)
+        if revisions:
+            groups, _ = apply_revisions(groups, revisions, sample(revisions, own=False))
+        extra = curriculum.revise(sampled) if first else []
+        if extra:
+            groups = groups + sample(extra, own=False)
+        return sampled, groups
+
+    def totals(only_own: bool) -> SourceReport:
+        total = SourceReport()
+        for own, report in reports:
+            if own or not only_own:
+                total = total.add(report)
+        return total
+
+    sampled, groups = one_round(requests, first=True)
+    if not cfg.select.dynamic_sampling:
+        return Collected(groups, sampled, totals(True), totals(False), None)
+    want, budget, G = cfg.rl.num_prompts, cfg.select.max_extra_prompts, cfg.rl.num_generations
+    sampled = list(sampled)
+    kept = [g for g, ok in zip(groups, informative(groups)) if ok]
+    extra = 0
+    while len(kept) < want and extra < budget:
+        count = min(want - len(kept), budget - extra)
+        mine, more = one_round([Request(ex, n=G) for ex in refills[extra : extra + count]], first=False)
+        extra += count
+        sampled += mine
+        kept += [g for g, ok in zip(more, informative(more)) if ok]
+    kept = kept[:want]
+    select = SelectStats(kept_groups=float(len(kept)), extra_prompts=float(extra),
+                         extra_rollouts=float(extra * G), filled=float(len(kept) == want))
+    return Collected(kept, sampled, totals(True), totals(False), select)
+
