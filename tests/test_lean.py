@@ -17,7 +17,9 @@ from graft.models.tiny_policy import TinyPolicy
 from graft.models.tokenizer import CharTokenizer
 from graft.tasks.arithmetic import ArithmeticTask
 from graft.train.fused_head import fused_token_logprobs
-from graft.train.rl import Learner, _policy_loss, build_batch, sample_groups
+from graft.train.collect import sample_groups
+from graft.train.rl import Learner, _policy_loss
+from graft.train.targets import build_batch
 
 # ---------------------------------------------------------------- the pure function
 
@@ -91,7 +93,7 @@ def _tiny_setup(overrides):
 def _groups(policy, cfg, task):
     groups = sample_groups(policy, task, task.train_examples()[:3], cfg, torch.Generator().manual_seed(0), version=0)
     for i, ro in enumerate(ro for g in groups for ro in g):
-        ro.reward = float(i % 3)  # distinct rewards: non-zero advantages
+        ro.shaped_reward = float(i % 3)  # distinct rewards: non-zero advantages
     return groups
 
 
@@ -102,7 +104,7 @@ def _loss_grads(learner, batch, cfg, micro=5):
     set_activation_checkpointing(learner.policy.module, cfg.optim.activation_checkpointing)
     parts = [_policy_loss(learner, mb, cfg, total) for mb in batch.split(micro)]
     grads = {n: p.grad.clone() for n, p in learner.policy.module.named_parameters() if p.grad is not None}
-    return sum(p["losses/policy"] for p in parts), sum(p["losses/entropy"] for p in parts), grads
+    return sum(p["total"] for p in parts), sum(p["entropy"] for p in parts), grads
 
 
 def _assert_same(a, b, tol=1e-6):

@@ -21,7 +21,8 @@ from graft.tasks.base import Example
 from graft.train.batch import completion_logprobs, make_batch
 from graft.train.logging import read_metrics
 from graft.train.loop import prepare, train
-from graft.train.rl import Learner, build_batch
+from graft.train.rl import Learner
+from graft.train.targets import build_batch
 
 # ---------------------------------------------------------------- a long-tail toy policy
 
@@ -61,7 +62,7 @@ class LongTailPolicy:
 
 def _cfg(**rl):
     sets = [f"rl.{k}={v}" for k, v in rl.items()]
-    return build_config({}, ["rollout.partial=true", "rollout.over_provision=2", *sets])
+    return build_config({}, ["rollout.strategy=partial", "rollout.over_provision=2", *sets])
 
 
 def _examples(n: int, start: int = 0) -> list[Example]:
@@ -129,7 +130,7 @@ def test_partial_steps_decode_fewer_steps_and_train_only_complete_groups():
 
 def test_resumed_rows_continue_from_their_prefix_with_correct_logprobs():
     pol = TinyPolicy.create(TinyConfig(vocab_size=99, d_model=32, n_layers=2, n_heads=2), seed=0)
-    cfg = build_config({}, ["rollout.partial=true", "rl.num_prompts=1", "rl.num_generations=3",
+    cfg = build_config({}, ["rollout.strategy=partial", "rl.num_prompts=1", "rl.num_generations=3",
                             "rl.max_new_tokens=12", "rollout.over_provision=3"])
     ex = Example(prompt="12+3=", answer="15")
     prompt = pol.tokenizer.encode(ex.prompt)
@@ -158,7 +159,7 @@ def _examples_for(pol, n):
 
 
 def test_expired_rows_restart_from_the_prompt():
-    pol, cfg = LongTailPolicy(), build_config({}, ["rollout.partial=true", "rl.num_prompts=1", "rl.num_generations=2",
+    pol, cfg = LongTailPolicy(), build_config({}, ["rollout.strategy=partial", "rl.num_prompts=1", "rl.num_generations=2",
                                                    "rollout.over_provision=1", "rollout.max_staleness=1",
                                                    "rl.max_new_tokens=30"])
     old = Rollout(prompt_ids=[2], completion_ids=[3, 4], logprobs=[-1.0, -1.0], policy_version=1,
@@ -197,14 +198,14 @@ def _stale_groups(pol):
     for i, versions in enumerate([[0, 0, 1, 1], [1, 1, 1], [0, 1], [1]]):
         ids = pol.tokenizer.encode("3" * (len(versions) - 1)) + [pol.tokenizer.eos_id]
         rows.append(Rollout(prompt_ids=prompt, completion_ids=ids, logprobs=[-0.5 - 0.1 * t for t in range(len(ids))],
-                            policy_version=1, finish_reason="stop", reward=float(i % 2), token_versions=versions))
+                            policy_version=1, finish_reason="stop", shaped_reward=float(i % 2), token_versions=versions))
     return [rows]
 
 
 @pytest.mark.parametrize("mode", ["correct", "mask"])
 def test_build_batch_masks_or_keeps_stale_tokens(mode):
     pol = TinyPolicy.create(TinyConfig(vocab_size=99, d_model=32, n_layers=2, n_heads=2), seed=0)
-    cfg = build_config({}, ["rollout.partial=true", f"rollout.stale={mode}", "rl.num_prompts=1",
+    cfg = build_config({}, ["rollout.strategy=partial", f"rollout.stale={mode}", "rl.num_prompts=1",
                             "rl.num_generations=4"])
     groups = _stale_groups(pol)
     batch, info = build_batch(Learner(pol, None), groups, cfg, version=1)
@@ -225,7 +226,7 @@ def test_build_batch_masks_or_keeps_stale_tokens(mode):
 
 def test_build_batch_decoupled_cap_uses_the_current_policy_on_stale_tokens_only():
     pol = TinyPolicy.create(TinyConfig(vocab_size=99, d_model=32, n_layers=2, n_heads=2), seed=0)
-    cfg = build_config({}, ["rollout.partial=true", "rollout.stale_is_cap=2", "rl.num_prompts=1",
+    cfg = build_config({}, ["rollout.strategy=partial", "rollout.stale_is_cap=2", "rl.num_prompts=1",
                             "rl.num_generations=4"])
     groups = _stale_groups(pol)
     batch, _ = build_batch(Learner(pol, None), groups, cfg, version=1)
@@ -247,8 +248,8 @@ def test_bad_partial_config_names_the_field():
     for sets, field in ((["rollout.over_provision=0.9"], "rollout.over_provision"),
                         (["rollout.stale=drop"], "rollout.stale"),
                         (["rollout.max_staleness=-1"], "rollout.max_staleness"),
-                        (["rollout.partial=true", "select.dynamic_sampling=true"], "select.dynamic_sampling"),
-                        (["rollout.partial=true", "rollout.over_provision=3", "select.max_extra_prompts=4"],
+                        (["rollout.strategy=partial", "select.dynamic_sampling=true"], "select.dynamic_sampling"),
+                        (["rollout.strategy=partial", "rollout.over_provision=3", "select.max_extra_prompts=4"],
                          "select.max_extra_prompts")):
         with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
             build_config({}, sets)
@@ -256,7 +257,7 @@ def test_bad_partial_config_names_the_field():
 
 def test_partial_run_resumes_exactly(tmp_path, tiny_overrides):
     # 40 SFT steps make completions end at EOS with varied lengths, so groups get carried over
-    sets = tiny_overrides + ["rollout.partial=true", "rollout.over_provision=2", "rl.max_new_tokens=40",
+    sets = tiny_overrides + ["rollout.strategy=partial", "rollout.over_provision=2", "rl.max_new_tokens=40",
                              "rl.num_generations=2", "sft.steps=40", "sft.lr=0.01", "rl.steps=4",
                              "checkpoint.every=42", "checkpoint.keep=5", "eval.num_examples=4"]
     train(prepare(build_config({}, sets)), tmp_path / "ref")

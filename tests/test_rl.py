@@ -8,7 +8,9 @@ from graft.models.tiny import TinyConfig
 from graft.models.tiny_policy import TinyPolicy
 from graft.models.tokenizer import CharTokenizer
 from graft.tasks.arithmetic import ArithmeticTask
-from graft.train.rl import Learner, _policy_loss, build_batch, sample_groups
+from graft.train.collect import sample_groups
+from graft.train.rl import Learner, _policy_loss
+from graft.train.targets import build_batch
 
 
 def _setup(overrides):
@@ -19,14 +21,14 @@ def _setup(overrides):
                            torch.Generator().manual_seed(0), version=0)
     # give the groups distinct rewards so every advantage estimator has something to say
     for i, ro in enumerate(ro for g in groups for ro in g):
-        ro.reward = float(i % 3)
+        ro.shaped_reward = float(i % 3)
     return cfg, Learner(policy, torch.optim.SGD(policy.module.parameters(), lr=0.0)), groups
 
 
 def _grads(learner, batch, cfg, micro):
     learner.policy.module.zero_grad()
     total = max(float(batch.loss_mask.sum()), 1.0)
-    loss = sum(_policy_loss(learner, mb, cfg, total)["losses/policy"] for mb in batch.split(micro))
+    loss = sum(_policy_loss(learner, mb, cfg, total)["total"] for mb in batch.split(micro))
     grads = [p.grad.clone() for p in learner.policy.module.parameters() if p.grad is not None]
     return loss, grads
 
@@ -89,11 +91,11 @@ def test_length_sorted_micro_batches_keep_the_loss_and_cut_padding():
     total = max(float(batch.loss_mask.sum()), 1.0)
     parts = batch.split_by_length(4)
     assert sorted(len(mb) for mb in parts) == sorted(len(mb) for mb in batch.split(4))
-    loss = sum(_policy_loss(learner, mb, cfg, total)["losses/policy"] for mb in parts)
+    loss = sum(_policy_loss(learner, mb, cfg, total)["total"] for mb in parts)
     grads = [p.grad.clone() for p in learner.policy.module.parameters() if p.grad is not None]
     assert loss == pytest.approx(whole_loss, abs=1e-6)
     for a, b in zip(whole, grads):
         assert torch.allclose(a, b, atol=1e-6)
     assert padding_fraction(parts) < padding_fraction(batch.split(4)) - 0.1
     cfg.optim.micro_batch_size, cfg.optim.sort_by_length = 4, True  # wired through the update
-    assert update(learner, batch, cfg, lr=0.0)["perf/padding_frac"] == pytest.approx(padding_fraction(parts))
+    assert update(learner, batch, cfg, lr=0.0)[2] == pytest.approx(padding_fraction(parts))

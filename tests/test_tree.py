@@ -19,7 +19,9 @@ from graft.train.batch import completion_logprobs, make_batch
 from graft.train.logging import read_metrics
 from graft.train.loop import prepare, train
 from graft.train.registry import check_names
-from graft.train.rl import Learner, build_batch, sample_groups
+from graft.train.collect import sample_groups
+from graft.train.rl import Learner
+from graft.train.targets import build_batch
 
 PROMPTS = ["12+3=", "7-5=", "99+99="]
 G = 8
@@ -126,7 +128,7 @@ def test_same_generator_same_tree():
     (["algo.advantage=tree"], "algo.advantage"),
     (["rollout.strategy=forest"], "rollout.strategy"),
     (["rollout.branch=1"], "rollout.branch"),
-    (["rollout.strategy=tree", "rollout.partial=true"], "rollout.partial"),
+    (["rollout.partial=true"], "rollout.partial"),  # replaced by rollout.strategy=partial
 ])
 def test_bad_tree_config_names_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key):
@@ -142,9 +144,9 @@ def test_tree_advantages_reach_the_batch_per_token():
     task = ArithmeticTask(difficulty=1, num_train=20, num_test=4)
     groups = sample_groups(policy, task, task.train_examples()[:3], cfg, torch.Generator().manual_seed(0), 0)
     for i, ro in enumerate(ro for g in groups for ro in g):
-        ro.reward = float(i % 3)
+        ro.shaped_reward = float(i % 3)
     batch, _ = build_batch(Learner(policy, torch.optim.SGD(policy.module.parameters(), lr=0.0)), groups, cfg)
-    rewards = torch.tensor([[ro.reward for ro in g] for g in groups])  # (P, G)
+    rewards = torch.tensor([[ro.shaped_reward for ro in g] for g in groups])  # (P, G)
     ancestors, token_node = tree_tensors(groups, batch.loss_mask.shape[1])
     want = tree_segment_advantages(rewards, ancestors, token_node, batch.loss_mask)
     assert torch.equal(batch.advantages, want)

@@ -23,20 +23,17 @@ def _rows(tmp, overrides):
 
 
 def test_uniform_is_todays_step(tiny_overrides):
-    """curriculum.name=uniform, dars off: the stream's prompts, the mixer's own hook object, no
-    metrics; so the RL step is the one without a curriculum (a run matches main bit for bit)."""
+    """curriculum.name=uniform, dars off: the stream's next prompts as requests of
+    rl.num_generations, no revision, no metrics; so the RL step is the one without a curriculum."""
     cfg = build_config({}, tiny_overrides)
     stream = UniformStream(ArithmeticTask(num_train=50, num_test=5).train_examples(), seed=3)
     curriculum = Curriculum(cfg, stream)
     setup = prepare(cfg)
-
-    def hook(*args):
-        return args[3], {}
-
-    for rl_index, given in ((0, None), (5, hook)):
-        examples, got = curriculum.prompts(setup.policy, rl_index, given)
-        assert examples == stream.take(rl_index * 4, 4)
-        assert got is given
+    for rl_index in (0, 5):
+        requests = curriculum.requests(setup.policy, rl_index)
+        assert [r.example for r in requests] == stream.take(rl_index * 4, 4)
+        assert all(r.n == cfg.rl.num_generations and not r.prefix and not r.demonstration for r in requests)
+        assert curriculum.revise([]) == [] and curriculum.fwd_tokens == 0.0
         assert curriculum.observe() == {}
     assert curriculum.state_dict() == {"weights": None}
 
@@ -48,8 +45,8 @@ def test_uniform_is_todays_step(tiny_overrides):
     (["curriculum.dars=true"], "curriculum.dars_extra"),
     (["curriculum.dars=true", "curriculum.dars_extra=6"], "curriculum.dars_extra"),
     (DARS + ["select.dynamic_sampling=true"], "curriculum.dars"),
-    (PCL + ["rollout.partial=true"], "curriculum.name"),
-    (DARS + ["rollout.partial=true"], "curriculum.dars"),
+    (PCL + ["rollout.strategy=partial"], "curriculum.name"),
+    (DARS + ["rollout.strategy=partial"], "curriculum.dars"),
 ])
 def test_bad_curriculum_config_names_the_key(tiny_overrides, overrides, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):

@@ -1,8 +1,8 @@
 """Pure rules of the SFT <-> RL mixer: numbers and tensors in, numbers and tensors out.
 
 No model, no I/O, inputs never modified; randomness only from a generator the
-caller passes in. The schedules (``schedules.py``) and rollout hooks
-(``rollout_hooks.py``) call these; each has a unit test on hand-computed values
+caller passes in. The schedules (``schedules.py``) and their revisions
+(``revisions.py``) call these; each has a unit test on hand-computed values
 (``tests/mix/test_rules.py``).
 """
 

@@ -108,7 +108,7 @@ class SftThenRL(Schedule):
 
 class Interleaved(Schedule):
     """ReLIFT (arXiv 2506.07527): RL steps; prompts on which every rollout failed go with their
-    demonstrations to a buffer (``rollout_hooks.collect_failures``); when it holds
+    demonstrations to a buffer (``revise``); when it holds
     ``mix.buffer_size`` items, the next step is one SFT step on the oldest ``buffer_size`` of them,
     which then leave the buffer. The SFT step takes the place of an RL step in the step count.
     ReLIFT (Ma et al. 2025, "Learning What Reinforcement Learning Can't", arXiv 2506.07527,
@@ -195,7 +195,7 @@ class Adaptive(Schedule):
 
 class Hints(Schedule):
     """RL steps in which failing groups are resampled with a demonstration prefix as a hint
-    (``rollout_hooks.hint_groups``: Guide's importance correction, UFT's hint lengths). The expected
+    (``revisions.hint_requests``: Guide's importance correction, UFT's hint lengths). The expected
     hint fraction follows UFT's cosine p(t) from ``mix.hint_p_high`` down to ``mix.hint_p_low``
     over ``mix.hint_steps`` mixed steps, then 0 (``rules.uft_hint_probability``). Logs ``mix/hint_p``
     and ``mix/hint_len`` (mean hint tokens over the hinted groups; 0 when none was hinted)."""

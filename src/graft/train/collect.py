@@ -94,3 +94,18 @@ def collect(source, policy, task: Task, requests: list[Request], refills: list[E
                          extra_rollouts=float(extra * G), filled=float(len(kept) == want))
     return Collected(kept, sampled, totals(True), totals(False), select)
 
+
+
+def sample_groups(policy, task: Task, examples: list[Example], cfg, generator: torch.Generator,
+                  version: int) -> list[Group]:
+    """One plain round outside a step: ``rl.num_generations`` completions per example from the
+    configured source, verified and shaped (for tests, benchmarks and evaluation scripts)."""
+    from graft.rewards.scoring import shape_groups
+    from graft.rollout.sources import ROLLOUT_SOURCES
+
+    source = ROLLOUT_SOURCES[cfg.rollout.strategy](cfg)
+    groups, _ = source.generate(policy, [Request(ex, n=cfg.rl.num_generations) for ex in examples], version,
+                                generator)
+    verify_groups(task, groups)
+    shape_groups(groups, cfg.shaping, cfg.rl.max_new_tokens)
+    return groups

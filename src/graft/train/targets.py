@@ -132,3 +132,16 @@ def targets(groups: list[Group], batch: Batch, masks: TokenMasks, frozen: Frozen
                     loss_weights=weights, old_values=old_values, returns=returns, demo_mask=masks.demo * mask,
                     policy_shaping_mask=masks.policy_shaping * mask, ref_logprobs=frozen.ref_logprobs)
     return batch, kl_reward
+
+
+def build_batch(learner, groups: list[Group], cfg: Config, version: int = 0) -> tuple[Batch, dict]:
+    """All four stages for groups whose rewards are shaped: the Batch and its statistics
+    (``rollout/kl`` with KL in the reward, ``rollout/off_policy_token_frac`` with per-token
+    versions). For tests and benchmarks; ``rl_step`` runs the stages itself."""
+    batch = collate(groups, learner.policy.tokenizer.pad_id)
+    masks = token_masks(groups, batch, cfg, version)
+    batch, kl = targets(groups, batch, masks, frozen_forwards(learner, batch, masks, cfg), cfg)
+    info = {} if kl is None else {"rollout/kl": kl}
+    if masks.has_versions:
+        info["rollout/off_policy_token_frac"] = float(masks.stale.sum() / masks.tokens.sum().clamp(min=1))
+    return batch, info

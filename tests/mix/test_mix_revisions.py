@@ -1,4 +1,5 @@
-"""The mixer's rollout hooks and how their demonstration tokens reach the batch and the loss."""
+"""The mixer's revisions (requests for hints and injected demonstrations), how the rollout source
+carries them out, and how their demonstration tokens reach the batch and the loss."""
 
 import copy
 
@@ -8,15 +9,21 @@ import torch
 from graft.algos import POLICY_LOSSES
 from graft.algos.losses import aggregate
 from graft.config import build_config
-from graft.mix.rollout_hooks import collect_failures, failing, hint_groups, inject_demonstrations
+from graft.mix.revisions import failing, hint_requests, inject_requests
 from graft.mix.rules import policy_shaping_loss
+from graft.mix.schedules import Interleaved, Plan
 from graft.models.tiny import TinyConfig
 from graft.models.tiny_policy import TinyPolicy
 from graft.models.tokenizer import CharTokenizer
+from graft.rewards.scoring import shape_groups, verify_groups
+from graft.rollout.sources import IidSource
+from graft.rollout.types import Group, apply_revisions
 from graft.tasks.arithmetic import ArithmeticTask
 from graft.tasks.base import DemoSubset
 from graft.train.batch import completion_logprobs
-from graft.train.rl import Learner, _policy_loss, build_batch, sample_groups
+from graft.train.collect import sample_groups
+from graft.train.rl import Learner, _policy_loss
+from graft.train.targets import build_batch
 
 G = 4
 
@@ -31,42 +38,56 @@ def _setup(overrides=()):
     return cfg, policy, task, examples, groups
 
 
+def _revise(cfg, policy, task, groups, requests, generator=None, version=0):
+    """Carry out revision requests as the step does: sample, verify, put in place, shape."""
+    revised, report = IidSource(cfg).generate(policy, requests, version, generator)
+    verify_groups(task, revised)
+    out, _ = apply_revisions(groups, requests, revised)
+    shape_groups(out, cfg.shaping, cfg.rl.max_new_tokens)
+    return out, report
+
+
 def test_failing_needs_no_correct_completion_and_a_demonstration():
     _, _, task, examples, groups = _setup()
-    assert failing(examples, groups) == [0, 1, 2]  # an untrained policy solves nothing
+    assert failing(groups) == [0, 1, 2]  # an untrained policy solves nothing
     groups[1][2].correct = True
-    no_demo = [examples[0], examples[1], DemoSubset(task, 0.0, 0).train_examples()[2]]
-    assert failing(no_demo, groups) == [0]
+    no_demo = DemoSubset(task, 0.0, 0).train_examples()[2]
+    assert failing([groups[0], groups[1], Group(no_demo, groups[2].rollouts)]) == [0]
 
 
-def test_collect_failures_fills_the_buffer_and_passes_groups_through():
-    cfg, policy, task, examples, groups = _setup()
-    buffer = []
-    out, info = collect_failures(buffer)(policy, task, examples, groups, cfg, None, 0)
-    assert out is groups and buffer == examples and info == {"mix/buffered": 3.0}
+def test_interleaved_buffers_failures_and_asks_for_nothing():
+    cfg, policy, task, examples, groups = _setup(["mix.schedule=interleaved", "sft.steps=0"])
+    schedule = Interleaved(cfg)
+    plan = schedule.plan(0)
+    assert schedule.revise(plan, groups, policy.tokenizer) == []
+    assert schedule.buffer == examples
+    assert schedule.observe(0, plan, None)["mix/buffered"] == 3.0
 
 
 def test_inject_replaces_the_last_rollout_by_the_demonstration():
     cfg, policy, task, examples, groups = _setup()
     before = copy.deepcopy(groups)
-    out, info = inject_demonstrations(policy, task, examples, groups, cfg, None, 7)
-    assert info == {"mix/injected": 3.0}
+    requests = inject_requests(groups, failing(groups))
+    assert [(r.n, r.demonstration, r.replaces, r.keep) for r in requests] == [(0, True, i, G - 1) for i in range(3)]
+    out, report = _revise(cfg, policy, task, groups, requests, version=7)
+    assert report.fwd_tokens == 0  # placed, not sampled
     tok = policy.tokenizer
     for ex, g, old in zip(examples, out, before):
         demo = g[-1]
         assert demo.completion_ids == tok.encode(ex.demonstration) + [tok.eos_id]
         assert demo.logprobs == [0.0] * len(demo.completion_ids)  # behaviour probability 1
-        assert demo.demo_len == len(demo.completion_ids) and demo.shaped
-        assert demo.correct and demo.reward == 1.0 and demo.policy_version == 7
+        assert demo.demo_len == len(demo.completion_ids) and demo.policy_shaping
+        assert demo.correct and demo.verifier_reward == 1.0 and demo.policy_version == 7
         assert [ro.completion_ids for ro in g[:-1]] == [ro.completion_ids for ro in old[:-1]]
-        assert not any(ro.shaped or ro.demo_len for ro in g[:-1])
+        assert not any(ro.policy_shaping or ro.demo_len for ro in g[:-1])
     # the sampled groups themselves are untouched (rollout metrics stay the policy's own)
     assert [[ro.completion_ids for ro in g] for g in groups] == [[ro.completion_ids for ro in g] for g in before]
+    assert all(ro.shaped_reward is not None for g in out for ro in g)
 
 
 def test_injected_group_gets_grpo_advantages_and_the_shaped_loss():
     cfg, policy, task, examples, groups = _setup()
-    out, _ = inject_demonstrations(policy, task, examples, groups, cfg, None, 0)
+    out, _ = _revise(cfg, policy, task, groups, inject_requests(groups, failing(groups)))
     learner = Learner(policy, torch.optim.SGD(policy.module.parameters(), lr=0.0))
     batch, _ = build_batch(learner, out, cfg)
     demo_rows = [G - 1, 2 * G - 1, 3 * G - 1]
@@ -86,14 +107,16 @@ def test_injected_group_gets_grpo_advantages_and_the_shaped_loss():
                                            mask=batch.loss_mask, clip_low=0.2, clip_high=0.28)
         luffy = policy_shaping_loss(logp, batch.advantages, batch.policy_shaping_mask, 0.1)
         want = aggregate(torch.where(batch.policy_shaping_mask > 0, luffy, ppo), batch.loss_weights)
-    assert got["losses/policy"] == pytest.approx(want.item(), abs=1e-6)
+    assert got["policy"] == pytest.approx(want.item(), abs=1e-6)
+    assert got["total"] == pytest.approx(want.item(), abs=1e-6)  # no KL, no entropy bonus
 
 
 def test_hints_resample_failing_groups_with_a_demonstration_prefix():
     cfg, policy, task, examples, groups = _setup()
     before = copy.deepcopy(groups)
-    out, info = hint_groups(policy, task, examples, groups, cfg, torch.Generator().manual_seed(1), 3,
-                            p=1.0, hint_rng=torch.Generator().manual_seed(0))
+    requests = hint_requests(groups, failing(groups), policy.tokenizer, 1.0, torch.Generator().manual_seed(0),
+                             G, cfg.rl.max_new_tokens)
+    out, report = _revise(cfg, policy, task, groups, requests, torch.Generator().manual_seed(1), 3)
     tok = policy.tokenizer
     hint_total = 0
     for ex, g in zip(examples, out):
@@ -102,21 +125,39 @@ def test_hints_resample_failing_groups_with_a_demonstration_prefix():
         hint_total += n
         assert len(g) == G
         for ro in g:
-            assert ro.completion_ids[:n] == demo[:n] and ro.demo_len == n and not ro.shaped
+            assert ro.completion_ids[:n] == demo[:n] and ro.demo_len == n and not ro.policy_shaping
             assert ro.logprobs[:n] == [0.0] * n and len(ro.logprobs) == len(ro.completion_ids)
             assert len(ro.completion_ids) <= cfg.rl.max_new_tokens
             assert ro.prompt_ids == tok.encode(ex.prompt)  # trained on the hint-free prompt
             assert ro.text == tok.decode(ro.completion_ids)
             assert ro.correct == task.score(ex, ro.text).correct
-    assert info["mix/hinted_groups"] == 3.0 and info["mix/hint_tokens"] == hint_total
-    assert info["perf/fwd_tokens"] > 0
+    assert sum(len(r.prefix) for r in requests) == hint_total
+    # sampling cost: every one of the 3 x G rows prefills prompt + hint and decodes its raw continuation
+    assert report.fwd_tokens > 3 * G * min(len(tok.encode(ex.prompt)) + 1 for ex in examples)
     assert [[ro.completion_ids for ro in g] for g in groups] == [[ro.completion_ids for ro in g] for g in before]
+
+
+def test_hint_cost_counts_every_hinted_row():
+    """Bug fixed in the pipeline refactor: the hint hook zipped its H prompts with its H x G samples,
+    so only H of the rows' costs were counted in perf/fwd_tokens."""
+    cfg, policy, task, examples, groups = _setup()
+    requests = hint_requests(groups, failing(groups), policy.tokenizer, 0.5, torch.Generator().manual_seed(0),
+                             G, cfg.rl.max_new_tokens)
+    source = IidSource(cfg)
+    policy.module.eval()
+    contexts = [policy.tokenizer.encode(r.example.prompt) + list(r.prefix) for r in requests]
+    raw = source._sample(policy, contexts, [G] * len(requests), torch.Generator().manual_seed(1), 0,
+                         max_new_tokens=cfg.rl.max_new_tokens - min(len(r.prefix) for r in requests))
+    want = sum(len(contexts[i // G]) + len(ro.completion_ids) for i, ro in enumerate(raw))
+    _, report = source.generate(policy, requests, 0, torch.Generator().manual_seed(1))
+    assert report.fwd_tokens == want
 
 
 def test_hint_tokens_take_the_ratio_to_behaviour_probability_one():
     cfg, policy, task, examples, groups = _setup()
-    out, _ = hint_groups(policy, task, examples, groups, cfg, torch.Generator().manual_seed(1), 0,
-                         p=0.5, hint_rng=torch.Generator().manual_seed(0))
+    requests = hint_requests(groups, failing(groups), policy.tokenizer, 0.5, torch.Generator().manual_seed(0),
+                             G, cfg.rl.max_new_tokens)
+    out, _ = _revise(cfg, policy, task, groups, requests, torch.Generator().manual_seed(1))
     learner = Learner(policy, torch.optim.SGD(policy.module.parameters(), lr=0.0))
     batch, _ = build_batch(learner, out, cfg)
     assert batch.policy_shaping_mask.sum() == 0
@@ -134,13 +175,13 @@ def test_hint_tokens_take_the_ratio_to_behaviour_probability_one():
 
 def test_hints_do_nothing_at_p_zero_or_without_failures():
     cfg, policy, task, examples, groups = _setup()
-    out, info = hint_groups(policy, task, examples, groups, cfg, None, 0, p=0.0,
-                            hint_rng=torch.Generator().manual_seed(0))
-    assert out is groups and info == {"mix/hinted_groups": 0.0, "mix/hint_tokens": 0.0}
+    rng = torch.Generator().manual_seed(0)
+    state = rng.get_state()
+    assert hint_requests(groups, failing(groups), policy.tokenizer, 0.0, rng, G, 16) == []
+    assert torch.equal(rng.get_state(), state)  # no hint length drawn
     for g in groups:
         g[0].correct = True
-    out, _ = inject_demonstrations(policy, task, examples, groups, cfg, None, 0)
-    assert out == groups
+    assert failing(groups) == [] and inject_requests(groups, failing(groups)) == []
 
 
 def test_demo_subset_keeps_a_seeded_share_of_demonstrations():
