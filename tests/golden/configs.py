@@ -47,13 +47,13 @@ CASES: dict[str, list[str]] = {
              "rollout.max_depth=2", "algo.advantage=tree_segment"],
     # APRIL partial rollouts, stale tokens kept (stale=correct): groups are buffered across steps
     # and resumed, so some trained tokens are off-policy
-    "partial": ["rollout.partial=true", "rollout.over_provision=2"],
+    "partial": ["rollout.strategy=partial", "rollout.over_provision=2"],
     # partial rollouts with decoupled PPO + truncated IS on stale tokens (stale_is_cap); a cap of
     # 2 never binds here (it moves the metrics by < 1e-6), 0.5 truncates most stale tokens' weights
-    "partial_is_cap": ["rollout.partial=true", "rollout.over_provision=2",
+    "partial_is_cap": ["rollout.strategy=partial", "rollout.over_provision=2",
                        "rollout.stale_is_cap=0.5"],
     # partial rollouts whose stale tokens get loss weight 0 (stale=mask)
-    "partial_mask": ["rollout.partial=true", "rollout.over_provision=2", "rollout.stale=mask",
+    "partial_mask": ["rollout.strategy=partial", "rollout.over_provision=2", "rollout.stale=mask",
                      "rollout.max_staleness=1"],
     # DAPO dynamic sampling: zero-variance groups dropped and refilled from extra prompts
     "dynamic_sampling": ["select.dynamic_sampling=true", "select.max_extra_prompts=8"],

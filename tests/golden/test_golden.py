@@ -30,7 +30,14 @@ GOLDEN: dict = json.loads(GOLDEN_PATH.read_text())["cases"]
 ABS_TOL = 1e-6
 REL_TOL = 1e-6
 
-RENAMED: dict[str, str] = {}
+RENAMED: dict[str, str] = {
+    # issue 12: losses/policy now is the policy-gradient term alone; the whole loss
+    # (policy + kl_coef * KL - entropy_coef * entropy) is losses/total
+    "losses/policy": "losses/total",
+    # issue 12: rollout/reward_mean is the verifier's reward of the policy's own samples (shaped
+    # rewards are batch/reward_mean); the separate verifier key is gone
+    "rollout/verifier_reward_mean": "rollout/reward_mean",
+}
 """Metric keys a refactor renamed on purpose: old key (as stored in golden.json) -> new key."""
 
 MAX_REPORTED = 20  # mismatches listed in one failure message

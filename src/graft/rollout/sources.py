@@ -10,9 +10,9 @@
 
 Every source samples with one policy version and one generator and returns groups that are not
 verified yet (``graft.rewards.scoring`` does that), plus a ``SourceReport`` of what the sampling
-cost. Requests with a ``prefix`` (hints) or a ``demonstration`` (LUFFY) are handled the same way
-by every source (``place_requests``): prefixed prompts are continued by i.i.d. sampling, the
-demonstration is placed. ``state_dict`` / ``load_state_dict`` hold what a source keeps between
+cost. Revision requests (``replaces`` set: hints with a ``prefix``, LUFFY's ``demonstration``)
+are handled the same way by every source (``place_requests``): all of a call's sampled revisions
+in one i.i.d. batch that continues prompt + prefix, the demonstration placed. ``state_dict`` / ``load_state_dict`` hold what a source keeps between
 steps (the partial buffer), for checkpoints.
 """
 
@@ -65,6 +65,11 @@ def _grouped(requests: list[Request], flat: list[Rollout]) -> list[Group]:
     return groups
 
 
+def _plain(r: Request) -> bool:
+    """A new group of the policy's own samples (not a revision, no prefix, no demonstration)."""
+    return r.replaces is None and not r.prefix and not r.demonstration
+
+
 def _generated(groups: list[Group]) -> float:
     from graft.rollout.tree import generated_tokens
 
@@ -95,7 +100,7 @@ class IidSource:
 
     def generate(self, policy: Policy, requests: list[Request], version: int,
                  generator: torch.Generator) -> tuple[list[Group], SourceReport]:
-        plain = [r for r in requests if not r.prefix and not r.demonstration]
+        plain = [r for r in requests if _plain(r)]
         groups: dict[int, Group] = {}
         report = SourceReport()
         if plain:
@@ -106,8 +111,7 @@ class IidSource:
                                   _decode_steps(sampled))
             for r, g in zip(plain, sampled):
                 groups[id(r)] = g
-        placed, cost = place_requests(self, policy, [r for r in requests if r.prefix or r.demonstration],
-                                      generator, version)
+        placed, cost = place_requests(self, policy, [r for r in requests if not _plain(r)], generator, version)
         for r, g in placed:
             groups[id(r)] = g
         report.fwd_tokens += cost
@@ -155,8 +159,8 @@ class PartialSource(IidSource):
 
     def generate(self, policy: Policy, requests: list[Request], version: int,
                  generator: torch.Generator) -> tuple[list[Group], SourceReport]:
-        plain = [r for r in requests if not r.prefix and not r.demonstration]
-        others = [r for r in requests if r.prefix or r.demonstration]
+        plain = [r for r in requests if _plain(r)]
+        others = [r for r in requests if not _plain(r)]
         if others and plain:
             raise ValueError("partial rollouts: a request list mixes new prompts and revisions")
         if others:
