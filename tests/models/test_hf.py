@@ -82,7 +82,7 @@ def test_incremental_decoding_matches_full_forward(policy):
     torch.testing.assert_close(torch.stack(step_logits, 1), full[:, -4:], atol=1e-4, rtol=0)
 
 
-def test_backward_gives_finite_grads_everywhere(model_dir):
+def test_backward_gives_finite_nonzero_grads_everywhere(model_dir):
     policy = HFPolicy.load(model_dir)  # own copy: grads must not leak into the shared fixture
     tok = policy.tokenizer
     ids, mask = _left_pad([tok.encode("3+4=7"), tok.encode("10-2=8")], tok.pad_id)
@@ -93,9 +93,9 @@ def test_backward_gives_finite_grads_everywhere(model_dir):
     loss.backward()
     params = list(policy.module.named_parameters())
     assert params and all(p.requires_grad for _, p in params)
-    for name, p in params:
+    for name, p in params:  # every parameter is in the loss: none detached, unused or frozen
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    assert sum(p.grad.abs().sum() for _, p in params) > 0
+        assert p.grad.abs().sum() > 0, name
 
 
 def test_save_then_plain_transformers_load(policy, tmp_path):
