@@ -16,8 +16,8 @@ from graft.models.tiny import TinyConfig
 from graft.models.tiny_policy import TinyPolicy
 from graft.models.tokenizer import CharTokenizer
 from graft.tasks.arithmetic import ArithmeticTask
-from graft.train.fused_head import fused_token_logprobs
 from graft.train.collect import sample_groups
+from graft.train.fused_head import fused_token_logprobs
 from graft.train.rl import Learner, _policy_loss
 from graft.train.targets import build_batch
 

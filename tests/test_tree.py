@@ -16,10 +16,10 @@ from graft.rollout.sampler import sample
 from graft.rollout.tree import generated_tokens, sample_tree, token_metrics, tree_tensors
 from graft.tasks.arithmetic import ArithmeticTask
 from graft.train.batch import completion_logprobs, make_batch
+from graft.train.collect import sample_groups
 from graft.train.logging import read_metrics
 from graft.train.loop import prepare, train
 from graft.train.registry import check_names
-from graft.train.collect import sample_groups
 from graft.train.rl import Learner
 from graft.train.targets import build_batch
 

@@ -11,7 +11,7 @@ from graft.algos.losses import aggregate
 from graft.config import build_config
 from graft.mix.revisions import failing, hint_requests, inject_requests
 from graft.mix.rules import policy_shaping_loss
-from graft.mix.schedules import Interleaved, Plan
+from graft.mix.schedules import Interleaved
 from graft.models.tiny import TinyConfig
 from graft.models.tiny_policy import TinyPolicy
 from graft.models.tokenizer import CharTokenizer
@@ -48,7 +48,7 @@ def _revise(cfg, policy, task, groups, requests, generator=None, version=0):
 
 
 def test_failing_needs_no_correct_completion_and_a_demonstration():
-    _, _, task, examples, groups = _setup()
+    _, _, task, _examples, groups = _setup()
     assert failing(groups) == [0, 1, 2]  # an untrained policy solves nothing
     groups[1][2].correct = True
     no_demo = DemoSubset(task, 0.0, 0).train_examples()[2]
@@ -56,7 +56,7 @@ def test_failing_needs_no_correct_completion_and_a_demonstration():
 
 
 def test_interleaved_buffers_failures_and_asks_for_nothing():
-    cfg, policy, task, examples, groups = _setup(["mix.schedule=interleaved", "sft.steps=0"])
+    cfg, policy, _task, examples, groups = _setup(["mix.schedule=interleaved", "sft.steps=0"])
     schedule = Interleaved(cfg)
     plan = schedule.plan(0)
     assert schedule.revise(plan, groups, policy.tokenizer) == []
@@ -86,7 +86,7 @@ def test_inject_replaces_the_last_rollout_by_the_demonstration():
 
 
 def test_injected_group_gets_grpo_advantages_and_the_shaped_loss():
-    cfg, policy, task, examples, groups = _setup()
+    cfg, policy, task, _examples, groups = _setup()
     out, _ = _revise(cfg, policy, task, groups, inject_requests(groups, failing(groups)))
     learner = Learner(policy, torch.optim.SGD(policy.module.parameters(), lr=0.0))
     batch, _ = build_batch(learner, out, cfg)
@@ -140,7 +140,7 @@ def test_hints_resample_failing_groups_with_a_demonstration_prefix():
 def test_hint_cost_counts_every_hinted_row():
     """Bug fixed in the pipeline refactor: the hint hook zipped its H prompts with its H x G samples,
     so only H of the rows' costs were counted in perf/fwd_tokens."""
-    cfg, policy, task, examples, groups = _setup()
+    cfg, policy, _task, _examples, groups = _setup()
     requests = hint_requests(groups, failing(groups), policy.tokenizer, 0.5, torch.Generator().manual_seed(0),
                              G, cfg.rl.max_new_tokens)
     source = IidSource(cfg)
@@ -154,7 +154,7 @@ def test_hint_cost_counts_every_hinted_row():
 
 
 def test_hint_tokens_take_the_ratio_to_behaviour_probability_one():
-    cfg, policy, task, examples, groups = _setup()
+    cfg, policy, task, _examples, groups = _setup()
     requests = hint_requests(groups, failing(groups), policy.tokenizer, 0.5, torch.Generator().manual_seed(0),
                              G, cfg.rl.max_new_tokens)
     out, _ = _revise(cfg, policy, task, groups, requests, torch.Generator().manual_seed(1))
@@ -174,7 +174,7 @@ def test_hint_tokens_take_the_ratio_to_behaviour_probability_one():
 
 
 def test_hints_do_nothing_at_p_zero_or_without_failures():
-    cfg, policy, task, examples, groups = _setup()
+    _cfg, policy, _task, _examples, groups = _setup()
     rng = torch.Generator().manual_seed(0)
     state = rng.get_state()
     assert hint_requests(groups, failing(groups), policy.tokenizer, 0.0, rng, G, 16) == []
