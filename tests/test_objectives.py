@@ -59,8 +59,15 @@ def _finite_rows(run: Path) -> list[dict]:
     for r in rows:
         for key, value in r.items():
             assert isinstance(value, (int, float)) and math.isfinite(value), (key, value)
+    if "select/kept_groups" in rows[0]:
+        # dynamic sampling selects on the verifier's rewards (DAPO's accuracy filter): the untrained
+        # policy solves nothing, so every group is dropped however its shaped rewards vary, the
+        # whole refill budget is spent and the step has nothing to learn from
+        assert rows[0]["rollout/zero_var_frac"] == 1.0 and rows[0]["select/kept_groups"] == 0
+        assert rows[0]["select/extra_prompts"] == 6 and rows[0]["optim/grad_norm"] == 0
+        return rows
     # the first update follows a gradient (rewards vary within its groups): the objective acted
-    assert rows[0]["rollout/reward_std"] > 0 and rows[0]["optim/grad_norm"] > 0
+    assert rows[0]["batch/reward_std"] > 0 and rows[0]["optim/grad_norm"] > 0
     return rows
 
 

@@ -65,7 +65,7 @@ def test_kl_and_multiple_iterations_run(tmp_path, tiny_overrides):
         "shaping.overlong_cache=8",
     ])
     rl = [r for r in rows if "losses/policy" in r]
-    assert len(rl) == 4 and all(r["rollout/reward_std"] > 0 and r["optim/grad_norm"] > 0 for r in rl)
+    assert len(rl) == 4 and all(r["batch/reward_std"] > 0 and r["optim/grad_norm"] > 0 for r in rl)
     # k3 >= 0, and 0 only at the reference: the first step's first iteration is at the reference
     # (KL 0), its second is one update away (the logged KL is the mean over the two iterations)
     assert 0.0 < rl[0]["losses/kl"] < 1e-3
