@@ -28,6 +28,8 @@ def test_every_reference_case_is_run():
     assert REFERENCE["tree_fallback"]["fallback_rows"] > 0
     assert {"aborted", "stop", "length"} <= set(REFERENCE["partial_group_stop"]["finish"])
     assert len({len(t) for t in REFERENCE["iid_share_compact"]["tokens"]}) > 2
+    assert "aborted" in REFERENCE["partial_steps"]["finish"]  # still buffered after the last step
+    assert any(len(set(v)) > 1 for v in REFERENCE["partial_steps"]["token_versions"])  # resumed rows
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
