@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).with_name("fixtures")
-_spec = importlib.util.spec_from_file_location("make_decode_reference", FIXTURES / "make_decode_reference.py")
+_spec = importlib.util.spec_from_file_location("make_decode_reference",
+                                               FIXTURES / "make_decode_reference.py")
 reference_cases = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(reference_cases)
 REFERENCE = json.loads((FIXTURES / "decode_reference.json").read_text())
@@ -29,7 +30,8 @@ def test_every_reference_case_is_run():
     assert {"aborted", "stop", "length"} <= set(REFERENCE["partial_group_stop"]["finish"])
     assert len({len(t) for t in REFERENCE["iid_share_compact"]["tokens"]}) > 2
     assert "aborted" in REFERENCE["partial_steps"]["finish"]  # still buffered after the last step
-    assert any(len(set(v)) > 1 for v in REFERENCE["partial_steps"]["token_versions"])  # resumed rows
+    versions = REFERENCE["partial_steps"]["token_versions"]
+    assert any(len(set(v)) > 1 for v in versions)  # resumed rows: tokens of two policy versions
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))

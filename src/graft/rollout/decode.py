@@ -78,7 +78,10 @@ class DecodeBatch:
         self.next_logits = self.next_logits[rows]  # (b', V)
 
     def advance(
-        self, tokens: torch.Tensor, keep: torch.Tensor | None = None, real: torch.Tensor | None = None,
+        self,
+        tokens: torch.Tensor,
+        keep: torch.Tensor | None = None,
+        real: torch.Tensor | None = None,
     ) -> None:
         """Feed ``tokens`` (b,) and compute the logits of the next ones.
 
@@ -92,6 +95,6 @@ class DecodeBatch:
             real = None if real is None else real[keep]
         new = torch.ones_like(self.mask[:, :1]) if real is None else real.long()[:, None]  # (b', 1)
         self.mask = torch.cat([self.mask, new], dim=1)  # (b', T + 1)
-        logits, self.cache = self.policy.forward(tokens[:, None], self.mask, self.positions[:, None],
-                                                 self.cache)  # (b', 1, V)
+        logits, self.cache = self.policy.forward(
+            tokens[:, None], self.mask, self.positions[:, None], self.cache)  # (b', 1, V)
         self.next_logits, self.positions = logits[:, -1], self.positions + 1  # (b', V), (b',)

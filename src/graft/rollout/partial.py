@@ -124,7 +124,7 @@ class PartialRollouts:
                 policy, contexts, max_new_tokens=max_new, temperature=cfg.rl.temperature, top_p=cfg.rl.top_p,
                 generator=generator, policy_version=version, repeats=counts,
                 share_prefill=cfg.rollout.share_prefill, compact=cfg.rollout.compact,
-                stop=GroupStop(budgets=budgets, groups=group_of, complete_groups=want - complete_before),
+                stop=GroupStop(budgets, group_of, complete_groups=want - complete_before),
             )
             policy.module.train()
             for (gi, j), new in zip(slots, out):

@@ -170,8 +170,10 @@ class GroupStop:
             self._present = torch.unique(self._group_of)  # the group ids in this batch, found once
 
     def at_budget(self, lengths: torch.Tensor) -> torch.Tensor:
-        """(B,) bool: the rows whose ``lengths`` (B,) reached their budget (none without budgets)."""
-        return torch.zeros_like(lengths, dtype=torch.bool) if self._cap is None else lengths >= self._cap
+        """(B,) bool: the rows whose ``lengths`` (B,) reached their budget (none without any)."""
+        if self._cap is None:
+            return torch.zeros_like(lengths, dtype=torch.bool)
+        return lengths >= self._cap
 
     def reached(self, finished: torch.Tensor) -> bool:
         """True once ``complete_groups`` groups have no row running; ``finished`` (B,) bool."""
@@ -180,7 +182,8 @@ class GroupStop:
         return int((running[self._present] == 0).sum()) >= self.complete_groups
 
     def limit(self, row: int, max_new_tokens: int) -> int:
-        """The most new tokens original row ``row`` may have: below it, an unfinished row was aborted."""
+        """The most new tokens original row ``row`` may have: short of it, an unfinished row
+        was aborted."""
         return max_new_tokens if self._cap is None else int(self._cap[row])
 
 
@@ -214,7 +217,8 @@ def sample(
     rows = [p for p, n in zip(prompts, counts) for _ in range(n)]  # the B = sum(counts) rows, in order
     if share_prefill and max(counts) > 1:
         batch = DecodeBatch.prefill(policy, prompts)  # P rows
-        batch.branch(torch.arange(len(prompts)).repeat_interleave(torch.tensor(counts)))  # (B,) row -> prompt
+        expand = torch.arange(len(prompts)).repeat_interleave(torch.tensor(counts))  # (B,)
+        batch.branch(expand)  # row -> its prompt's cache
     else:
         batch = DecodeBatch.prefill(policy, rows)  # B rows
     B = len(rows)

@@ -119,7 +119,8 @@ def sample_tree(
             seg_entropy = torch.zeros(len(row_node))
 
         uniform = torch.rand(batch.size, generator=generator)  # (b,) one draw per live row
-        tokens, logp, entropy = batch.pick(temperature, top_p, uniform, entropy=branch_entropy > 0)  # (b,)
+        tokens, logp, entropy = batch.pick(
+            temperature, top_p, uniform, entropy=branch_entropy > 0)  # (b,), (b,), (b,) or None
         if entropy is not None:
             seg_entropy = seg_entropy + entropy
         for r, nid in enumerate(row_node):
