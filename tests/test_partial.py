@@ -16,7 +16,7 @@ from graft.rollout.partial import (
     mask_stale,
     stale_tokens,
 )
-from graft.rollout.sampler import Rollout, sample
+from graft.rollout.sampler import GroupStop, Rollout, sample
 from graft.tasks.base import Example
 from graft.train.batch import completion_logprobs, make_batch
 from graft.train.logging import read_metrics
@@ -75,8 +75,9 @@ def test_stop_condition_keeps_each_rows_samples_and_aborts_the_rest():
     groups = [g for g in range(6) for _ in range(G)]
     full = sample(pol, prompts, max_new_tokens=40, temperature=1.0, repeats=G,
                   generator=torch.Generator().manual_seed(0))
-    cut = sample(pol, prompts, max_new_tokens=40, temperature=1.0, repeats=[G] * 6, budgets=[40] * 24,
-                 groups=groups, stop_after_groups=K, generator=torch.Generator().manual_seed(0))
+    cut = sample(pol, prompts, max_new_tokens=40, temperature=1.0, repeats=[G] * 6,
+                 stop=GroupStop(budgets=[40] * 24, groups=groups, complete_groups=K),
+                 generator=torch.Generator().manual_seed(0))
     complete = [g for g in range(6) if all(cut[i].finish_reason != "aborted" for i in range(g * G, g * G + G))]
     assert len(complete) >= K and len(complete) < 6
     steps = max(len(ro.completion_ids) for ro in cut)
@@ -95,12 +96,12 @@ def test_neutral_new_arguments_change_nothing():
     prompts = [pol.tokenizer.encode(p) for p in ["12+3=", "7-5=", "99+99="]]
     a = sample(pol, prompts, max_new_tokens=10, temperature=1.0, repeats=3,
                generator=torch.Generator().manual_seed(2))
-    b = sample(pol, prompts, max_new_tokens=10, temperature=1.0, repeats=[3, 3, 3], budgets=[10] * 9,
-               generator=torch.Generator().manual_seed(2))
+    b = sample(pol, prompts, max_new_tokens=10, temperature=1.0, repeats=[3, 3, 3],
+               stop=GroupStop(budgets=[10] * 9), generator=torch.Generator().manual_seed(2))
     assert [(r.completion_ids, r.logprobs, r.finish_reason) for r in a] == \
         [(r.completion_ids, r.logprobs, r.finish_reason) for r in b]
-    c = sample(pol, prompts, max_new_tokens=10, temperature=1.0, repeats=3, budgets=[4] * 9,
-               generator=torch.Generator().manual_seed(2))
+    c = sample(pol, prompts, max_new_tokens=10, temperature=1.0, repeats=3,
+               stop=GroupStop(budgets=[4] * 9), generator=torch.Generator().manual_seed(2))
     for x, y in zip(a, c):
         assert y.completion_ids == x.completion_ids[:4]
         assert y.finish_reason == ("stop" if x.finish_reason == "stop" and len(x.completion_ids) <= 4 else "length")

@@ -40,7 +40,7 @@ import torch
 
 from graft.config import Config
 from graft.models.policy import Policy
-from graft.rollout.sampler import Group, Rollout, sample
+from graft.rollout.sampler import Group, GroupStop, Rollout, sample
 from graft.tasks.base import Example
 
 RUNNING = "aborted"
@@ -124,7 +124,7 @@ class PartialRollouts:
                 policy, contexts, max_new_tokens=max_new, temperature=cfg.rl.temperature, top_p=cfg.rl.top_p,
                 generator=generator, policy_version=version, repeats=counts,
                 share_prefill=cfg.rollout.share_prefill, compact=cfg.rollout.compact,
-                budgets=budgets, groups=group_of, stop_after_groups=want - complete_before,
+                stop=GroupStop(budgets, group_of, complete_groups=want - complete_before),
             )
             policy.module.train()
             for (gi, j), new in zip(slots, out):

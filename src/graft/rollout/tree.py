@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from graft.models.policy import Policy, position_ids_from_mask
-from graft.rollout.sampler import Group, Rollout, left_pad, pick_tokens, sample, tempered_logprobs
+from graft.models.policy import Policy
+from graft.rollout.decode import DecodeBatch
+from graft.rollout.sampler import Group, Rollout, sample
 
 
 @dataclass
@@ -77,9 +78,7 @@ def sample_tree(
     rows leave the decode batch and the cache. Each leaf's ``logprobs`` are the tempered
     log-probabilities its tokens were sampled with, shared prefix included."""
     tok, G = policy.tokenizer, num_generations
-    ids, mask = left_pad(prompts, tok.pad_id)  # (P, Tp)
-    logits, cache = policy.forward(ids, mask, position_ids_from_mask(mask))
-    next_logits, positions = logits[:, -1], mask.sum(-1)  # (P, V), (P,)
+    batch = DecodeBatch.prefill(policy, prompts)  # P rows
     nodes: list[_Node] = []
 
     def new_node(prompt: int, parent: tuple[int, ...]) -> int:
@@ -93,9 +92,7 @@ def sample_tree(
             index.append(p)
             row_node.append(new_node(p, ()))
             row_budget.append(share)
-    rows = torch.tensor(index)
-    cache = policy.select_cache_rows(cache, rows)
-    mask, next_logits, positions = mask[rows], next_logits[rows], positions[rows]
+    batch.branch(torch.tensor(index))  # (b,) row -> prompt
     seg_entropy = torch.zeros(len(row_node))  # (b,) entropy summed over the current segment
     leaves: list[int] = []  # finished node ids, one leaf each
     leftover = [0] * len(prompts)  # budget no open node could take
@@ -117,19 +114,15 @@ def sample_tree(
                     nxt_node.append(nid)
                     nxt_budget.append(n)
             if len(index) > len(row_node):  # copy the branching rows' cache to their children
-                rows = torch.tensor(index)
-                cache = policy.select_cache_rows(cache, rows)
-                mask, next_logits, positions = mask[rows], next_logits[rows], positions[rows]
+                batch.branch(torch.tensor(index))  # (b',) child -> parent row
             row_node, row_budget = nxt_node, nxt_budget
             seg_entropy = torch.zeros(len(row_node))
 
-        uniform = torch.rand(len(row_node), generator=generator)  # (b,) one draw per live row
-        if branch_entropy > 0:  # the sampling distribution, computed once for the token and its entropy
-            tempered = tempered_logprobs(next_logits, temperature)  # (b, V)
-            tokens, logp = pick_tokens(next_logits, temperature, top_p, generator, uniform, tempered)  # (b,)
-            seg_entropy = seg_entropy - (tempered.exp() * tempered).sum(-1)
-        else:
-            tokens, logp = pick_tokens(next_logits, temperature, top_p, generator, uniform)  # (b,)
+        uniform = torch.rand(batch.size, generator=generator)  # (b,) one draw per live row
+        tokens, logp, entropy = batch.pick(
+            temperature, top_p, uniform, entropy=branch_entropy > 0)  # (b,), (b,), (b,) or None
+        if entropy is not None:
+            seg_entropy = seg_entropy + entropy
         for r, nid in enumerate(row_node):
             nodes[nid].tokens.append(int(tokens[r]))
             nodes[nid].logprobs.append(float(logp[r]))
@@ -144,15 +137,13 @@ def sample_tree(
                            row_node, row_budget, leftover)
         if not open_rows:
             break
-        keep = torch.tensor(open_rows)  # (b',)
-        cache = policy.select_cache_rows(cache, keep)
-        mask, positions, tokens = mask[keep], positions[keep], tokens[keep]
-        row_node = [row_node[r] for r in open_rows]
-        row_budget = [row_budget[r] for r in open_rows]
-        seg_entropy = seg_entropy[keep]
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)  # (b', Tp + t + 1)
-        logits, cache = policy.forward(tokens[:, None], mask, positions[:, None], cache)
-        next_logits, positions = logits[:, -1], positions + 1
+        keep = None  # all rows stay: no cache copy
+        if len(open_rows) < len(row_node):  # finished rows leave the batch and the cache
+            keep = torch.tensor(open_rows)  # (b',)
+            row_node = [row_node[r] for r in open_rows]
+            row_budget = [row_budget[r] for r in open_rows]
+            seg_entropy = seg_entropy[keep]
+        batch.advance(tokens, keep)
 
     groups: list[list[Rollout]] = [[] for _ in prompts]
     for nid in sorted(leaves, key=lambda n: nodes[n].path):  # siblings next to each other
