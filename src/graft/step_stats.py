@@ -48,6 +48,7 @@ class BatchStats:
     groups: float
     reward_mean: float  # shaped reward
     reward_std: float
+    verifier_reward_mean: float  # the same rollouts' verifier reward (shaping's effect: the gap)
 
 
 @dataclass

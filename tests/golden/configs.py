@@ -136,9 +136,9 @@ def _all(*checks: Callable[[list[dict]], bool]) -> Callable[[list[dict]], bool]:
 
 
 def _shaped(rows: list[dict]) -> bool:
-    """Length shaping changed some step's rewards (shaped mean != verifier mean)."""
-    return any(abs(r["rollout/reward_mean"] - r["rollout/verifier_reward_mean"]) > 1e-9
-               for r in rows if "rollout/reward_mean" in r)
+    """Length shaping changed some step's trained rewards (shaped mean != verifier mean)."""
+    return any(abs(r["batch/reward_mean"] - r["batch/verifier_reward_mean"]) > 1e-9
+               for r in rows if "batch/reward_mean" in r)
 
 
 def _mixed_sft_step(rows: list[dict]) -> bool:
@@ -183,8 +183,8 @@ FIRES: dict[str, Callable[[list[dict]], bool]] = {
 DIFFERS: list[tuple[str, str, str]] = [
     ("partial_is_cap", "partial", "losses/policy"),
     ("partial_mask", "partial", "optim/grad_norm"),
-    ("lambda_dynamic", "dynamic_sampling", "rollout/reward_mean"),
-    ("lambda_hints", "hints", "rollout/reward_mean"),
+    ("lambda_dynamic", "dynamic_sampling", "optim/grad_norm"),
+    ("lambda_hints", "hints", "optim/grad_norm"),
     ("kl_loss", "grpo", "losses/policy"),
     ("kl_reward", "grpo", "optim/grad_norm"),
 ]

@@ -120,8 +120,10 @@ def _batch_stats(groups: list[Group]) -> BatchStats | None:
     if not groups:
         return None
     shaped = torch.tensor([ro.shaped_reward for g in groups for ro in g])  # (B,)
+    verifier = torch.tensor([ro.verifier_reward for g in groups for ro in g])  # (B,)
     return BatchStats(groups=float(len(groups)), reward_mean=float(shaped.mean()),
-                      reward_std=float(shaped.std()) if shaped.numel() > 1 else 0.0)
+                      reward_std=float(shaped.std()) if shaped.numel() > 1 else 0.0,
+                      verifier_reward_mean=float(verifier.mean()))
 
 
 def _share(batch: Batch | None, sft_weight: float) -> float:

@@ -1,0 +1,71 @@
+"""The RL step as a pipeline (issue 12): the behaviour changes the refactor made on purpose.
+
+Each test pins one change that moved golden numbers (tests/golden records them):
+- reward shaping runs once per step, over exactly the groups that are trained (it ran once per
+  sampling draw, and again over the mixer's rebuilt groups alone, so batch-relative shaping such as
+  ``grpo_lambda`` ranked a different set of groups in each call);
+- dynamic sampling selects on the verifier's rewards (DAPO's accuracy filter), since shaping comes
+  after selection;
+- the proximal forward of decoupled IS (``rollout.stale_is_cap``) counts in ``perf/fwd_tokens``;
+- (the hint cost that counted only H of H x G hinted rows: tests/mix/test_mix_revisions.py).
+"""
+
+
+from graft.config import build_config
+from graft.rollout.types import Group, Rollout
+from graft.tasks.base import Example
+from graft.train import rl
+from graft.train.collect import informative
+from graft.train.logging import read_metrics
+from graft.train.loop import prepare, train
+
+TINY = ["seed=0", "threads=1", "log.progress=false", "model.d_model=32", "model.n_layers=2",
+        "model.n_heads=2", "task.difficulty=1", "task.num_train=128", "task.num_test=8",
+        "sft.steps=60", "sft.batch_size=32", "sft.lr=0.01", "sft.warmup_steps=1", "rl.steps=4",
+        "rl.num_prompts=4", "rl.num_generations=4", "rl.max_new_tokens=16", "eval.num_examples=4",
+        "eval.max_new_tokens=16", "checkpoint.every=1000"]
+
+
+def _run(tmp_path, name, overrides):
+    train(prepare(build_config({}, TINY + overrides)), tmp_path / name)
+    return read_metrics(tmp_path / name / "metrics.jsonl")
+
+
+def test_shaping_runs_once_per_step_over_the_trained_groups(tmp_path, monkeypatch):
+    calls = []
+    real = rl.shape_groups
+
+    def spy(groups, shaping, max_new_tokens):
+        calls.append([g.example.prompt for g in groups])
+        real(groups, shaping, max_new_tokens)
+
+    monkeypatch.setattr(rl, "shape_groups", spy)
+    rows = _run(tmp_path, "a", ["shaping.length=grpo_lambda", "mix.schedule=hints",
+                                "select.dynamic_sampling=true", "select.max_extra_prompts=8"])
+    rl_rows = [r for r in rows if "rollout/accuracy" in r]
+    assert len(calls) == len(rl_rows) == 4  # once per RL step, however many draws and revisions
+    for prompts, row in zip(calls, rl_rows):
+        assert len(prompts) == row["select/kept_groups"] == row.get("batch/groups", 0.0)
+
+
+def test_selection_reads_the_verifier_not_the_shaped_reward():
+    ex = Example("1+1=", "2")
+
+    def group(verifier, shaped):
+        return Group(ex, [Rollout([1], [2], [0.0], 0, "stop", verifier_reward=v, shaped_reward=s)
+                          for v, s in zip(verifier, shaped)])
+
+    # all correct but of different lengths: shaping would spread the rewards, DAPO still drops it
+    assert informative([group([1, 1, 1], [1.0, 0.8, 0.6]), group([0, 1, 0], [0, 1, 0])]) == [False, True]
+
+
+def test_the_proximal_forward_of_decoupled_is_counts_as_compute(tmp_path):
+    base = ["rollout.strategy=partial", "rollout.over_provision=2"]
+    plain = _run(tmp_path, "plain", base)
+    capped = _run(tmp_path, "capped", base + ["rollout.stale_is_cap=0.5"])
+    # the runs are identical until the first step with stale tokens; there the capped run adds one
+    # no-grad forward of the whole batch (its real tokens = the step's trained tokens, one pass)
+    first = next(i for i, r in enumerate(plain) if r.get("rollout/off_policy_token_frac", 0) > 0)
+    assert all(plain[i]["perf/fwd_tokens"] == capped[i]["perf/fwd_tokens"] for i in range(first))
+    extra = capped[first]["perf/fwd_tokens"] - plain[first]["perf/fwd_tokens"]
+    assert extra == plain[first]["perf/train_tokens"] > 0
