@@ -3,8 +3,8 @@
 A fresh tiny transformer is warmed with ``--sft-steps`` steps of SFT on two-digit arithmetic
 (so most completions end at EOS after ~25 tokens, with a tail that rambles on), then two copies
 of it run ``--steps`` RL steps each, interleaved step by step (so load drifts hit both alike):
-one samples every group to the end (``rollout.partial=false``), the other stops once
-``rl.num_prompts`` groups are complete (``rollout.partial=true``) and carries the rest over.
+one samples every group to the end (``rollout.strategy=iid``), the other stops once
+``rl.num_prompts`` groups are complete (``rollout.strategy=partial``) and carries the rest over.
 ``rl.max_new_tokens`` (``--max-new``) is set well above the typical length: that is the long tail.
 
 Printed per setting: mean sequential decode steps, generated tokens, rollout and step wall time
@@ -23,9 +23,9 @@ import torch
 
 from graft.config import build_config
 from graft.curriculum.uniform import UniformStream
-from graft.rollout.partial import PartialRollouts
-from graft.train.loop import prepare, start_rl
-from graft.train.rl import rl_step
+from graft.mix.schedules import Plan
+from graft.train.loop import build_pipeline, prepare, start_rl
+from graft.train.rl import rl_step, step_requests
 from graft.train.steps import sft_step
 
 KEYS = ("rollout/decode_steps", "rollout/generated_tokens", "perf/rollout_time", "perf/step_time",
@@ -49,7 +49,7 @@ def main() -> None:
             f"sft.steps={args.sft_steps}", f"rl.steps={args.steps}", f"rl.num_prompts={args.prompts}",
             f"rl.num_generations={args.generations}", f"rl.max_new_tokens={args.max_new}",
             "model.max_seq_len=160", "rl.lr=0.0001"]
-    partial_sets = [*sets, "rollout.partial=true", f"rollout.over_provision={args.over_provision}",
+    partial_sets = [*sets, "rollout.strategy=partial", f"rollout.over_provision={args.over_provision}",
                     f"rollout.stale={args.stale}"]
     setup = prepare(build_config({}, sets))
     cfg, task, policy = setup.cfg, setup.task, setup.policy
@@ -61,20 +61,16 @@ def main() -> None:
 
     learners = {"full": start_rl(copy.deepcopy(policy), cfg), "partial": start_rl(copy.deepcopy(policy), cfg_p)}
     configs = {"full": cfg, "partial": cfg_p}
-    buffers = {"full": None, "partial": PartialRollouts()}
+    pipes = {name: build_pipeline(c, task, UniformStream(task.train_examples(), 1)) for name, c in configs.items()}
     generators = {name: torch.Generator().manual_seed(cfg.seed) for name in learners}
     rows: dict[str, list[dict]] = {name: [] for name in learners}
-    prompts, extra = UniformStream(task.train_examples(), 1), UniformStream(task.train_examples(), 2)
+    extra = UniformStream(task.train_examples(), 2)
     for step in range(args.steps):
         for name, learner in learners.items():  # interleaved: both see the same machine load
             c = configs[name]
-            examples = prompts.take(step * c.rl.num_prompts, c.rl.num_prompts)
-
-            def draw_extra(offset: int, count: int, base: int = step * c.select.max_extra_prompts) -> list:
-                return extra.take(base + offset, count)
-
-            metrics = rl_step(learner, task, examples, draw_extra, c, c.rl.lr, generators[name],
-                              version=step, partial=buffers[name])
+            requests, refills = step_requests(pipes[name], learner.policy, step, extra)
+            metrics = rl_step(learner, pipes[name], requests, refills, Plan(rl=True, lr=c.rl.lr), [],
+                              generators[name], version=step).metrics()
             metrics.setdefault("rollout/trained_groups", float(c.rl.num_prompts))
             rows[name].append(metrics)
 

@@ -116,11 +116,11 @@ def main() -> None:
         for n in names:
             with PeakRSS() as mem:
                 t = time.perf_counter()
-                m = update(learner, batch, cfgs[n], lr=0.0)
+                losses, grad_norm, _ = update(learner, batch, cfgs[n], lr=0.0)
                 dt = time.perf_counter() - t
             r = results[n]
             r["time"], r["peak"] = min(r["time"], dt), max(r["peak"], mem.peak - mem.base)
-            r["loss"], r["grad_norm"] = m["losses/policy"], m["optim/grad_norm"]
+            r["loss"], r["grad_norm"] = losses.total, grad_norm
             print(f"rep {rep} {n:24} {dt:7.2f} s  peak +{(mem.peak - mem.base) / 2**20:7.0f} MB", flush=True)
 
     tokens = int(batch.attention_mask.sum())

@@ -31,12 +31,11 @@ from graft.models.critic import Critic
 from graft.models.load import create_policy, load_saved_policy
 from graft.models.policy import Policy
 from graft.rollout.sources import ROLLOUT_SOURCES
-from graft.rollout.types import Request
 from graft.tasks.base import DemoSubset, Task
 from graft.train import checkpoint as ckpt
 from graft.train.logging import MetricsLogger, truncate_metrics
 from graft.train.registry import check_names
-from graft.train.rl import Learner, Pipeline, rl_step
+from graft.train.rl import Learner, Pipeline, rl_step, step_requests
 from graft.train.steps import sft_step
 
 
@@ -100,6 +99,13 @@ def prepare(cfg: Config) -> Setup:
     return Setup(cfg, task, policy)
 
 
+def build_pipeline(cfg: Config, task: Task, rl_stream: UniformStream) -> Pipeline:
+    """The RL components named by the config: the mixer schedule (SFT or RL, revisions), the
+    curriculum (which prompts from ``rl_stream``, DARS), the rollout source (iid / tree / partial)."""
+    return Pipeline(cfg, task, source=ROLLOUT_SOURCES[cfg.rollout.strategy](cfg),
+                    schedule=MIX_SCHEDULES[cfg.mix.schedule](cfg), curriculum=Curriculum(cfg, rl_stream))
+
+
 def _optimizer(module: torch.nn.Module, cfg: Config, lr: float) -> torch.optim.Optimizer:
     params = [p for p in module.parameters() if p.requires_grad]
     return torch.optim.AdamW(
@@ -160,10 +166,8 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
     extra_stream = UniformStream(task.train_examples(), cfg.seed + 2)  # dynamic-sampling refills
     generator = torch.Generator().manual_seed(cfg.seed)
     learner = Learner(policy, _optimizer(policy.module, cfg, cfg.sft.lr))
-    schedule = MIX_SCHEDULES[cfg.mix.schedule](cfg)
-    curriculum = Curriculum(cfg, rl_stream)  # which prompts (uniform / pcl), DARS's extra rollouts
-    source = ROLLOUT_SOURCES[cfg.rollout.strategy](cfg)  # iid / tree / partial (its buffer is state)
-    pipe = Pipeline(cfg, task, source, schedule, curriculum)
+    pipe = build_pipeline(cfg, task, rl_stream)
+    schedule, curriculum, source = pipe.schedule, pipe.curriculum, pipe.source
     state = {"step": 0, "wall_seconds": 0.0, "eval_after_sft": None, "eval_final": None}
 
     found = ckpt.list_checkpoints(run_dir / "checkpoints") if resume else []
@@ -213,11 +217,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         if not plan.rl:  # ---- imitation
             stats = sft_step(learner.policy, learner.optimizer, list(demos), cfg, plan.lr)
         else:  # ---- reinforcement: requests -> rollouts -> rewards -> advantages -> loss -> update
-            rl_index, budget = step - cfg.sft.steps, cfg.select.max_extra_prompts
-            requests = curriculum.requests(learner.policy, rl_index)
-            refills = extra_stream.take(rl_index * budget, budget)  # a function of the step: resumable
-            more = source.prompts_wanted(len(requests)) - len(requests)  # partial: fill the flight
-            requests += [Request(ex, n=cfg.rl.num_generations) for ex in refills[:more]]
+            requests, refills = step_requests(pipe, learner.policy, step - cfg.sft.steps, extra_stream)
             stats = rl_step(learner, pipe, requests, refills, plan, list(demos or ()), generator, version=step)
             stats.counters.update(curriculum.observe())
         stats.counters.update(plan.info)

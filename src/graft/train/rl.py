@@ -62,6 +62,18 @@ class Pipeline:
     curriculum: Curriculum  # curriculum.name / dars
 
 
+def step_requests(pipe: Pipeline, policy: Policy, rl_index: int, refill_stream) -> tuple[list[Request], list]:
+    """RL step ``rl_index``'s rollout requests (the curriculum's, plus the prompts a partial
+    source needs to fill its flight) and its refill prompts (dynamic sampling's spares): the
+    next ``select.max_extra_prompts`` of ``refill_stream``, a function of the step (resumable)."""
+    cfg = pipe.cfg
+    budget = cfg.select.max_extra_prompts
+    requests = pipe.curriculum.requests(policy, rl_index)
+    refills = refill_stream.take(rl_index * budget, budget)
+    more = pipe.source.prompts_wanted(len(requests)) - len(requests)
+    return requests + [Request(ex, n=cfg.rl.num_generations) for ex in refills[:more]], refills
+
+
 def rl_step(learner: Learner, pipe: Pipeline, requests: list[Request], refills: list[Example], plan: Plan,
             demos: list[Example], generator: torch.Generator, version: int) -> StepStats:
     """Sample, verify and select groups for ``requests`` (``refills``: dynamic sampling's spare
