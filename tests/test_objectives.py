@@ -38,6 +38,7 @@ NEEDS = {
     ("algo.policy_loss", "cispo"): ["rl.num_iterations=2", "algo.clip_low=1.0"],
     ("shaping.length", "laser"): ["shaping.target_len=6"],
     ("algo.advantage", "tree"): ["rollout.strategy=tree", "rollout.segment_len=4", "rollout.max_depth=2"],
+    ("rollout.strategy", "tree"): ["rollout.segment_len=4", "rollout.max_depth=2"],
     ("algo.advantage", "tree_segment"): ["rollout.strategy=tree", "rollout.segment_len=4", "rollout.max_depth=2"],
 }
 # tested in tests/tasks and tests/rewards (they need data files); schedules in tests/mix/test_mix_schedules.py

@@ -140,7 +140,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from graft.train.registry import registries
+    from graft.validation import registries
 
     table = Table(title="registered names")
     table.add_column("config key")

@@ -9,7 +9,6 @@ checkpoint.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -365,18 +364,6 @@ class Config(_Section):
     checkpoint: CheckpointConfig = CheckpointConfig()
     log: LogConfig = LogConfig()
 
-    @model_validator(mode="after")
-    def _partial_fits(self) -> Config:
-        if self.rollout.strategy != "partial":
-            return self
-        if self.select.dynamic_sampling:
-            raise ValueError("rollout.strategy=partial does not combine with select.dynamic_sampling=true")
-        extra = math.ceil(self.rollout.over_provision * self.rl.num_prompts) - self.rl.num_prompts
-        if extra > self.select.max_extra_prompts:
-            raise ValueError(f"rollout.over_provision={self.rollout.over_provision} needs {extra} extra prompts "
-                             f"per step, more than select.max_extra_prompts={self.select.max_extra_prompts}")
-        return self
-
     @property
     def total_steps(self) -> int:
         return self.sft.steps + self.rl.steps
@@ -422,15 +409,23 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def build_config(tree: dict | None, overrides: list[str] = ()) -> Config:
-    """Validate a plain dict (+ overrides) into a Config, raising ConfigError on the first problems."""
+    """Validate a plain dict (+ overrides) into a Config, raising ConfigError on the first problems:
+    types and ranges (pydantic), then every registered component's own checks
+    (``graft.validation.validate_config``)."""
     tree = dict(tree or {})
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(tree, key, value)
     try:
-        return Config.model_validate(tree)
+        cfg = Config.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError("; ".join(_describe(e) for e in exc.errors()[:5])) from None
+    from graft.validation import (
+        validate_config,  # the components' own checks (they import this module)
+    )
+
+    validate_config(cfg)
+    return cfg
 
 
 def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:

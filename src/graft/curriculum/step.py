@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from graft.config import Config, ConfigError
+from graft.config import Config
 from graft.curriculum.dars import dars_allocation
 from graft.curriculum.pcl import (
     fit_predictor,
@@ -30,24 +30,25 @@ from graft.models.policy import Policy
 from graft.rollout.types import Group, Request
 
 
-def check_curriculum(cfg: Config) -> None:
-    """Raise ConfigError, naming the key, for curriculum settings that cannot work together."""
-    c, G = cfg.curriculum, cfg.rl.num_generations
+def curriculum_problems(cfg: Config) -> list[str]:
+    """Curriculum settings that cannot work together, each naming its key (empty when fine)."""
+    c, G, out = cfg.curriculum, cfg.rl.num_generations, []
     if (c.name != "uniform" or c.dars) and cfg.rollout.strategy == "partial":
-        raise ConfigError(f"config key 'curriculum.{'name' if c.name != 'uniform' else 'dars'}': cannot be "
-                          "combined with rollout.strategy=partial (partial rollouts train groups carried over from "
-                          "earlier steps, so a step's pass rates no longer belong to the prompts it chose)")
+        out.append(f"config key 'curriculum.{'name' if c.name != 'uniform' else 'dars'}': cannot be "
+                   "combined with rollout.strategy=partial (partial rollouts train groups carried over from "
+                   "earlier steps, so a step's pass rates no longer belong to the prompts it chose)")
     if not c.dars:
-        return
+        return out
     if c.dars_extra == 0:
-        raise ConfigError("config key 'curriculum.dars_extra': is 0 with curriculum.dars on; "
-                          f"give a budget of extra rollouts, a multiple of rl.num_generations ({G})")
-    if c.dars_extra % G:
-        raise ConfigError(f"config key 'curriculum.dars_extra': {c.dars_extra} must be a multiple of "
-                          f"rl.num_generations ({G}): extra rollouts come in whole groups")
+        out.append("config key 'curriculum.dars_extra': is 0 with curriculum.dars on; "
+                   f"give a budget of extra rollouts, a multiple of rl.num_generations ({G})")
+    elif c.dars_extra % G:
+        out.append(f"config key 'curriculum.dars_extra': {c.dars_extra} must be a multiple of "
+                   f"rl.num_generations ({G}): extra rollouts come in whole groups")
     if cfg.select.dynamic_sampling:
-        raise ConfigError("config key 'curriculum.dars': cannot be combined with select.dynamic_sampling "
-                          "(its batch is capped at rl.num_prompts groups, which would drop the extra groups)")
+        out.append("config key 'curriculum.dars': cannot be combined with select.dynamic_sampling "
+                   "(its batch is capped at rl.num_prompts groups, which would drop the extra groups)")
+    return out
 
 
 def pass_rates(groups: list[Group]) -> torch.Tensor:
@@ -64,6 +65,8 @@ class Curriculum:
         self._features = self._predicted = self._observed = None
         self.fwd_tokens = 0.0  # the step's forward tokens of pcl's pool features (compute)
         self.counters: dict[str, float] = {}  # the step's DARS counters
+
+    check_config = staticmethod(curriculum_problems)
 
     @property
     def active(self) -> bool:

@@ -79,6 +79,11 @@ class Schedule:
     def __init__(self, cfg: Config):
         self.cfg = cfg
 
+    @staticmethod
+    def check_config(cfg: Config) -> list[str]:
+        """Problems of this schedule's config keys, each naming its key (empty when fine)."""
+        return []
+
     def plan(self, step: int) -> Plan:
         raise NotImplementedError
 

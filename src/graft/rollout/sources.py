@@ -18,6 +18,7 @@ steps (the partial buffer), for checkpoints.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -117,6 +118,11 @@ class IidSource:
         report.fwd_tokens += cost
         return [groups[id(r)] for r in requests], report
 
+    @staticmethod
+    def check_config(cfg: Config) -> list[str]:
+        """Problems of this source's config keys, each naming its key (empty when fine)."""
+        return []
+
     def prompts_wanted(self, requested: int) -> int:
         """New prompts the next step should bring (the curriculum's ``requested``, or more)."""
         return requested
@@ -131,6 +137,12 @@ class IidSource:
 class TreeSource(IidSource):
     """TreePO segment trees (``rollout.segment_len``, ``branch``, ``max_depth``, ``branch_entropy``).
     Every plain request must ask for ``rl.num_generations`` completions."""
+
+    @staticmethod
+    def check_config(cfg: Config) -> list[str]:
+        from graft.rollout.tree import check_tree_config
+
+        return check_tree_config(cfg)
 
     def sample_plain(self, policy: Policy, requests: list[Request], generator, version) -> list[Group]:
         cfg, ro = self.cfg, self.cfg.rollout
@@ -152,6 +164,18 @@ class PartialSource(IidSource):
     def __init__(self, cfg: Config):
         super().__init__(cfg)
         self.buffer = PartialRollouts()
+
+    @staticmethod
+    def check_config(cfg: Config) -> list[str]:
+        out = []
+        if cfg.select.dynamic_sampling:
+            out.append("config key 'rollout.strategy': partial does not combine with "
+                       "select.dynamic_sampling=true (a step trains the groups that completed, not a selection)")
+        extra = math.ceil(cfg.rollout.over_provision * cfg.rl.num_prompts) - cfg.rl.num_prompts
+        if extra > cfg.select.max_extra_prompts:
+            out.append(f"config key 'rollout.over_provision': {cfg.rollout.over_provision} needs {extra} extra "
+                       f"prompts per step, more than select.max_extra_prompts={cfg.select.max_extra_prompts}")
+        return out
 
     def prompts_wanted(self, requested: int) -> int:
         """The in-flight count less the buffered groups (>= rl.num_prompts)."""

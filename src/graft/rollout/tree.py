@@ -255,16 +255,8 @@ def tree_tensors(groups: list[Group], width: int) -> tuple[torch.Tensor, torch.T
 
 
 def check_tree_config(cfg) -> list[str]:
-    """Problems of a config's tree settings, each naming its key (empty when fine)."""
-    from graft.algos import ADVANTAGES
-
+    """Problems of a config's tree settings (``rollout.strategy: tree``), each naming its key."""
     ro, problems = cfg.rollout, []
-    uses_tree = ADVANTAGES[cfg.algo.advantage].level == "tree"
-    if uses_tree and ro.strategy != "tree":
-        problems.append(f"config key 'algo.advantage': {cfg.algo.advantage!r} needs the tree structure of "
-                        f"rollout.strategy='tree' (got {ro.strategy!r})")
-    if ro.strategy != "tree":
-        return problems
     G = cfg.rl.num_generations
     if ro.branch ** ro.max_depth < G:
         problems.append(f"config key 'rollout.branch': branch**max_depth = {ro.branch}**{ro.max_depth} = "

@@ -34,9 +34,9 @@ from graft.rollout.sources import ROLLOUT_SOURCES
 from graft.tasks.base import DemoSubset, Task
 from graft.train import checkpoint as ckpt
 from graft.train.logging import MetricsLogger, truncate_metrics
-from graft.train.registry import check_names
 from graft.train.rl import Learner, Pipeline, rl_step, step_requests
 from graft.train.steps import sft_step
+from graft.validation import validate_config
 
 
 @dataclass
@@ -78,7 +78,7 @@ def bind_tokenizer(task: Task, policy: Policy) -> None:
 
 
 def prepare(cfg: Config) -> Setup:
-    check_names(cfg)
+    validate_config(cfg)  # built in code? the same pass as load_config's
     task = build_task(cfg.task)
     torch.set_num_threads(cfg.threads)
     policy = create_policy(cfg.model, cfg.seed)
