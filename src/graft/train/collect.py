@@ -83,6 +83,7 @@ def collect(source, policy, task: Task, requests: list[Request], refills: list[E
     sampled = list(sampled)
     kept = [g for g, ok in zip(groups, informative(groups)) if ok]
     extra = 0
+    budget = min(budget, len(refills))  # the step's spare prompts bound what can be drawn
     while len(kept) < want and extra < budget:
         count = min(want - len(kept), budget - extra)
         mine, more = one_round([Request(ex, n=G) for ex in refills[extra : extra + count]], first=False)
