@@ -99,7 +99,7 @@ def read_items(spec: str, split: str, overrides: list[str]) -> list[Item]:
         return items
     from graft.config import build_config
     from graft.tasks import TASKS
-    from graft.train.loop import build_task
+    from graft.tasks.build import build_task
 
     if spec not in TASKS:
         raise GraftError(f"{spec!r} is neither a file nor a task (tasks: {', '.join(sorted(TASKS))})")

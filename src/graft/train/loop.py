@@ -31,7 +31,8 @@ from graft.models.critic import Critic
 from graft.models.load import create_policy, load_saved_policy
 from graft.models.policy import Policy
 from graft.rollout.sources import ROLLOUT_SOURCES
-from graft.tasks.base import DemoSubset, Task
+from graft.tasks.base import Task
+from graft.tasks.build import build_task
 from graft.train import checkpoint as ckpt
 from graft.train.logging import MetricsLogger, truncate_metrics
 from graft.train.rl import Learner, Pipeline, rl_step, step_requests
@@ -46,28 +47,6 @@ class Setup:
     cfg: Config
     task: Task
     policy: Policy
-
-
-def build_task(task_cfg) -> Task:
-    task = _make_task(task_cfg)
-    if task_cfg.demo_fraction < 1.0:  # demonstrations on a seeded share of the training prompts only
-        task = DemoSubset(task, task_cfg.demo_fraction, task_cfg.split_seed)
-    return task
-
-
-def _make_task(task_cfg) -> Task:
-    from graft.tasks import TASKS, make_task
-
-    if hasattr(TASKS.get(task_cfg.name), "from_config"):  # a task that reads its own config keys
-        return TASKS[task_cfg.name].from_config(task_cfg)
-    kwargs = {"difficulty": task_cfg.difficulty, "num_train": task_cfg.num_train,
-              "num_test": task_cfg.num_test, "split_seed": task_cfg.split_seed}
-    if task_cfg.path is not None:
-        kwargs["path"] = task_cfg.path
-    try:
-        return make_task(task_cfg.name, **kwargs)
-    except (ValueError, TypeError) as exc:
-        raise GraftError(f"task {task_cfg.name}: {exc}") from None
 
 
 def bind_tokenizer(task: Task, policy: Policy) -> None:
