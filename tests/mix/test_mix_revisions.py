@@ -146,8 +146,8 @@ def test_hint_cost_counts_every_hinted_row():
     source = IidSource(cfg)
     policy.module.eval()
     contexts = [policy.tokenizer.encode(r.example.prompt) + list(r.prefix) for r in requests]
-    raw = source._sample(policy, contexts, [G] * len(requests), torch.Generator().manual_seed(1), 0,
-                         max_new_tokens=cfg.rl.max_new_tokens - min(len(r.prefix) for r in requests))
+    raw = source.sample_rows(policy, contexts, [G] * len(requests), torch.Generator().manual_seed(1), 0,
+                             max_new_tokens=cfg.rl.max_new_tokens - min(len(r.prefix) for r in requests))
     want = sum(len(contexts[i // G]) + len(ro.completion_ids) for i, ro in enumerate(raw))
     _, report = source.generate(policy, requests, 0, torch.Generator().manual_seed(1))
     assert report.fwd_tokens == want

@@ -87,8 +87,9 @@ class IidSource:
     def __init__(self, cfg: Config):
         self.cfg = cfg
 
-    def _sample(self, policy: Policy, prompts: list[list[int]], counts: list[int], generator, version,
-                max_new_tokens: int | None = None) -> list[Rollout]:
+    def sample_rows(self, policy: Policy, prompts: list[list[int]], counts: list[int], generator, version,
+                    max_new_tokens: int | None = None) -> list[Rollout]:
+        """``counts[i]`` i.i.d. completions of token prompt ``i`` at the config's sampling settings."""
         cfg = self.cfg
         return sample(policy, prompts, max_new_tokens=max_new_tokens or cfg.rl.max_new_tokens,
                       temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, generator=generator,
@@ -97,26 +98,29 @@ class IidSource:
 
     def sample_plain(self, policy: Policy, requests: list[Request], generator, version) -> list[Group]:
         prompts = [policy.tokenizer.encode(r.example.prompt) for r in requests]
-        return _grouped(requests, self._sample(policy, prompts, [r.n for r in requests], generator, version))
+        return _grouped(requests, self.sample_rows(policy, prompts, [r.n for r in requests], generator, version))
 
     def generate(self, policy: Policy, requests: list[Request], version: int,
                  generator: torch.Generator) -> tuple[list[Group], SourceReport]:
-        plain = [r for r in requests if _plain(r)]
-        groups: dict[int, Group] = {}
+        """One group per request, in order: the plain ones sampled together first, then the
+        revisions (``place_requests``)."""
+        plain = [i for i, r in enumerate(requests) if _plain(r)]
+        revisions = [i for i, r in enumerate(requests) if not _plain(r)]
+        out: list[Group | None] = [None] * len(requests)
         report = SourceReport()
         if plain:
             policy.module.eval()
-            sampled = self.sample_plain(policy, plain, generator, version)
+            sampled = self.sample_plain(policy, [requests[i] for i in plain], generator, version)
             policy.module.train()
             report = SourceReport(_fwd([ro for g in sampled for ro in g]), _generated(sampled),
                                   _decode_steps(sampled))
-            for r, g in zip(plain, sampled):
-                groups[id(r)] = g
-        placed, cost = place_requests(self, policy, [r for r in requests if not _plain(r)], generator, version)
-        for r, g in placed:
-            groups[id(r)] = g
+            for i, g in zip(plain, sampled):
+                out[i] = g
+        placed, cost = place_requests(self, policy, [requests[i] for i in revisions], generator, version)
+        for i, g in zip(revisions, placed):
+            out[i] = g
         report.fwd_tokens += cost
-        return [groups[id(r)] for r in requests], report
+        return out, report
 
     @staticmethod
     def check_config(cfg: Config) -> list[str]:
@@ -205,54 +209,48 @@ class PartialSource(IidSource):
 
 
 def place_requests(source: IidSource, policy: Policy, requests: list[Request], generator, version: int
-                   ) -> tuple[list[tuple[Request, Group]], float]:
-    """Groups for requests with a ``prefix`` (hint) or a ``demonstration`` (LUFFY), and the
-    sampling's forward tokens.
+                   ) -> tuple[list[Group], float]:
+    """One group per request with a ``prefix`` (hint) or a ``demonstration`` (LUFFY), in order,
+    and the sampling's forward tokens.
 
-    Prefixed prompts are sampled together, i.i.d., with room for the longest continuation: each
-    completion is prefix + continuation cut so that the whole stays within ``rl.max_new_tokens``
-    (cut rows end with 'length'); prefix tokens get behaviour log-probability 0 (probability 1,
-    they were placed) and count in ``demo_len``. A demonstration becomes one rollout
-    demonstration + EOS with log-probabilities 0, ``demo_len`` = its length and
-    ``policy_shaping`` on, placed after the request's sampled completions (if any)."""
-    out: list[tuple[Request, Group]] = []
-    cost = 0.0
+    Every request that samples (``n > 0``) goes into one i.i.d. batch that continues prompt +
+    prefix, with room for the longest continuation: each completion is prefix + continuation cut
+    so that the whole stays within ``rl.max_new_tokens`` (cut rows end with 'length'); prefix
+    tokens get behaviour log-probability 0 (probability 1, they were placed) and count in
+    ``demo_len``. A demonstration becomes one rollout demonstration + EOS with log-probabilities
+    0, ``demo_len`` = its length and ``policy_shaping`` on, after the request's sampled ones."""
     tok, budget = policy.tokenizer, source.cfg.rl.max_new_tokens
-    hinted = [r for r in requests if r.n > 0]
+    prompts = [tok.encode(r.example.prompt) for r in requests]
+    rollouts: list[list[Rollout]] = [[] for _ in requests]
+    cost = 0.0
+    hinted = [i for i, r in enumerate(requests) if r.n > 0]
     if hinted:
-        prompts = [tok.encode(r.example.prompt) for r in hinted]
-        contexts = [p + list(r.prefix) for p, r in zip(prompts, hinted)]
+        contexts = [prompts[i] + list(requests[i].prefix) for i in hinted]
+        counts = [requests[i].n for i in hinted]
         policy.module.eval()
-        flat = source._sample(policy, contexts, [r.n for r in hinted], generator, version,
-                              max_new_tokens=budget - min(len(r.prefix) for r in hinted))
+        flat = source.sample_rows(policy, contexts, counts, generator, version,
+                                  max_new_tokens=budget - min(len(requests[i].prefix) for i in hinted))
         policy.module.train()
-        cost += float(sum(len(c) + len(ro.completion_ids) for c, ro in zip(
-            [c for c, r in zip(contexts, hinted) for _ in range(r.n)], flat)))
+        rows = [c for c, n in zip(contexts, counts) for _ in range(n)]  # each row's context
+        cost = float(sum(len(c) + len(ro.completion_ids) for c, ro in zip(rows, flat)))
         start = 0
-        for r, prompt in zip(hinted, prompts):
-            hint, room = list(r.prefix), budget - len(r.prefix)
-            group = []
-            for ro in flat[start : start + r.n]:
+        for i, n in zip(hinted, counts):
+            hint, room = list(requests[i].prefix), budget - len(requests[i].prefix)
+            for ro in flat[start : start + n]:
                 cont = ro.completion_ids[:room]
-                done = ro.finish_reason if len(ro.completion_ids) <= room else "length"
                 ids = hint + cont
-                group.append(Rollout(prompt_ids=list(prompt), completion_ids=ids,
-                                     logprobs=[0.0] * len(hint) + ro.logprobs[:room], policy_version=version,
-                                     finish_reason=done, text=tok.decode(ids), demo_len=len(hint)))
-            start += r.n
-            out.append((r, Group(r.example, group)))
-    by_request = {id(r): g for r, g in out}
-    result = []
-    for r in requests:
-        group = by_request.get(id(r), Group(r.example, []))
+                rollouts[i].append(Rollout(
+                    prompt_ids=list(prompts[i]), completion_ids=ids, logprobs=[0.0] * len(hint) + ro.logprobs[:room],
+                    policy_version=version, finish_reason=ro.finish_reason if len(ro.completion_ids) <= room else "length",
+                    text=tok.decode(ids), demo_len=len(hint)))
+            start += n
+    for i, r in enumerate(requests):
         if r.demonstration:
             ids = tok.encode(r.example.demonstration) + [tok.eos_id]
-            demo = Rollout(prompt_ids=tok.encode(r.example.prompt), completion_ids=ids,
-                           logprobs=[0.0] * len(ids), policy_version=version, finish_reason="stop",
-                           text=r.example.demonstration, demo_len=len(ids), policy_shaping=True)
-            group = Group(r.example, group.rollouts + [demo])
-        result.append((r, group))
-    return result, cost
+            rollouts[i].append(Rollout(prompt_ids=list(prompts[i]), completion_ids=ids, logprobs=[0.0] * len(ids),
+                                       policy_version=version, finish_reason="stop", text=r.example.demonstration,
+                                       demo_len=len(ids), policy_shaping=True))
+    return [Group(r.example, ros) for r, ros in zip(requests, rollouts)], cost
 
 
 ROLLOUT_SOURCES: dict[str, type] = {"iid": IidSource, "tree": TreeSource, "partial": PartialSource}
