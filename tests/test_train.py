@@ -16,7 +16,8 @@ from graft.models.load import load_saved_policy
 from graft.train.logging import read_metrics
 from graft.train.loop import prepare, train
 
-COMPARED = ("losses/sft", "losses/policy", "rollout/reward_mean", "rollout/accuracy", "optim/grad_norm")
+COMPARED = ("losses/sft", "losses/policy", "rollout/reward_mean", "rollout/accuracy", "optim/grad_norm",
+            "batch/reward_mean")
 
 
 def _run(tmp: Path, overrides: list[str]) -> tuple[dict, list[dict]]:
@@ -77,7 +78,10 @@ def _cli(*args: str) -> list[str]:
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_overrides):
-    sets = [a for o in tiny_overrides + ["checkpoint.every=1"] for a in ("--set", o)]
+    # the overlong penalty spreads the untrained policy's rewards, so the RL steps really update
+    # (with 0/1 rewards alone every RL advantage here is 0 and resume would compare zeros)
+    sets = [a for o in tiny_overrides + ["checkpoint.every=1", "shaping.overlong_cache=8"]
+            for a in ("--set", o)]
     config = tmp_path / "empty.yaml"
     config.write_text("{}\n")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -85,6 +89,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_overrides)
     subprocess.run(_cli("train", str(config), "--out", str(ref_dir), *sets), check=True, env=env,
                    capture_output=True)
     reference = read_metrics(ref_dir / "metrics.jsonl")
+    assert all(r["optim/grad_norm"] > 0 for r in reference if "batch/reward_mean" in r)
 
     for kill_after in (2, 6):  # once in SFT, once in RL
         proc = subprocess.Popen(_cli("train", str(config), "--out", str(cut_dir), *sets,
