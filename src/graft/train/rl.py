@@ -86,7 +86,7 @@ def rl_step(learner: Learner, pipe: Pipeline, requests: list[Request], refills: 
     shape_groups(got.groups, cfg.shaping, cfg.rl.max_new_tokens)  # once, over the trained groups
     sft_batch = demo_batch(policy, list(demos)) if plan.sft_weight and demos else None
     sft_weight = plan.sft_weight if sft_batch is not None else 0.0
-    batch, kl, frozen_rows = None, None, 0
+    batch, kl, frozen_rows, off_policy = None, None, 0, None
     losses, grad_norm, padding = LossStats(policy=0.0, total=0.0), 0.0, None  # nothing to learn from
     if got.groups:
         batch = collate(got.groups, policy.tokenizer.pad_id)
@@ -94,10 +94,8 @@ def rl_step(learner: Learner, pipe: Pipeline, requests: list[Request], refills: 
         frozen = frozen_forwards(learner, batch, masks, cfg)  # reference, critic, proximal
         batch, kl = targets(got.groups, batch, masks, frozen, cfg)  # advantages, weights
         losses, grad_norm, padding = update(learner, batch, cfg, plan.lr, sft_batch, sft_weight)
-        frozen_rows = frozen.fwd_rows + (frozen.prox_logprobs is not None)
+        frozen_rows = frozen.fwd_rows
         off_policy = float(masks.stale.sum() / masks.tokens.sum().clamp(min=1)) if masks.has_versions else None
-    else:
-        off_policy = None
     return StepStats(
         losses=losses, optim=OptimStats(grad_norm, plan.lr),
         perf=_perf(got, batch, sft_batch, frozen_rows, learner.critic is not None, cfg,

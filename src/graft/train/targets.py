@@ -97,6 +97,7 @@ def frozen_forwards(learner, batch: Batch, masks: TokenMasks, cfg: Config) -> Fr
         out.fwd_rows += 1
     if needs_prox(masks, cfg):
         out.prox_logprobs, _ = completion_logprobs(learner.policy, batch, cfg.rl.temperature, **kw)
+        out.fwd_rows += 1
     return out
 
 
