@@ -47,6 +47,27 @@ W1_CHARS = "0123456789+-=A: ,\n"  # the arithmetic task's whole alphabet (prompt
 # ---------------------------------------------------------------- pure functions (tests/test_bench_ttt.py)
 
 
+def repo_relative(path) -> str | None:
+    """``path`` as results record it: relative to the repo root (POSIX), or, outside the repo, only
+    its name under ``<outside the repo>/``; never an absolute path of the machine that ran it
+    (``tests/test_committed_paths.py`` scans the committed results)."""
+    if path is None:
+        return None
+    absolute = Path(os.path.abspath(path))  # not resolve(): a venv's python is a symlink out of the repo
+    for root in (ROOT, ROOT.resolve()):
+        if absolute.is_relative_to(root):
+            return absolute.relative_to(root).as_posix()
+    return f"<outside the repo>/{absolute.name}"
+
+
+PATH_OPTIONS = ("config", "graft_config", "trl_python", "out")
+
+
+def recorded_options(args) -> dict:
+    """The command-line options as the result records them: the path-valued ones repo-relative."""
+    return {k: repo_relative(v) if k in PATH_OPTIONS else v for k, v in vars(args).items()}
+
+
 def accuracy_curve(points: list[dict], scores: dict[str, dict], start: str) -> list[dict]:
     """``[{"step", "wall_s", "accuracy", "sampled_accuracy"}]``: the start (step 0, wall 0, scored as
     ``scores[start]``) and each saved checkpoint (``points``: ``{"step", "wall_s", "path"}``, scored
@@ -262,7 +283,7 @@ def main(argv=None) -> None:
     score_seconds = time.perf_counter() - t
     scores = scored["scores"]
     record = {
-        "target": args.target, "sampled_target": args.sampled_target, "options": vars(args), "model": start_info["shape"],
+        "target": args.target, "sampled_target": args.sampled_target, "options": recorded_options(args), "model": start_info["shape"],
         "start": {"cache_key": start_info["key"], "sft_steps": args.sft_steps,
                   "accuracy": scores[str(start)]["accuracy"],
                   "sampled_accuracy": scores[str(start)]["sampled_accuracy"], "sft_seconds": start_info["sft_seconds"]},
@@ -286,9 +307,9 @@ def main(argv=None) -> None:
             "steps": run["steps"], **({"versions": run["versions"]} if "versions" in run else {}),
         }
     if "time_to_target" in record["sides"].get("graft", {}):
-        cfg_path = Path(args.graft_config).resolve()
+        cfg_path = Path(args.graft_config)
         record["sides"]["graft"]["recipe"] = {
-            "config": str(cfg_path.relative_to(ROOT)) if cfg_path.is_relative_to(ROOT) else str(cfg_path),
+            "config": repo_relative(cfg_path),
             "extra_overrides": args.graft_set}
     g, r = record["sides"].get("graft", {}), record["sides"].get("trl", {})
     if "time_to_target" in g and "time_to_target" in r:

@@ -87,3 +87,16 @@ def test_trl_reward_is_graft_arithmetic_verifier_rule():
     want = [task.score(ex, c).reward for c in completions]
     assert got == want
     assert 0 < sum(want) < len(want)  # both verdicts occur
+
+
+def test_results_record_paths_relative_to_the_repo(tmp_path):
+    """The committed results must not name the machine's directories (tests/test_committed_paths.py)."""
+    root = BENCH.parent
+    args = ttt.parse_args(["--trl-python", str(root / "bench" / ".venv-trl" / "bin" / "python"),
+                          "--out", str(tmp_path / "x.json")])
+    options = ttt.recorded_options(args)
+    assert options["config"] == options["graft_config"] == "src/graft/configs/quickstart.yaml"  # the defaults
+    assert options["trl_python"] == "bench/.venv-trl/bin/python"
+    assert options["out"] == "<outside the repo>/x.json"
+    assert options["threads"] == args.threads  # the other options as they are
+    assert ttt.repo_relative(None) is None

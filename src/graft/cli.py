@@ -227,10 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "e.g. task.difficulty=3")
     p.set_defaults(func=_lazy("graft.eval.contamination", "cmd_contamination"))
 
-    p = sub.add_parser("report", help="one self-contained HTML page: learning curves, evaluation, configs")
+    p = sub.add_parser("report", help="one self-contained HTML page: eval curves, compare's tables, learning "
+                       "curves, evaluation, configs")
     p.add_argument("runs", nargs="+", help="run directories (or directories holding runs)")
     p.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
     p.add_argument("--group-by", default="name", help="config key whose value groups runs (default name)")
+    p.add_argument("--metric", default="accuracy", help="the comparison table's metric, as graft compare's "
+                   "(default accuracy)")
+    p.add_argument("--reps", type=int, default=10_000, help="bootstrap resamples of the table and the eval "
+                   "curve bands (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.set_defaults(func=_lazy("graft.eval.report", "cmd_report"))
 
     p = sub.add_parser("list", help="registered tasks and algorithm names")

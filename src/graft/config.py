@@ -326,6 +326,16 @@ class EvalConfig(_Section):
     """Prompts decoded together at evaluation."""
     temperature: float = Field(1.0, gt=0)
     """Temperature of the sampled-accuracy pass (the greedy pass uses argmax)."""
+    every: int = Field(0, ge=0)
+    """Periodic held-out greedy accuracy after every N training steps (0 = off): logged as
+    `eval/accuracy` and `eval/completion_len` on the metrics.jsonl row of the step that completes the
+    N-th, 2N-th, ... step, and written to `eval/step_<steps done>.json`. Each pass costs one greedy
+    decode of the `num_examples` examples; the evaluations after SFT and at the end run regardless."""
+    sampled_every: int = Field(0, ge=0)
+    """Periodic sampled accuracy (one completion per example at `temperature`) after every N steps
+    (0 = off), independent of `every`: `eval/sampled_accuracy` and `eval/sampled_completion_len`.
+    Its sampling RNG is seeded from (seed, steps done), never the training generator, so it changes
+    no training number and a resumed run draws the same samples."""
 
 
 class CheckpointConfig(_Section):

@@ -202,3 +202,17 @@ def test_compare_reads_eval_files(tmp_path, capsys):
     assert data["groups"]["y"]["mean"][0] == pytest.approx(0.75, abs=1e-12)
     assert data["improvement"]["y > x"][0] == 1.0
     assert plot.stat().st_size > 1000
+
+
+def test_compare_does_not_read_periodic_evaluations(tmp_path, capsys):
+    """An unfinished run's periodic eval/step_N.json (eval.every) is not its result: compare refuses it."""
+    fake_run(tmp_path, "a", 0, 0.5)
+    run = fake_run(tmp_path, "a", 1, None)  # unfinished: no summary.json
+    (run / "eval").mkdir()
+    (run / "eval" / "step_4.json").write_text(json.dumps({"kind": "periodic", "step": 4, "accuracy": 0.9}))
+    assert "has no metric 'accuracy'" in error_line(capsys, ["compare", str(tmp_path), "--plot", ""])
+    # the same file written by `graft eval` (no "kind") is a result
+    (run / "eval" / "step_4.json").write_text(json.dumps({"accuracy": 0.9}))
+    out_json = tmp_path / "o.json"
+    assert main(["compare", str(tmp_path), "--plot", "", "--json", str(out_json), "--reps", "100"]) == 0
+    assert json.loads(out_json.read_text())["groups"]["a"]["scores"] == [0.5, 0.9]

@@ -35,7 +35,9 @@ def test_report_renders_offline_in_headless_chromium(tmp_path, capsys):
     rng = np.random.default_rng(0)
     for name, level in (("base", 0.3), ("tuned", 0.5)):
         for seed in range(3):
-            fake_run(tmp_path / "runs", name, seed, level, curve=np.clip(level + rng.normal(0, 0.05, 12), 0, 1))
+            evals = {s: float(np.clip(level + rng.normal(0, 0.05), 0, 1)) for s in (3, 7, 11)}
+            fake_run(tmp_path / "runs", name, seed, level, curve=np.clip(level + rng.normal(0, 0.05, 12), 0, 1),
+                     eval_curve=evals)
     report = tmp_path / "report.html"
     assert main(["report", str(tmp_path / "runs"), "--out", str(report)]) == 0
     capsys.readouterr()
@@ -53,7 +55,8 @@ def test_report_renders_offline_in_headless_chromium(tmp_path, capsys):
         title = page.title()
         browser.close()
     assert title == "graft report"
-    assert len(images) >= 6, images  # reward, accuracy, length, entropy, KL, SFT share, SFT loss
+    assert len(images) >= 7, images  # eval curve; reward, accuracy, length, entropy, KL, SFT share, SFT loss
+    assert images[0]["alt"] == "held-out greedy accuracy"
     assert all(img["done"] and img["w"] > 0 for img in images), images
     assert errors == []
     # the page itself is the only request: images are data URIs, nothing is fetched

@@ -321,11 +321,11 @@ def seq_sum_norm_weights(mask: torch.Tensor, max_len: int) -> torch.Tensor:
     ``masked_sum(loss, mask, axis=-1, constant_normalizer=generate_max_length)``
     per row and then the mean over the rows.
 
-    Why 1/B is kept although REFERENCES.md writes sum_i sum_t (L m) / L_max
-    without it: it is the paper's 1/G (and the implementation's row mean), and
-    it keeps the loss scale independent of how many prompts and generations
-    are in the batch; being a constant of the batch shape it adds no length or
-    difficulty bias. Here B counts *all* rows, including fully masked ones:
+    Why 1/B is kept although the often quoted short form sum_i sum_t (L m) / L_max
+    has none (docs/references.md, "Dr. GRPO"): it is the paper's 1/G (and the
+    implementation's row mean), and it keeps the loss scale independent of how
+    many prompts and generations are in the batch; being a constant of the batch
+    shape it adds no length or difficulty bias. Here B counts *all* rows, including fully masked ones:
     Dr. GRPO's point is a normaliser that does not depend on the samples.
 
     Args:

@@ -54,7 +54,12 @@ def summarize_groups(values: dict[str, np.ndarray], rng: np.random.Generator, re
 
 
 def collect(run_dirs: list[str], metric: str, group_by: str) -> tuple[dict[str, list[Run]], dict, set]:
-    runs = find_runs(run_dirs)
+    return collect_runs(find_runs(run_dirs), metric, group_by)
+
+
+def collect_runs(runs: list[Run], metric: str, group_by: str) -> tuple[dict[str, list[Run]], dict, set]:
+    """Groups (label -> runs), values (label -> one ``metric`` per seed, labels sorted) and where
+    the values were read; refuses runs evaluated on different held-out sets."""
     check_same_eval_set(runs)
     groups = group_runs(runs, group_by)
     values, sources = {}, set()
@@ -71,6 +76,22 @@ def collect(run_dirs: list[str], metric: str, group_by: str) -> tuple[dict[str, 
 def _fmt(ci) -> str:
     point, lo, hi = ci
     return f"{point:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+GROUP_COLUMNS = ("group", "seeds", "IQM [CI]", "mean [CI]", "opt. gap")
+
+
+def group_rows(summary: dict) -> list[list[str]]:
+    """The per-group table of ``compare_runs``'s summary as text (``GROUP_COLUMNS``; terminal and HTML)."""
+    return [[label, str(g["seeds"]), _fmt(g["iqm"]), _fmt(g["mean"]), f"{g['optimality_gap']:.3f}"]
+            for label, g in summary["groups"].items()]
+
+
+def improvement_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows of the P(row > column) [CI] matrix as text."""
+    labels = list(summary["groups"])
+    return ["", *labels], [[x, *("-" if x == y else _fmt(summary["improvement"][f"{x} > {y}"]) for y in labels)]
+                           for x in labels]
 
 
 def plot_compare(summary: dict, metric: str, path: Path) -> None:
@@ -110,34 +131,44 @@ def plot_compare(summary: dict, metric: str, path: Path) -> None:
     plt.close(fig)
 
 
+def compare_runs(runs: list[Run], metric: str, group_by: str, seed: int, reps: int) -> dict:
+    """What `graft compare` prints and writes to ``--json`` (also `graft report`'s table): per group
+    IQM and mean with stratified bootstrap intervals (``reps`` resamples from
+    ``default_rng(seed)``), the optimality gap, P(X > Y) per ordered pair. Refuses a group with
+    fewer than ``MIN_SEEDS_FOR_CI`` seeds."""
+    groups, values, sources = collect_runs(runs, metric, group_by)
+    thin = {label: v for label, v in values.items() if len(v) < MIN_SEEDS_FOR_CI}
+    if thin:
+        shown = "; ".join(f"{label}: seed {groups[label][0].seed}, {metric} {v[0]:.4f}" for label, v in thin.items())
+        raise GraftError(f"confidence intervals need >= {MIN_SEEDS_FOR_CI} seeds per group; one seed only for "
+                         f"{shown}. Train more seeds, e.g. graft seeds CONFIG --seeds 1-4")
+    summary = summarize_groups(values, np.random.default_rng(seed), reps)
+    summary.update(metric=metric, group_by=group_by, sources=sorted(sources),
+                   runs={label: [str(r.path) for r in members] for label, members in groups.items()})
+    return summary
+
+
 def cmd_compare(args) -> int:
     if args.adastop:
         return cmd_adastop(args)
-    groups, values, sources = collect(args.runs, args.metric, args.group_by)
-    thin = {label: v for label, v in values.items() if len(v) < MIN_SEEDS_FOR_CI}
-    if thin:
-        shown = "; ".join(f"{label}: seed {groups[label][0].seed}, {args.metric} {v[0]:.4f}"
-                          for label, v in thin.items())
-        raise GraftError(f"confidence intervals need >= {MIN_SEEDS_FOR_CI} seeds per group; one seed only for "
-                         f"{shown}. Train more seeds, e.g. graft seeds CONFIG --seeds 1-4")
-    summary = summarize_groups(values, np.random.default_rng(args.seed), args.reps)
-    summary.update(metric=args.metric, group_by=args.group_by, sources=sorted(sources),
-                   runs={label: [str(r.path) for r in members] for label, members in groups.items()})
+    summary = compare_runs(find_runs(args.runs), args.metric, args.group_by, args.seed, args.reps)
+    values = {label: g["scores"] for label, g in summary["groups"].items()}
+    sources = summary["sources"]
     out = Console()
     table = Table(title=f"{args.metric} by {args.group_by} ({', '.join(sorted(sources))}); "
                         f"{summary['confidence']:.0%} stratified bootstrap CIs, {args.reps} resamples")
-    for col in ("group", "seeds", "IQM [CI]", "mean [CI]", "opt. gap"):
+    for col in GROUP_COLUMNS:
         table.add_column(col, justify="left" if col == "group" else "right", no_wrap=col != "group")
-    for label, g in summary["groups"].items():
-        table.add_row(label, str(g["seeds"]), _fmt(g["iqm"]), _fmt(g["mean"]), f"{g['optimality_gap']:.3f}")
+    for row in group_rows(summary):
+        table.add_row(*row)
     out.print(table)
     if len(values) > 1:
         table = Table(title="probability of improvement P(row > column) [CI]")
-        table.add_column("")
-        for y in values:
-            table.add_column(y, justify="right")
-        for x in values:
-            table.add_row(x, *("-" if x == y else _fmt(summary["improvement"][f"{x} > {y}"]) for y in values))
+        columns, rows = improvement_rows(summary)
+        for i, col in enumerate(columns):
+            table.add_column(col, justify="right" if i else "left")
+        for row in rows:
+            table.add_row(*row)
         out.print(table)
     few = [label for label, v in values.items() if len(v) < FEW_SEEDS]
     if few:

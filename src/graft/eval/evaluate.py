@@ -96,6 +96,38 @@ def evaluate_both(policy: Policy, task: Task, eval_cfg, seed: int) -> dict:
     }
 
 
+PERIODIC_SALT = 7919  # keeps the periodic streams apart from any other use of SeedSequence([seed, step])
+PERIODIC_KEYS = ("accuracy", "completion_len", "sampled_accuracy", "sampled_completion_len")
+
+
+def periodic_seed(seed: int, step: int) -> int:
+    """Seed of the sampled pass of the periodic evaluation after ``step`` training steps: a function
+    of (seed, step) alone (numpy's SeedSequence hashes them), so the same step of a resumed or
+    uninterrupted run draws the same samples, and no two steps share a stream."""
+    return int(np.random.SeedSequence([seed, step, PERIODIC_SALT]).generate_state(1)[0])
+
+
+def evaluate_periodic(policy: Policy, task: Task, eval_cfg, seed: int, step: int, *, greedy: bool,
+                      sampled: bool) -> dict:
+    """The periodic evaluation after ``step`` steps (``eval.every`` / ``eval.sampled_every``) on the
+    first ``eval.num_examples`` test examples: greedy accuracy and mean completion length when
+    ``greedy``; sampled accuracy (one completion each at ``eval.temperature``, from a generator
+    seeded by ``periodic_seed(seed, step)``) and its mean length when ``sampled``.
+
+    The policy's weights are only read; no other generator is touched, so training is unchanged."""
+    examples = task.test_examples()[: eval_cfg.num_examples]
+    common = {"max_new_tokens": eval_cfg.max_new_tokens, "batch_size": eval_cfg.batch_size}
+    out: dict = {"kind": "periodic", "step": step, "n": len(examples)}
+    if greedy:
+        result = evaluate(policy, task, examples, **common)
+        out.update(accuracy=result["accuracy"], completion_len=result["completion_len"])
+    if sampled:
+        generator = torch.Generator().manual_seed(periodic_seed(seed, step))
+        result = evaluate(policy, task, examples, temperature=eval_cfg.temperature, generator=generator, **common)
+        out.update(sampled_accuracy=result["accuracy"], sampled_completion_len=result["completion_len"])
+    return out
+
+
 def summarize(greedy: list[Graded], sampled: list[Graded], num_examples: int, samples: int,
               ks: list[int]) -> dict:
     """Aggregate graded completions of ``num_examples`` examples (``samples`` sampled ones each)."""

@@ -11,7 +11,9 @@ Where a metric comes from (``metric_value``), in this order:
    held-out greedy accuracy at the end of training, ``sampled_accuracy`` the
    sampled one;
 3. the newest ``eval/*.json`` (by step, then name) holding KEY, e.g.
-   ``pass@4`` or ``maj@4`` written by ``graft eval RUN --k 1,4``.
+   ``pass@4`` or ``maj@4`` written by ``graft eval RUN --k 1,4``. The periodic
+   evaluations written during training (``eval.every``; ``"kind": "periodic"``)
+   are not read: an unfinished run must not be compared by its latest one.
 """
 
 from __future__ import annotations
@@ -122,6 +124,8 @@ def metric_value(run: Run, key: str) -> tuple[float, str]:
         if isinstance(summary.get(candidate), (int, float)):
             return float(summary[candidate]), f"summary.json:{candidate}"
     for stem in sorted(run.evals, key=_step_order, reverse=True):
+        if run.evals[stem].get("kind") == "periodic":
+            continue  # the eval curve's points (graft report), not a run's result
         value = run.evals[stem].get(key)
         if isinstance(value, (int, float)):
             return float(value), f"eval/{stem}.json:{key}"

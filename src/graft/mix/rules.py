@@ -17,8 +17,8 @@ def uft_hint_probability(t: int, horizon: int, p_low: float, p_high: float) -> f
     """Expected hint fraction at mixed step ``t``: UFT's cosine schedule.
 
     UFT (Liu et al. 2025, "UFT: Unifying Supervised and Reinforcement Fine-Tuning",
-    arXiv 2505.16984; REFERENCES.md marks the formula as taken from a secondary
-    source, the equation number was not checked):
+    arXiv 2505.16984; the formula is from a secondary source, the equation number was
+    not checked: docs/references.md, "UFT"):
         p(t) = p_low + 0.5 (p_high - p_low) (1 + cos((t + 1) pi / T_hint))   for t < T_hint
         p(t) = 0                                                            for t >= T_hint
     so the hint shrinks from about p_high to exactly p_low at t = T_hint - 1, then
@@ -36,10 +36,11 @@ def sample_hint_lengths(
 ) -> torch.Tensor:
     """Hint lengths l ~ Binomial(L, p) per demonstration, capped at ``max_len``. (N,) -> (N,) long.
 
-    UFT (arXiv 2505.16984, secondary source): the hint is the first l tokens of the
-    demonstration, l ~ Binomial(L, p(t)) with L the demonstration's length, so the
-    expected hint is p(t) L and it varies around that from prompt to prompt. The cap
-    keeps room for the policy to write at least one token of its own.
+    UFT (arXiv 2505.16984, secondary source; docs/references.md, "UFT"): the hint is
+    the first l tokens of the demonstration, l ~ Binomial(L, p(t)) with L the
+    demonstration's length, so the expected hint is p(t) L and it varies around that
+    from prompt to prompt. The cap keeps room for the policy to write at least one
+    token of its own.
     """
     counts = lengths.to(torch.float64)  # (N,)
     probs = torch.full_like(counts, float(p))  # (N,)
@@ -56,7 +57,7 @@ def sasr_sft_probability(grad_norm: float, ref_grad_norm: float, p_min: float, p
     gradient norm g relative to the warm-up's g_ref. A large ratio means the policy
     has drifted from (or not yet absorbed) the demonstrations, so imitation is
     chosen more often; a small one means they are learnt and RL takes over.
-    Deviation: the paper's exact formula was not seen (REFERENCES.md: secondary);
+    Deviation: the paper's exact formula was not seen (docs/references.md, "SASR");
     graft uses the ratio itself, clipped to [p_min, p_max] so that neither kind of
     step ever stops (SFT steps keep measuring g, RL steps keep exploring).
     """

@@ -7,7 +7,9 @@ that can fail on bad input (config names, task, model files, prompts that do
 not tokenize) is checked in ``prepare`` before the run directory is touched. A run killed at any moment continues with
 ``resume=True`` exactly as if it had not stopped: data order is a function of
 the step, the sampling RNG, optimizer and the schedule's state (buffers, RNG)
-are checkpointed, and metrics past the checkpoint are dropped and recomputed.
+are checkpointed, and metrics past the checkpoint are dropped and recomputed. The periodic
+evaluation (``eval.every``, ``eval.sampled_every``) is a function of the weights and of
+(seed, step) only, so a resumed run logs the same ``eval/*`` values at the same steps.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from graft.config import Config, dump_config
 from graft.curriculum.step import Curriculum
 from graft.curriculum.uniform import UniformStream
 from graft.errors import GraftError
-from graft.eval.evaluate import evaluate_both
+from graft.eval.evaluate import PERIODIC_KEYS, evaluate_both, evaluate_periodic
 from graft.mix.schedules import MIX_SCHEDULES
 from graft.models.critic import Critic
 from graft.models.load import create_policy, load_saved_policy
@@ -183,6 +185,17 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         ckpt.write_atomic_text(run_dir / "eval" / f"{name}.json", json.dumps(result, indent=2))
         return result
 
+    def periodic_eval(done: int) -> dict:
+        """``eval/*`` metrics of the periodic evaluation due after ``done`` steps ({} if none is)."""
+        greedy = cfg.eval.every > 0 and done % cfg.eval.every == 0
+        sampled = cfg.eval.sampled_every > 0 and done % cfg.eval.sampled_every == 0
+        if not (greedy or sampled):
+            return {}
+        result = evaluate_periodic(learner.policy, task, cfg.eval, cfg.seed, done, greedy=greedy, sampled=sampled)
+        (run_dir / "eval").mkdir(exist_ok=True)
+        ckpt.write_atomic_text(run_dir / "eval" / f"step_{done}.json", json.dumps(result, indent=2))
+        return {f"eval/{key}": result[key] for key in PERIODIC_KEYS if key in result}
+
     if state["step"] == 0 and cfg.sft.steps == 0 and state["eval_after_sft"] is None:
         state["eval_after_sft"] = run_eval("after_sft")  # no SFT: the starting point is the baseline
     t_start = time.perf_counter() - state["wall_seconds"]
@@ -207,6 +220,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         if state["step"] == cfg.sft.steps and cfg.rl.steps:
             state["eval_after_sft"] = run_eval("after_sft")
             metrics["eval/accuracy"] = state["eval_after_sft"]["accuracy"]
+        metrics.update(periodic_eval(state["step"]))  # the weights after state["step"] steps
         logger.log(step, metrics)
         if progress is not None:
             progress(step + 1, cfg.total_steps, metrics)
