@@ -4,7 +4,9 @@
 runs it again for configs built in code, so a config is refused up front, with the key named,
 before any run directory exists. Each registered component owns the checks of its keys:
 
-- names: every registry-backed key holds a registered name (``registries``);
+- names: every registry-backed key holds a registered name (``registries``), or, where a key takes
+  one (``PLUGIN_KEYS``), an import path of the user's own code that resolves to what the key needs
+  (``graft.plugins``: ``task.name: package.module:Class``, ``task.reward: package.module:function``);
 - the rollout source (``rollout.strategy``): ``check_config`` of its class in
   ``graft.rollout.sources.ROLLOUT_SOURCES`` (tree shape, partial's budget);
 - the mixer schedule (``mix.schedule``): ``check_config`` of its class in ``MIX_SCHEDULES``;
@@ -43,14 +45,42 @@ def registries() -> dict[str, list[str]]:
     }
 
 
+PLUGIN_KEYS = {  # config key -> what an import path there must name (`graft list` prints this)
+    "task.name": "package.module:Class, a Task class (docs/tasks.md)",
+    "task.reward": "package.module:function, a reward function for task.name=dataset (docs/tasks.md)",
+}
+
+
 def _value(cfg: Config, dotted: str):
     section, key = dotted.split(".")
     return getattr(getattr(cfg, section), key)
 
 
 def name_problems(cfg: Config) -> list[str]:
-    return [f"config key '{key}': unknown name {_value(cfg, key)!r}; choose one of {', '.join(names)}"
-            for key, names in registries().items() if _value(cfg, key) not in names]
+    from graft.plugins import is_import_path
+
+    problems = []
+    for key, names in registries().items():
+        value = _value(cfg, key)
+        if value in names or (key in PLUGIN_KEYS and is_import_path(value)):
+            continue
+        also = " or a plug-in, " + PLUGIN_KEYS[key].split(",")[0] if key in PLUGIN_KEYS else ""
+        problems.append(f"config key '{key}': unknown name {value!r}; choose one of {', '.join(names)}{also}")
+    return problems + plugin_problems(cfg)
+
+
+def plugin_problems(cfg: Config) -> list[str]:
+    """The user's code named by import path: importable, and what its key needs (``graft.plugins``)."""
+    from graft.plugins import is_import_path, reward_problems, task_problems
+
+    problems = task_problems(cfg.task.name, cfg.task) if is_import_path(cfg.task.name) else []
+    if cfg.task.reward is not None:
+        if cfg.task.name != "dataset":
+            problems.append(f"config key 'task.reward': applies to task.name=dataset only (got task.name="
+                            f"{cfg.task.name!r}; a Task class scores in its own score())")
+        else:
+            problems += reward_problems(cfg.task.reward)
+    return problems
 
 
 def config_problems(cfg: Config) -> list[str]:
@@ -81,3 +111,4 @@ def validate_config(cfg: Config) -> None:
     problems = config_problems(cfg)
     if problems:
         raise ConfigError("; ".join(problems))
+
