@@ -348,7 +348,19 @@ class LogConfig(_Section):
     progress: bool = True
     """Show a progress bar."""
     tensorboard: bool = False
-    """Also write TensorBoard events (needs the `tensorboard` package)."""
+    """Also write TensorBoard events into the run directory (needs `pip install 'graft[tensorboard]'`)."""
+    wandb: bool = False
+    """Also log each step's metrics, the config and the summary to Weights & Biases (needs
+    `pip install 'graft[wandb]'`); its files go to <run dir>/wandb."""
+    wandb_project: str = "graft"
+    """W&B project."""
+    wandb_entity: str | None = None
+    """W&B entity (user or team); None = the account's default."""
+    wandb_name: str | None = None
+    """W&B run name; None = `name`."""
+    wandb_mode: Literal["offline", "online"] = "offline"
+    """`offline`: everything stays in <run dir>/wandb, no network, no login (upload later with
+    `wandb sync`). `online`: streams to the W&B server (needs `wandb login` or WANDB_API_KEY)."""
 
 
 class Config(_Section):

@@ -15,7 +15,9 @@ before any run directory exists. Each registered component owns the checks of it
 - KL and shaping: an estimator when ``algo.kl_coef > 0``; the overlong window within the budget.
 
 What needs the data or the model (the task's files, demonstrations for SFT, prompts the
-tokenizer can encode) is checked by ``graft.train.loop.prepare``, which builds them.
+tokenizer can encode) is checked by ``graft.train.loop.prepare``, which builds them. So are the
+optional packages the config asks for (``dependency_problems``: ``log.tensorboard``, ``log.wandb``):
+training needs them, reading a finished run (``graft eval`` loads its config) does not.
 """
 
 from __future__ import annotations
@@ -83,6 +85,17 @@ def plugin_problems(cfg: Config) -> list[str]:
     return problems
 
 
+def dependency_problems(cfg: Config) -> list[str]:
+    """Optional packages the config needs, each imported here so that a missing or broken one is
+    refused (naming its key) before a run directory exists; ``prepare`` runs this."""
+    from graft.optional import missing_package
+
+    wanted = [("log.tensorboard", cfg.log.tensorboard, "torch.utils.tensorboard", "tensorboard"),
+              ("log.wandb", cfg.log.wandb, "wandb", "wandb")]
+    return [problem for key, on, module, extra in wanted if on
+            for problem in [missing_package(key, module, extra)] if problem]
+
+
 def config_problems(cfg: Config) -> list[str]:
     """Every problem of ``cfg`` that the config alone shows, each naming its key."""
     names = name_problems(cfg)
@@ -112,3 +125,9 @@ def validate_config(cfg: Config) -> None:
     if problems:
         raise ConfigError("; ".join(problems))
 
+
+def validate_dependencies(cfg: Config) -> None:
+    """Raise ConfigError listing every optional package ``cfg`` needs that cannot be imported."""
+    problems = dependency_problems(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
