@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import re
 
 from graft.tasks import Example, Score
 
@@ -75,10 +74,19 @@ def boxed_answer_reward(prompts: list[str], completions: list[str], answer: list
     """TRL's signature: the whole batch at once, the dataset's other columns as keyword lists
     (here ``answer``; the rest arrive in ``kwargs``), one float per completion back.
 
-    1.0 when the last ``\\boxed{...}`` of the completion holds the answer, else 0.
+    1.0 when the last ``\\boxed{...}`` of the completion holds exactly the answer, else 0.
     """
-    rewards = []
-    for completion, want in zip(completions, answer):
-        boxed = re.findall(r"\\boxed\{([^{}]*)\}", completion)
-        rewards.append(1.0 if boxed and boxed[-1].strip() == str(want).strip() else 0.0)
-    return rewards
+    return [1.0 if last_boxed(c) == str(want).strip() else 0.0 for c, want in zip(completions, answer)]
+
+
+def last_boxed(text: str) -> str | None:
+    """The contents of the last ``\\boxed{...}``, nested braces included (``\\boxed{\\frac{5}{8}}``)."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed{")
+    for i in range(begin - 1, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[begin:i].strip()
+    return None  # unclosed

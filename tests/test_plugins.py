@@ -280,3 +280,18 @@ def test_the_shipped_example_scores_its_demonstrations():
     assert last_line_reward(ex, "work\n42") == 1.0 and last_line_reward(ex, "42 then\nmore") == 0.25
     assert boxed_answer_reward(["q", "q"], [r"so \boxed{42}", r"\boxed{41}"], answer=["42", 42]) == [1.0, 0.0]
     assert math.isclose(task.score(Example("reverse abc=", "cba"), "cxa").reward, 0.5 * 2 / 3)
+
+
+def test_the_shipped_reward_config_loads_and_scores(monkeypatch):
+    """examples/my_reward.yaml, from the repository root as docs/tasks.md says: the TRL-style function
+    scores every shipped worked solution as correct, and gets the rows' other columns."""
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(root))])
+    cfg = load_config(root / "examples" / "my_reward.yaml")
+    task = build_task(cfg.task)
+    examples = task.train_examples()
+    assert set(examples[0].meta["columns"]) == {"question", "answer", "solution", "id"}
+    scores = task.score_many([(ex, ex.demonstration) for ex in examples])
+    assert all(s.correct and s.reward == pytest.approx(1.1) for s in scores)  # 1.0 + format_weight x boxed
+    assert not task.score(examples[0], "no idea").correct
