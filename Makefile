@@ -24,6 +24,9 @@ test: $(STAMP)
 	  echo "note: chromium could not be installed; the report browser test will skip"
 	$(PY) -m pytest -q
 
+# the tests marked slow, which `make test` (and so CI) leaves out: genuinely long runs that add to
+# the default suite's coverage, never tests moved out of it. Today: the whole quickstart, seed 0,
+# one thread, checked to learn (tests/test_quickstart_slow.py, about 2.5 min on 2 cores).
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 

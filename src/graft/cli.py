@@ -140,7 +140,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from graft.validation import registries
+    from graft.validation import PLUGIN_KEYS, registries
 
     table = Table(title="registered names")
     table.add_column("config key")
@@ -148,6 +148,13 @@ def cmd_list(args) -> int:
     for key, names in registries().items():
         table.add_row(key, ", ".join(names))
     Console().print(table)
+    plugins = Table(title="plug-ins by import path (your own code; looked up on sys.path, then in the "
+                          "current directory)")
+    plugins.add_column("config key")
+    plugins.add_column("takes")
+    for key, what in PLUGIN_KEYS.items():
+        plugins.add_row(key, what)
+    Console().print(plugins)
     return 0
 
 
@@ -239,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.set_defaults(func=_lazy("graft.eval.report", "cmd_report"))
 
-    p = sub.add_parser("list", help="registered tasks and algorithm names")
+    p = sub.add_parser("list", help="registered tasks and algorithm names, and the plug-in keys")
     p.set_defaults(func=cmd_list)
 
     verify_cli.add_parser(sub)  # graft verify --task {math,code,sql,exact,regex} FILE.jsonl

@@ -47,7 +47,8 @@ class ModelConfig(_Section):
 
 class TaskConfig(_Section):
     name: str = "arithmetic"
-    """Registered task (see `graft list`)."""
+    """Registered task (see `graft list`), or a plug-in Task class by import path, `package.module:Class`
+    (looked up on sys.path, then in the current directory; docs/tasks.md)."""
     path: str | None = None
     """Data for file-based tasks: `jsonl` (prompt, answer[, demonstration] per line) or `dataset` (.jsonl, .csv,
     .parquet, a datasets.save_to_disk directory, or graft:data/... for the shipped examples)."""
@@ -76,6 +77,14 @@ class TaskConfig(_Section):
     """`dataset` task: add a format reward (answer_tags, think_answer, boxed, code_fence, sql_fence) or None."""
     format_weight: float = Field(0.1, ge=0)
     """Weight of the `format` reward added to the grader's reward."""
+    reward: str | None = None
+    """`dataset` task: a reward function by import path, `package.module:function`, in place of the grader's
+    reward: graft's `(example, completion) -> float | Score` or TRL's `(prompts, completions, **columns) ->
+    list[float]` (docs/tasks.md). None = the grader's reward."""
+    reward_correct_at: float | None = 1.0
+    """`dataset` task with `reward`: a completion is correct when the function's reward is >= this (a
+    function that returns a Score decides itself). None = `grader` decides correct (it runs too; its
+    reward is logged in the parts, not added)."""
 
 
 class SFTConfig(_Section):
@@ -349,7 +358,19 @@ class LogConfig(_Section):
     progress: bool = True
     """Show a progress bar."""
     tensorboard: bool = False
-    """Also write TensorBoard events (needs the `tensorboard` package)."""
+    """Also write TensorBoard events into the run directory (needs `pip install 'graft[tensorboard]'`)."""
+    wandb: bool = False
+    """Also log each step's metrics, the config and the summary to Weights & Biases (needs
+    `pip install 'graft[wandb]'`); its files go to <run dir>/wandb."""
+    wandb_project: str = "graft"
+    """W&B project."""
+    wandb_entity: str | None = None
+    """W&B entity (user or team); None = the account's default."""
+    wandb_name: str | None = None
+    """W&B run name; None = `name`."""
+    wandb_mode: Literal["offline", "online"] = "offline"
+    """`offline`: everything stays in <run dir>/wandb, no network, no login (upload later with
+    `wandb sync`). `online`: streams to the W&B server (needs `wandb login` or WANDB_API_KEY)."""
 
 
 class Config(_Section):

@@ -4,7 +4,9 @@
 runs it again for configs built in code, so a config is refused up front, with the key named,
 before any run directory exists. Each registered component owns the checks of its keys:
 
-- names: every registry-backed key holds a registered name (``registries``);
+- names: every registry-backed key holds a registered name (``registries``), or, where a key takes
+  one (``PLUGIN_KEYS``), an import path of the user's own code that resolves to what the key needs
+  (``graft.plugins``: ``task.name: package.module:Class``, ``task.reward: package.module:function``);
 - the rollout source (``rollout.strategy``): ``check_config`` of its class in
   ``graft.rollout.sources.ROLLOUT_SOURCES`` (tree shape, partial's budget);
 - the mixer schedule (``mix.schedule``): ``check_config`` of its class in ``MIX_SCHEDULES``;
@@ -13,7 +15,9 @@ before any run directory exists. Each registered component owns the checks of it
 - KL and shaping: an estimator when ``algo.kl_coef > 0``; the overlong window within the budget.
 
 What needs the data or the model (the task's files, demonstrations for SFT, prompts the
-tokenizer can encode) is checked by ``graft.train.loop.prepare``, which builds them.
+tokenizer can encode) is checked by ``graft.train.loop.prepare``, which builds them. So are the
+optional packages the config asks for (``dependency_problems``: ``log.tensorboard``, ``log.wandb``):
+training needs them, reading a finished run (``graft eval`` loads its config) does not.
 """
 
 from __future__ import annotations
@@ -43,14 +47,53 @@ def registries() -> dict[str, list[str]]:
     }
 
 
+PLUGIN_KEYS = {  # config key -> what an import path there must name (`graft list` prints this)
+    "task.name": "package.module:Class, a Task class (docs/tasks.md)",
+    "task.reward": "package.module:function, a reward function for task.name=dataset (docs/tasks.md)",
+}
+
+
 def _value(cfg: Config, dotted: str):
     section, key = dotted.split(".")
     return getattr(getattr(cfg, section), key)
 
 
 def name_problems(cfg: Config) -> list[str]:
-    return [f"config key '{key}': unknown name {_value(cfg, key)!r}; choose one of {', '.join(names)}"
-            for key, names in registries().items() if _value(cfg, key) not in names]
+    from graft.plugins import is_import_path
+
+    problems = []
+    for key, names in registries().items():
+        value = _value(cfg, key)
+        if value in names or (key in PLUGIN_KEYS and is_import_path(value)):
+            continue
+        also = " or a plug-in, " + PLUGIN_KEYS[key].split(",")[0] if key in PLUGIN_KEYS else ""
+        problems.append(f"config key '{key}': unknown name {value!r}; choose one of {', '.join(names)}{also}")
+    return problems + plugin_problems(cfg)
+
+
+def plugin_problems(cfg: Config) -> list[str]:
+    """The user's code named by import path: importable, and what its key needs (``graft.plugins``)."""
+    from graft.plugins import is_import_path, reward_problems, task_problems
+
+    problems = task_problems(cfg.task.name, cfg.task) if is_import_path(cfg.task.name) else []
+    if cfg.task.reward is not None:
+        if cfg.task.name != "dataset":
+            problems.append(f"config key 'task.reward': applies to task.name=dataset only (got task.name="
+                            f"{cfg.task.name!r}; a Task class scores in its own score())")
+        else:
+            problems += reward_problems(cfg.task.reward)
+    return problems
+
+
+def dependency_problems(cfg: Config) -> list[str]:
+    """Optional packages the config needs, each imported here so that a missing or broken one is
+    refused (naming its key) before a run directory exists; ``prepare`` runs this."""
+    from graft.optional import missing_package
+
+    wanted = [("log.tensorboard", cfg.log.tensorboard, "torch.utils.tensorboard", "tensorboard"),
+              ("log.wandb", cfg.log.wandb, "wandb", "wandb")]
+    return [problem for key, on, module, extra in wanted if on
+            for problem in [missing_package(key, module, extra)] if problem]
 
 
 def config_problems(cfg: Config) -> list[str]:
@@ -79,5 +122,12 @@ def config_problems(cfg: Config) -> list[str]:
 def validate_config(cfg: Config) -> None:
     """Raise ConfigError listing every problem ``config_problems`` finds."""
     problems = config_problems(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def validate_dependencies(cfg: Config) -> None:
+    """Raise ConfigError listing every optional package ``cfg`` needs that cannot be imported."""
+    problems = dependency_problems(cfg)
     if problems:
         raise ConfigError("; ".join(problems))

@@ -101,8 +101,9 @@ def read_items(spec: str, split: str, overrides: list[str]) -> list[Item]:
     from graft.tasks import TASKS
     from graft.tasks.build import build_task
 
-    if spec not in TASKS:
-        raise GraftError(f"{spec!r} is neither a file nor a task (tasks: {', '.join(sorted(TASKS))})")
+    if spec not in TASKS and ":" not in spec:  # a registered task or a plug-in, package.module:Class
+        raise GraftError(f"{spec!r} is neither a file nor a task (tasks: {', '.join(sorted(TASKS))}, or "
+                         "package.module:Class)")
     cfg = build_config({}, [f"task.name={spec}", *overrides])
     task = build_task(cfg.task)
     examples = task.train_examples() if split == "train" else task.test_examples()

@@ -10,6 +10,7 @@ import torch
 
 from graft.eval.metrics import maj_at_k, pass_at_k
 from graft.models.policy import Policy
+from graft.rewards.scoring import score_pairs
 from graft.rollout.sampler import sample
 from graft.tasks.base import Example, Task
 
@@ -48,8 +49,8 @@ def decode(
         prompts = [policy.tokenizer.encode(examples[i].prompt) for i in chunk]
         rollouts = sample(policy, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
                           generator=generator)
-        for i, ro in zip(chunk, rollouts):
-            score = task.score(examples[i], ro.text)
+        scores = score_pairs(task, [(examples[i], ro.text) for i, ro in zip(chunk, rollouts)])
+        for i, ro, score in zip(chunk, rollouts, scores):
             graded.append(Graded(i, bool(score.correct), float(score.reward), answer_of(task, ro.text),
                                  len(ro.completion_ids)))
     policy.module.train(was_training)

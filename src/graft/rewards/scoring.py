@@ -18,7 +18,17 @@ import torch
 
 from graft.rewards.shaping import LENGTH_SHAPING, overlong_penalty
 from graft.rollout.types import Group
-from graft.tasks.base import Task
+from graft.tasks.base import Example, Score, Task
+
+
+def score_pairs(task: Task, items: list[tuple[Example, str]]) -> list[Score]:
+    """The task's verdict on each (example, completion), in one ``score_many`` call where the task has
+    it (code sandboxes and math workers run in parallel, a TRL-style reward function is one call)."""
+    if not items:
+        return []
+    if hasattr(task, "score_many"):
+        return list(task.score_many(items))
+    return [task.score(example, completion) for example, completion in items]
 
 
 def verify_groups(task: Task, groups: list[Group]) -> None:
@@ -26,10 +36,7 @@ def verify_groups(task: Task, groups: list[Group]) -> None:
     pairs = [(g.example, ro) for g in groups for ro in g]
     if not pairs:
         return
-    if hasattr(task, "score_many"):  # graders that run in parallel (code sandboxes, math workers)
-        scores = task.score_many([(ex, ro.text) for ex, ro in pairs])
-    else:
-        scores = [task.score(ex, ro.text) for ex, ro in pairs]
+    scores = score_pairs(task, [(ex, ro.text) for ex, ro in pairs])
     for (_, ro), score in zip(pairs, scores):
         ro.verifier_reward, ro.correct, ro.parts = score.reward, score.correct, dict(score.parts)
 

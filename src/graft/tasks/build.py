@@ -1,4 +1,5 @@
-"""The configured task: ``task.name`` looked up in the registry, built from the ``task`` section."""
+"""The configured task: ``task.name`` looked up in the registry (or, for ``package.module:Class``, the
+user's Task class, ``graft.plugins``), built from the ``task`` section."""
 
 from __future__ import annotations
 
@@ -13,16 +14,30 @@ def build_task(task_cfg) -> Task:
     return task
 
 
-def _make_task(task_cfg) -> Task:
-    from graft.tasks import TASKS, make_task
+def task_class(name: str) -> type:
+    """The class ``task.name`` names: a registered one, or a plug-in by import path."""
+    from graft.plugins import is_import_path, resolve
+    from graft.tasks import TASKS
 
-    if hasattr(TASKS.get(task_cfg.name), "from_config"):  # a task that reads its own config keys
-        return TASKS[task_cfg.name].from_config(task_cfg)
-    kwargs = {"difficulty": task_cfg.difficulty, "num_train": task_cfg.num_train,
-              "num_test": task_cfg.num_test, "split_seed": task_cfg.split_seed}
-    if task_cfg.path is not None:
-        kwargs["path"] = task_cfg.path
-    try:
-        return make_task(task_cfg.name, **kwargs)
-    except (ValueError, TypeError) as exc:
-        raise GraftError(f"task {task_cfg.name}: {exc}") from None
+    if is_import_path(name):
+        return resolve(name, "task.name", "a Task class")
+    if name not in TASKS:
+        raise GraftError(f"config key 'task.name': unknown name {name!r}; choose one of {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+
+def _make_task(task_cfg) -> Task:
+    from graft.plugins import task_kwargs
+
+    cls = task_class(task_cfg.name)
+    if hasattr(cls, "from_config"):  # a task that reads its own config keys
+        task = cls.from_config(task_cfg)
+    else:
+        try:
+            task = cls(**task_kwargs(task_cfg))
+        except (ValueError, TypeError) as exc:
+            raise GraftError(f"task {task_cfg.name}: {exc}") from None
+    if not isinstance(getattr(task, "name", None), str):
+        raise GraftError(f"config key 'task.name': {task_cfg.name} built a task without a `name` string "
+                         "attribute (the Task protocol: name, train_examples(), test_examples(), score())")
+    return task

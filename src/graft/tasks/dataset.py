@@ -16,6 +16,11 @@ fields are read from the column of the same name):
     id             optional stable id (default: file stem + location)
     db             sql only: the SQLite file, relative to the data file's folder
 
+Reward: ``task.grader``'s, or a function of the user's (``task.reward: package.module:function``,
+``graft.rewards.function``; docs/tasks.md) in its place; with a function, ``answer`` is needed only
+when the grader still decides ``correct`` (``task.reward_correct_at: null``), and a TRL-style
+function gets each row's other columns (``meta["columns"]``: every column but the prompt column).
+
 Prompt: ``task.template`` is ``str.format`` over the row's columns (e.g.
 ``"Question: {question}\\nAnswer:"``); with ``task.chat_template`` the result
 becomes the user turn of the model tokenizer's chat template, when the model
@@ -137,8 +142,10 @@ def _text(value, where: str, field: str, required: bool) -> str | None:
 
 
 def load_examples(path: str | Path, columns: dict[str, str] | None = None, template: str | None = None,
-                  grader: str = "exact") -> list[Example]:
-    """Every row as an ``Example``; GraftError on the first bad row (file, line/row, field)."""
+                  grader: str | None = "exact", keep_columns: bool = False) -> list[Example]:
+    """Every row as an ``Example``; GraftError on the first bad row (file, line/row, field).
+    ``grader=None``: no grader reads the answers, so ``answer`` may be missing (then ""). ``keep_columns``:
+    ``meta["columns"]`` holds the row's columns but the prompt column (TRL-style reward functions')."""
     path = resolve_path(path)
     columns = dict(columns or {})
     unknown = sorted(set(columns) - set(FIELDS))
@@ -158,10 +165,12 @@ def load_examples(path: str | Path, columns: dict[str, str] | None = None, templ
                 raise GraftError(f"{where}: task.template cannot be filled ({exc})") from None
         else:
             prompt = _text(row.get(col["prompt"]), where, col["prompt"], required=True)
-        answer = _text(row.get(col["answer"]), where, col["answer"], required=True)
+        answer = _text(row.get(col["answer"]), where, col["answer"], required=grader is not None) or ""
         demo = _text(row.get(col["demonstration"]), where, col["demonstration"], required=False)
         meta = {"id": _text(row.get(col["id"]), where, col["id"], required=False) or f"{path.stem}-{len(examples)}",
                 "where": where}
+        if keep_columns:
+            meta["columns"] = {k: v for k, v in row.items() if template is not None or k != col["prompt"]}
         if grader == "sql":
             db = _text(row.get(col["db"]), where, col["db"], required=True)
             db_path = Path(db) if Path(db).is_absolute() else path.parent / db
@@ -192,24 +201,40 @@ def _check_reference(grader: str, answer: str, where: str, field: str) -> None:
 
 
 class DatasetTask:
-    """Examples from a local file, graded by a named grader (plus an optional format reward)."""
+    """Examples from a local file, graded by a named grader or scored by the user's reward function
+    (plus an optional format reward)."""
 
     name = "dataset"
 
     def __init__(self, path: str | None = None, grader: str = "exact", columns: dict | None = None,
                  template: str | None = None, chat_template: bool = False, grader_options: dict | None = None,
                  format: str | None = None, format_weight: float = 0.0, num_train: int = 10000,
-                 num_test: int = 500, split_seed: int = 0):
+                 num_test: int = 500, split_seed: int = 0, reward: str | None = None,
+                 reward_correct_at: float | None = 1.0):
         from graft.rewards import Combined, make_grader
+        from graft.rewards.combine import FORMATS
+        from graft.rewards.function import RewardFunction
 
         if not path:
             raise GraftError("task.path: the dataset task needs task.path (a .jsonl, .csv, .parquet or directory)")
+        self.reward = RewardFunction.load(reward) if reward else None
+        self.correct_at = reward_correct_at
+        self.format, self.format_weight = format, float(format_weight)
+        use_grader = self.reward is None or reward_correct_at is None  # the grader decides `correct`
+        self.grader = self.combined = None
         try:
-            self.grader = make_grader(grader, **(grader_options or {}))
-            self.combined = Combined([(self.grader, 1.0)], format=format, format_weight=format_weight)
+            if format is not None and format not in FORMATS:
+                raise ValueError(f"unknown format {format!r}; choose one of {', '.join(sorted(FORMATS))}")
+            if use_grader:
+                self.grader = make_grader(grader, **(grader_options or {}))
+                self.combined = Combined([(self.grader, 1.0)], format=format, format_weight=format_weight)
         except ValueError as exc:
             raise GraftError(f"task.grader / task.grader_options / task.format: {exc}") from None
-        rows = load_examples(path, columns, template, grader)
+        keep = self.reward is not None and self.reward.wants_columns
+        rows = load_examples(path, columns, template, grader if use_grader else None, keep_columns=keep)
+        if keep:
+            seen = dict.fromkeys(name for ex in rows for name in ex.meta["columns"])
+            self.reward.check_columns(list(seen), str(path))
         self._train, self._test = split_rows(rows, path, num_train, num_test, split_seed)
         self.chat_template = chat_template
         self._bound = not chat_template
@@ -220,7 +245,8 @@ class DatasetTask:
                    template=task_cfg.template, chat_template=task_cfg.chat_template,
                    grader_options=task_cfg.grader_options, format=task_cfg.format,
                    format_weight=task_cfg.format_weight, num_train=task_cfg.num_train,
-                   num_test=task_cfg.num_test, split_seed=task_cfg.split_seed)
+                   num_test=task_cfg.num_test, split_seed=task_cfg.split_seed, reward=task_cfg.reward,
+                   reward_correct_at=task_cfg.reward_correct_at)
 
     def bind_tokenizer(self, tokenizer) -> None:
         """Apply the chat template (if asked for and the tokenizer has one) to every prompt, once."""
@@ -246,12 +272,41 @@ class DatasetTask:
         return self._examples(self._test)
 
     def score(self, example: Example, completion: str) -> Score:
-        return self.combined.score(completion, example)
+        return self.score_many([(example, completion)])[0]
 
     def score_many(self, items: list[tuple[Example, str]]) -> list[Score]:
-        """Scores of (example, completion) pairs; graders with ``workers`` > 1 run them in parallel."""
-        return self.combined.score_many([(completion, example) for example, completion in items])
+        """Scores of (example, completion) pairs; graders with ``workers`` > 1 run them in parallel, a
+        TRL-style reward function gets them in one call."""
+        if self.reward is None:
+            return self.combined.score_many([(completion, example) for example, completion in items])
+        values = self.reward.values(items)
+        verdicts = None
+        if self.correct_at is None:  # the grader decides `correct`; its reward is only shown
+            verdicts = self.combined.verdicts_many([(completion, example) for example, completion in items])
+        return [self._score(value, completion, None if verdicts is None else verdicts[i][0])
+                for i, (value, (_, completion)) in enumerate(zip(values, items))]
+
+    def _score(self, value: float | Score, completion: str, verdict) -> Score:
+        """reward = the function's (+ format_weight x format); correct = the Score's, else reward >=
+        task.reward_correct_at, else the grader's verdict."""
+        if isinstance(value, Score):
+            reward, correct, parts = float(value.reward), bool(value.correct), dict(value.parts)
+        else:
+            reward, parts = value, {"reward": value}
+            correct = verdict.correct if self.correct_at is None else value >= self.correct_at
+        if verdict is not None:
+            parts[self.grader.name] = verdict.reward
+        parts["correct"] = float(correct)
+        if self.format is not None:
+            from graft.rewards.combine import format_reward
+
+            parts["format"] = format_reward(completion, self.format)
+            reward += self.format_weight * parts["format"]
+        return Score(reward=reward, correct=correct, parts=parts)
 
     def final_answer(self, completion: str) -> str | None:
+        if self.grader is None:  # no grader: the last non-empty line, as graft.eval.evaluate.answer_of
+            lines = [ln.strip() for ln in completion.splitlines() if ln.strip()]
+            return lines[-1] if lines else None
         extract = getattr(self.grader, "final_answer", None)
         return extract(completion) if extract is not None else None

@@ -39,7 +39,7 @@ from graft.train import checkpoint as ckpt
 from graft.train.logging import MetricsLogger, truncate_metrics
 from graft.train.rl import Learner, Pipeline, rl_step, step_requests
 from graft.train.steps import sft_step
-from graft.validation import validate_config
+from graft.validation import validate_config, validate_dependencies
 
 
 @dataclass
@@ -60,6 +60,7 @@ def bind_tokenizer(task: Task, policy: Policy) -> None:
 
 def prepare(cfg: Config) -> Setup:
     validate_config(cfg)  # built in code? the same pass as load_config's
+    validate_dependencies(cfg)  # optional packages the config asks for (log.tensorboard, log.wandb)
     task = build_task(cfg.task)
     torch.set_num_threads(cfg.threads)
     policy = create_policy(cfg.model, cfg.seed)
@@ -161,7 +162,8 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         source.load_state_dict(saved.get("source", saved.get("partial")))  # "partial": older checkpoints
         state = saved["state"]
     truncate_metrics(run_dir / "metrics.jsonl", state["step"])
-    logger = MetricsLogger(run_dir, tensorboard=cfg.log.tensorboard)
+    logger = MetricsLogger(run_dir, tensorboard=cfg.log.tensorboard, start_step=state["step"], wandb=cfg.log,
+                           name=cfg.name, config=cfg.model_dump(mode="json"))
 
     def save(step: int) -> None:
         def write(directory: Path) -> None:
@@ -226,7 +228,6 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
             progress(step + 1, cfg.total_steps, metrics)
         if state["step"] % cfg.checkpoint.every == 0 or state["step"] in (cfg.sft.steps, cfg.total_steps):
             save(state["step"])
-    logger.close()
 
     final = run_eval("final")
     if state["eval_after_sft"] is None:
@@ -245,4 +246,5 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         "wall_seconds": state["wall_seconds"],
     }
     ckpt.write_atomic_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    logger.close(summary)
     return summary
