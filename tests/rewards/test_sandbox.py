@@ -236,12 +236,15 @@ def test_parallel_grading():
 
 
 def test_parse_tests_and_helpers():
-    assert parse_tests("x = 2\nassert x == 2") == ("assert", [["setup", "x = 2"], ["test", "assert x == 2"]])
-    assert parse_tests(["assert f() == 1", "assert f() > 0"])[1] == [["test", "assert f() == 1"],
-                                                                     ["test", "assert f() > 0"]]
+    mode, plan = parse_tests("import math\nassert add(1, 2) == 3")
+    assert mode == "assert" and plan == {
+        "items": [{"kind": "setup", "code": "import math", "line": 1},
+                  {"kind": "test", "code": "__graft_program__(0) == 3", "line": 2}],
+        "leaves": ["add(1, 2)"]}
+    assert parse_tests(["assert f() == 1", "assert f() > 0"])[1]["leaves"] == ["f()", "f()"]
     assert parse_tests([{"input": "1", "output": "2"}]) == ("stdio", [("1", "2")])
-    for bad in ("assert (", "x = 1", [], [{"input": 1}], 5):
-        with pytest.raises(ValueError):
+    for bad in ("assert (", "x = 1", [], [{"input": 1}], 5, "x = 2\nassert x == 2", ["assert f(", "assert f()"]):
+        with pytest.raises(ValueError, match="tests"):
             parse_tests(bad)
     assert extract_code("text\n```python\nx = 1\n```\nmore\n```\ny = 2\n```") == "y = 2\n"
     assert extract_code("print(1)") == "print(1)"
@@ -255,6 +258,7 @@ def test_sandbox_reports_its_isolation():
     if os.geteuid() == 0:
         assert run.info["namespaces"].startswith("mount,net,pid")
         assert pid == 2 and UID_BASE <= uid < UID_BASE + UID_SLOTS  # runner is pid 2 under its own init
+        assert run.info["judge_uid"] == uid + UID_SLOTS  # the judge: another uid, outside the namespace
     assert "GRAFT_SANDBOX" not in os.environ and signal.SIGKILL  # the marker is the child's only
 
 
