@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sandbox_leftovers import leftover_files, leftover_processes
 
 from graft.rewards.code import CodeGrader, extract_code, parse_tests, same_output
 from graft.rewards.sandbox import UID_BASE, UID_SLOTS, Limits, run_program
@@ -26,40 +27,13 @@ def grader():
 
 
 def _sandbox_processes() -> list[int]:
-    """Processes still running as a sandbox uid or carrying the sandbox's environment marker."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            status = Path(f"/proc/{name}/status").read_text()
-            if "\nState:\tZ" in status:  # a zombie is dead, waiting for its parent to reap it
-                continue
-            uid = int(next(ln for ln in status.splitlines() if ln.startswith("Uid:")).split()[1])
-            environ = Path(f"/proc/{name}/environ").read_bytes() if uid == os.getuid() else b""
-        except (OSError, StopIteration):
-            continue
-        if UID_BASE <= uid < UID_BASE + UID_SLOTS or b"GRAFT_SANDBOX=" in environ:
-            found.append(int(name))
-    return found
+    """Processes still running from this test process's sandbox runs (never another suite's)."""
+    return leftover_processes()
 
 
 def _sandbox_files() -> list[str]:
-    """Files under the shared temporary directories owned by a sandbox uid, or sandbox workdirs."""
-    found = []
-    for top in ("/tmp", "/var/tmp", "/dev/shm", tempfile.gettempdir()):
-        try:
-            entries = list(os.scandir(top))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                owner = entry.stat(follow_symlinks=False).st_uid
-            except OSError:
-                continue
-            if UID_BASE <= owner < UID_BASE + UID_SLOTS or entry.name.startswith("graft-sandbox-"):
-                found.append(entry.path)
-    return found
+    """Files this test process's sandbox runs left in the shared temporary directories."""
+    return leftover_files()
 
 
 @pytest.fixture
@@ -275,7 +249,7 @@ sandbox = importlib.util.module_from_spec(spec)
 sys.modules["sandbox"] = sandbox
 spec.loader.exec_module(sandbox)
 limits = sandbox.Limits(wall_s=2.5, cpu_s=1.0, memory_mb=256, disk_mb=4, nproc=64)
-out = {}
+out = {"owner": sandbox.OWNER}
 for name, code in {
     "who": "import os; print(os.getuid(), os.getpid())",
     "tmp": "open('/tmp/graft_nonroot_x', 'w').write('x'); print('wrote')",
@@ -286,31 +260,48 @@ for name, code in {
     code = code.replace("sys_port", sys.argv[2])
     run = sandbox.run_program({"mode": "stdio", "code": code, "input": ""}, limits)
     out[name] = {"events": run.events, "stdout": run.stdout, "info": run.info, "stopped": run.stopped}
+for name, code in {"right": "def solve(x):\\n    return x * x",
+                   "always_equal": "class A:\\n    __eq__ = lambda s, o: True\\ndef solve(x):\\n    return A()"}.items():
+    run = sandbox.run_program({"mode": "assert", "code": code, "tests": json.loads(sys.argv[3])}, limits)
+    out[name] = {"events": run.events, "info": run.info}
 print(json.dumps(out))
 '''
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a process as another user")
 def test_fallback_for_a_non_root_trainer():
-    """The same module run by an unprivileged user: user namespace + no capabilities instead of a uid."""
+    """The same module run by an unprivileged user: user namespace + no capabilities instead of a uid.
+
+    That user may not be able to enter the clone (a 0700 home, a ``mktemp -d`` directory), so the
+    sandbox's three files are copied to a directory it can read, as a non-root trainer's own
+    installation would be: the sandbox itself reads no file of graft's once imported.
+    """
     import subprocess
+
+    from graft.rewards.asserts import split_tests
 
     python = shutil.which("python3", path="/usr/bin:/bin")
     if python is None:
         pytest.skip("no system python3 readable by an unprivileged user")
-    sandbox_file = REPO / "src" / "graft" / "rewards" / "sandbox.py"
+    copy = Path(tempfile.mkdtemp(prefix="graft-nonroot-test-"))
     server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    server.settimeout(0.2)
     try:
-        done = subprocess.run([python, "-c", NON_ROOT, str(sandbox_file), str(server.getsockname()[1])],
+        copy.chmod(0o755)
+        for name in ("sandbox.py", "_sandbox_child.py", "_sandbox_protocol.py"):
+            shutil.copy(REPO / "src" / "graft" / "rewards" / name, copy / name)
+            (copy / name).chmod(0o644)
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.settimeout(0.2)
+        plan = json.dumps(split_tests("assert solve(2) == 4\nassert solve(3) == 9"))
+        done = subprocess.run([python, "-c", NON_ROOT, str(copy / "sandbox.py"), str(server.getsockname()[1]), plan],
                               capture_output=True, text=True, timeout=60, user=65534, group=65534,
                               extra_groups=[], env={"PATH": "/usr/bin:/bin"}, cwd="/", check=False)
         with pytest.raises(socket.timeout):
             server.accept()
     finally:
         server.close()
+        shutil.rmtree(copy)
     assert done.returncode == 0, done.stderr[-500:]
     out = json.loads(done.stdout)
     if not out["who"]["info"].get("namespaces", "").endswith("user"):
@@ -320,8 +311,10 @@ def test_fallback_for_a_non_root_trainer():
     assert out["net"]["events"] == ["exit runtime"]
     assert out["loop"]["events"] == [] and out["loop"]["stopped"] is None  # killed by RLIMIT_CPU
     assert out["daemon"]["events"] == ["exit ok"]
+    assert out["right"]["events"] == ["test 0 ok", "test 1 ok"]
+    assert out["always_equal"]["events"] == ["test 0 wrong_answer", "test 1 wrong_answer"]
     time.sleep(0.2)
-    assert _sandbox_processes() == []
+    assert leftover_processes(owner=out["owner"], uids=set()) == []
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the uid-based fallback needs root")
