@@ -151,7 +151,9 @@ def serve_program(channel, namespace, me):
             try:
                 reply = ["ok", to_wire(value)]
                 data = dumps(reply)
-            except (NotPlain, ValueError, RecursionError):
+            except NotPlain:  # a function or class stays here; the judge may call it (plain data only)
+                reply = ["callable", None] if callable(value) else ["error", "wrong_answer", None]
+            except (ValueError, RecursionError):
                 reply = ["error", "wrong_answer", None]
             except MemoryError:
                 reply = ["error", "memory", None]
@@ -207,12 +209,15 @@ class _Calls:
         self.broken = None  # once the stream is unusable, every later call fails the same way
 
     def __call__(self, k, *holes):
+        return self.request(self.leaves[k], holes)
+
+    def request(self, source, holes):
         if self.broken:
             raise ProgramFailed(self.broken)
         try:
-            data = dumps(["eval", self.leaves[k], [to_wire(h) for h in holes]])
+            data = dumps(["eval", source, [to_wire(h) for h in holes]])
         except (NotPlain, ValueError) as exc:
-            raise BadTest(f"the call `{self.leaves[k]}` needs a value the tests compute, and it is not "
+            raise BadTest(f"the call `{source}` needs a value the tests compute, and it is not "
                           f"plain data ({exc}): only None, bool, int, float, str, bytes, list, tuple, "
                           "set, frozenset and dict can be passed to the program") from None
         try:
@@ -233,9 +238,27 @@ class _Calls:
             raise ProgramFailed("wrong_answer") from None  # malformed: whatever the program wrote there
         if status == "ok":
             return payload
+        if status == "callable":
+            return _Remote(self, source)
         if status == "error" and payload in ("runtime", "memory", "wrong_answer"):
             raise _program_error(payload, reply[2] if len(reply) > 2 else None)
         raise ProgramFailed("wrong_answer")
+
+
+class _Remote:
+    """A function (or class) of the program, handed to test code: calling it is one more request.
+
+    Its arguments must be plain data and so is what comes back; nothing else about it is the
+    program's (equality is identity, as for any function)."""
+
+    def __init__(self, calls, source):
+        self._calls, self._source = calls, source
+
+    def __call__(self, *args, **kwargs):
+        return self._calls.request(f"({self._source})(*{HOLE}0, **{HOLE}1)", (list(args), kwargs))
+
+    def __repr__(self):
+        return f"<the program's {self._source}>"
 
 
 def _verdict(code, namespace):
