@@ -112,12 +112,16 @@ def test_anything_else_is_refused(value):
         protocol.to_wire(value)
 
 
-def test_nesting_is_bounded():
-    deep = []
-    for _ in range(protocol.MAX_DEPTH + 1):
-        deep = [deep]
+def test_nesting_is_bounded_on_both_sides():
+    deep = [1]
+    for i in range(protocol.MAX_DEPTH - 1):  # 64 containers, some of them dicts and tuples
+        deep = {"k": deep} if i % 3 == 0 else (deep,) if i % 3 == 1 else [deep]
+    assert protocol.from_wire(json.dumps(["ok", protocol.to_wire(deep)]))[1] == deep  # 64 levels cross
     with pytest.raises(protocol.NotPlain, match="deeper"):
-        protocol.to_wire(deep)
+        protocol.to_wire([deep])
+    forged = "[" * (protocol.MAX_DEPTH + 2) + "]" * (protocol.MAX_DEPTH + 2)  # what a program may send instead
+    with pytest.raises(ValueError, match="deeper"):
+        protocol.from_wire(forged)
 
 
 def test_counter_and_ordered_dicts_cross_as_dicts():

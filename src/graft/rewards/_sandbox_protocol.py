@@ -38,25 +38,33 @@ _TAGS = {"tuple": tuple, "set": set, "frozenset": frozenset}
 
 
 class NotPlain(Exception):  # a kind of value, not an error of the grader
-    """A value that cannot cross the boundary."""
+    """A value that cannot cross the boundary (``value``: the first such part of it)."""
+
+    def __init__(self, why, value=None):
+        super().__init__(why)
+        self.value = value
 
 
-def to_wire(value, depth=0):
-    """A JSON-ready copy of a plain value; NotPlain for anything else (subclasses included)."""
+def to_wire(value, depth=0, limit=MAX_DEPTH):
+    """A JSON-ready copy of a plain value; NotPlain for anything else (subclasses included).
+
+    ``limit``: deepest nesting accepted (the judge allows its own values twice the program's, so
+    that wrapping a program's value in a test's list never becomes the test's error)."""
     kind = type(value)
     if value is None or kind is bool or kind is int or kind is float or kind is str:
         return value
-    if depth >= MAX_DEPTH:
-        raise NotPlain(f"nested deeper than {MAX_DEPTH}")
+    if depth >= limit:
+        raise NotPlain(f"nested deeper than {limit}")
     if kind is list:
-        return [to_wire(v, depth + 1) for v in value]
+        return [to_wire(v, depth + 1, limit) for v in value]
     if kind is tuple or kind is set or kind is frozenset:
-        return {kind.__name__: [to_wire(v, depth + 1) for v in value]}
+        return {kind.__name__: [to_wire(v, depth + 1, limit) for v in value]}
     if kind is dict or kind in _DICT_LIKE:
-        return {"dict": [[to_wire(k, depth + 1), to_wire(v, depth + 1)] for k, v in dict.items(value)]}
+        return {"dict": [[to_wire(k, depth + 1, limit), to_wire(v, depth + 1, limit)]
+                         for k, v in dict.items(value)]}
     if kind is bytes:
         return {"bytes": value.hex()}
-    raise NotPlain("not plain data")
+    raise NotPlain("not plain data", value)
 
 
 def _tagged(pairs):
@@ -71,9 +79,19 @@ def _tagged(pairs):
     raise ValueError("not a tagged value")
 
 
-def from_wire(text):
-    """Parse one message; only builtin plain types come out. ValueError/TypeError/RecursionError if malformed."""
-    return json.loads(text, object_pairs_hook=_tagged)
+def from_wire(text, limit=MAX_DEPTH):
+    """Parse one message (a list holding values nested at most ``limit`` deep); only builtin plain
+    types come out. ValueError, TypeError or RecursionError if it is malformed."""
+    message = json.loads(text, object_pairs_hook=_tagged)
+    containers = (list, tuple, set, frozenset, dict)
+    level, depth = [message], 0
+    while level:
+        depth += 1
+        if depth > limit + 1:  # the message's own list, then the values' containers
+            raise ValueError(f"nested deeper than {limit}")
+        level = [v for c in level if type(c) in containers
+                 for v in ((*c.keys(), *c.values()) if type(c) is dict else c) if type(v) in containers]
+    return message
 
 
 def dumps(message):
@@ -141,7 +159,7 @@ def serve_program(channel, namespace, me):
         if line is None or os.getpid() != me:  # EOF, or a child the program forked fell through to here
             return
         try:
-            _, source, holes = from_wire(line)
+            _, source, holes = from_wire(line, limit=2 * MAX_DEPTH)
             scope = dict(namespace)
             scope.update((f"{HOLE}{j}", value) for j, value in enumerate(holes))
             value = eval(compile(source, "<test>", "eval"), scope)  # the program's side
@@ -215,11 +233,15 @@ class _Calls:
         if self.broken:
             raise ProgramFailed(self.broken)
         try:
-            data = dumps(["eval", source, [to_wire(h) for h in holes]])
-        except (NotPlain, ValueError) as exc:
+            data = dumps(["eval", source, [to_wire(h, limit=2 * MAX_DEPTH) for h in holes]])
+        except NotPlain as exc:
+            if isinstance(exc.value, _Remote):  # the program's own object, sent back: fail closed
+                raise ProgramFailed("wrong_answer") from None
             raise BadTest(f"the call `{source}` needs a value the tests compute, and it is not "
                           f"plain data ({exc}): only None, bool, int, float, str, bytes, list, tuple, "
                           "set, frozenset and dict can be passed to the program") from None
+        except ValueError:  # an int too long to print, computed from the program's values
+            raise ProgramFailed("runtime") from None
         try:
             self.channel.send(data)
             line = self.channel.read()

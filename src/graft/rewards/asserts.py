@@ -182,6 +182,9 @@ class _Splitter(ast.NodeTransformer):
         return super().visit(node)
 
     def leaf(self, node: ast.expr) -> ast.expr:
+        if any(isinstance(n, ast.NamedExpr) for n in ast.walk(node)):
+            raise ValueError(f"line {node.lineno}: an assignment expression inside a call to the program "
+                             "(it would bind the name in the program's process, not the tests')")
         inside = {id(n) for n in ast.walk(node)}
         holes: list[ast.expr] = []
 
@@ -193,9 +196,6 @@ class _Splitter(ast.NodeTransformer):
             return kind == "setup" or (kind == "local" and id(scope.node) not in inside)
 
         def fill(sub: ast.AST) -> ast.AST:
-            if isinstance(sub, ast.NamedExpr):
-                raise ValueError(  # noqa: TRY004
-                    f"line {sub.lineno}: an assignment expression inside a call to the program")
             found = names(sub)
             if not any(trusted_only(e) for e in found):
                 return sub
