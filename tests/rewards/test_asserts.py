@@ -98,3 +98,10 @@ def test_a_function_of_the_program_can_be_handed_to_test_code(grader):
     hack = "class Y:\n    __eq__ = lambda s, o: True\n    __call__ = lambda s, *a: Y()\ninc = Y()"
     assert grader.grade(hack, Example("p", tests)).reward == 0.0
     assert grader.grade(hack, Example("p", "assert inc == 3")).reward == 0.0
+
+
+def test_the_tests_output_is_not_the_programs(grader):
+    """The judge's stdout and stderr go nowhere: a chatty test cannot hit the program's output caps."""
+    tests = "import sys\nsys.stderr.write('w' * 200_000)\nprint('p' * 2_000_000)\nassert f() == 1"
+    verdict = grader.grade("def f():\n    return 1", Example("p", tests))
+    assert verdict.reward == 1.0 and verdict.error is None

@@ -69,7 +69,7 @@ def test_a_partial_solution_gets_partial_credit_and_the_first_reason(grader):
 
 
 def test_a_test_that_passes_a_non_data_value_to_the_program_is_a_dataset_error(grader):
-    with pytest.raises(ValueError, match=r"line 2: the call `f\(_graft_0\)` needs a value the tests compute"):
+    with pytest.raises(ValueError, match=r"line 2: the call `f\(helper\)` needs a value the tests compute"):
         grader.grade("def f(g):\n    return 1", Example("p", "helper = object()\nassert f(helper) == 1"))
 
 

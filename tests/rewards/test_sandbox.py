@@ -214,7 +214,7 @@ def test_parse_tests_and_helpers():
     assert mode == "assert" and plan == {
         "items": [{"kind": "setup", "code": "import math", "line": 1},
                   {"kind": "test", "code": "__graft_program__(0) == 3", "line": 2}],
-        "leaves": ["add(1, 2)"]}
+        "leaves": ["add(1, 2)"], "shown": ["add(1, 2)"]}
     assert parse_tests(["assert f() == 1", "assert f() > 0"])[1]["leaves"] == ["f()", "f()"]
     assert parse_tests([{"input": "1", "output": "2"}]) == ("stdio", [("1", "2")])
     for bad in ("assert (", "x = 1", [], [{"input": 1}], 5, "x = 2\nassert x == 2", ["assert f(", "assert f()"]):

@@ -336,7 +336,8 @@ def judge(req, info, sock, child):
         os.write(report_fd, (line.replace("\n", " ") + "\n").encode())
 
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)  # the tests' own prints must not mix with the program's output
+    os.dup2(devnull, 1)  # the tests' own prints and warnings must not mix with the program's output
+    os.dup2(devnull, 2)
     os.close(devnull)
     plan = json.loads(sys.stdin.buffer.read() or b"{}").get("tests")
     memory = req["limits"]["memory_bytes"]
@@ -401,7 +402,12 @@ def main():
             init(req, info, sock)
         run(req, info, sock)
     theirs.close()
-    judge(req, info, ours, child)
+    try:
+        judge(req, info, ours, child)
+    except BaseException as exc:  # noqa: BLE001 - the judge's own failure: say so where the host reads
+        message = f"judge_error {type(exc).__name__}: {exc}".replace("\n", " ")
+        os.write(req["report_fd"], message.encode() + b"\n")
+        os._exit(SETUP_FAILED)
 
 
 if __name__ == "__main__":

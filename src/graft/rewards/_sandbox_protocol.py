@@ -222,14 +222,14 @@ def _program_error(reason, name):
 class _Calls:
     """``__graft_program__`` of the judge's namespace: one round trip to the program per call."""
 
-    def __init__(self, channel, leaves):
-        self.channel, self.leaves = channel, leaves
+    def __init__(self, channel, leaves, shown=None):
+        self.channel, self.leaves, self.shown = channel, leaves, shown or leaves
         self.broken = None  # once the stream is unusable, every later call fails the same way
 
     def __call__(self, k, *holes):
-        return self.request(self.leaves[k], holes)
+        return self.request(self.leaves[k], holes, self.shown[k])
 
-    def request(self, source, holes):
+    def request(self, source, holes, shown=None):
         if self.broken:
             raise ProgramFailed(self.broken)
         try:
@@ -237,7 +237,7 @@ class _Calls:
         except NotPlain as exc:
             if isinstance(exc.value, _Remote):  # the program's own object, sent back: fail closed
                 raise ProgramFailed("wrong_answer") from None
-            raise BadTest(f"the call `{source}` needs a value the tests compute, and it is not "
+            raise BadTest(f"the call `{shown or source}` needs a value the tests compute, and it is not "
                           f"plain data ({exc}): only None, bool, int, float, str, bytes, list, tuple, "
                           "set, frozenset and dict can be passed to the program") from None
         except ValueError:  # an int too long to print, computed from the program's values
@@ -307,7 +307,7 @@ def judge_tests(plan, channel, load, report):
         for j in range(len(tests)):
             report(f"test {j} {load or 'lost'}")
         return
-    calls = _Calls(channel, plan["leaves"])
+    calls = _Calls(channel, plan["leaves"], plan.get("shown"))
     namespace = {"__builtins__": builtins, "__name__": "__tests__", PROGRAM_CALL: calls}
     j = 0
     for item in plan["items"]:

@@ -22,10 +22,12 @@ the program's process:
   values. Everything else of the call (literals, builtins, nested program
   calls) travels as source. What the test compares the result with never does.
 
-``split_tests(source)`` returns ``{"items": [...], "leaves": [...]}``: one item
-per top-level statement (``kind`` "setup" or "test", ``code`` the rewritten
-statement, or for a test the rewritten condition of its ``assert``, ``line``),
-and the source of every program call with ``_graft_<j>`` for its holes.
+``split_tests(source)`` returns ``{"items": [...], "leaves": [...], "shown":
+[...]}``: one item per top-level statement (``kind`` "setup" or "test",
+``code`` the rewritten statement, or for a test the rewritten condition of its
+``assert``, ``line``), the source of every program call with ``_graft_<j>`` for
+its holes (what the program's process receives), and each call as written (for
+the judge's error messages only).
 ValueError, naming the line, for tests that cannot be graded this way.
 """
 
@@ -163,6 +165,7 @@ class _Splitter(ast.NodeTransformer):
     def __init__(self, resolver: _Resolver):
         self.resolver = resolver
         self.leaves: list[str] = []
+        self.shown: list[str] = []  # each call as the tests wrote it, for error messages
 
     def kind(self, node: ast.AST) -> str | None:
         return self.resolver.kind.get(id(node), (None, None))[0] if isinstance(node, ast.Name) else None
@@ -211,6 +214,7 @@ class _Splitter(ast.NodeTransformer):
                     setattr(sub, field, fill(value))
             return sub
 
+        self.shown.append(ast.unparse(node))
         source_node = fill(_copy(node))
         index = len(self.leaves)
         self.leaves.append(ast.unparse(source_node))
@@ -290,4 +294,4 @@ def split_tests(source: str) -> dict:
                 uses_program |= _binds(stmt)
     if not any(item["kind"] == "test" for item in items):
         raise ValueError("no assert statement")
-    return {"items": items, "leaves": splitter.leaves}
+    return {"items": items, "leaves": splitter.leaves, "shown": splitter.shown}

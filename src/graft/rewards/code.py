@@ -32,9 +32,11 @@ What the sandbox does and does not stop, and the grader's threat model: docs/ver
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 import signal
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -54,11 +56,14 @@ def extract_code(completion: str) -> str:
     return (blocks[-1] if blocks else completion)[:MAX_CODE_CHARS]
 
 
+_split_cached = functools.lru_cache(maxsize=4096)(split_tests)  # RL grades many completions per test
+
+
 def parse_tests(tests) -> tuple[str, object]:
     """Reference tests -> ("assert", plan) or ("stdio", [(input, output), ...]).
 
     ``tests``: a list (assert sources, or {"input", "output"} dicts), a JSON string of one,
-    or Python source. The plan is ``asserts.split_tests``'s. Raises ValueError on tests that
+    or Python source. The plan is ``asserts.split_tests``'s (cached: do not modify it). Raises ValueError on tests that
     are malformed or cannot be graded soundly (reference data, not a completion).
     """
     if isinstance(tests, str) and tests.lstrip().startswith("["):
@@ -87,7 +92,7 @@ def parse_tests(tests) -> tuple[str, object]:
             raise ValueError("tests: a list of assert sources or of {input, output} objects")
     if isinstance(tests, str):
         try:
-            return "assert", split_tests(tests)
+            return "assert", _split_cached(tests)
         except ValueError as exc:
             raise ValueError(f"tests: {exc}") from None
     raise ValueError(f"tests: expected a string or a list, got {type(tests).__name__}")
@@ -122,6 +127,9 @@ def _assert_results(run: RunResult, n_tests: int) -> list[str]:
         if kind == "bad_test":
             line, _, message = rest.partition(" ")
             raise ValueError(f"tests: line {line}: {message}")
+        if kind == "judge_error":  # a bug of the grader's, never a pass: the tests it did not judge fail
+            warnings.warn(f"code grader: the sandbox's judge failed ({rest}); unjudged tests count as failed",
+                          RuntimeWarning, stacklevel=3)
         index, _, reason = rest.partition(" ")
         if kind == "test" and index.isdigit():
             results.setdefault(int(index), reason)
