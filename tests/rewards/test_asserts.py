@@ -105,3 +105,11 @@ def test_the_tests_output_is_not_the_programs(grader):
     tests = "import sys\nsys.stderr.write('w' * 200_000)\nprint('p' * 2_000_000)\nassert f() == 1"
     verdict = grader.grade("def f():\n    return 1", Example("p", tests))
     assert verdict.reward == 1.0 and verdict.error is None
+
+
+def test_a_program_cannot_try_one_answer_after_another_within_an_assert(grader):
+    """Repeated identical calls in one assert get the first answer: no oracle for `any(... for c in C)`."""
+    adaptive = "n = []\ndef f(x):\n    n.append(1)\n    return len(n)"  # answers 1, 2, 3, ... on each call
+    assert grader.grade(adaptive, Example("p", "assert any(f(0) == c for c in (7, 2))")).reward == 0.0
+    # separate statements are separate calls, so a stateful program is still graded as written
+    assert grader.grade(adaptive, Example("p", "assert f(0) == 1\nassert f(0) == 2")).reward == 1.0

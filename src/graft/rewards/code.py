@@ -63,8 +63,9 @@ def parse_tests(tests) -> tuple[str, object]:
     """Reference tests -> ("assert", plan) or ("stdio", [(input, output), ...]).
 
     ``tests``: a list (assert sources, or {"input", "output"} dicts), a JSON string of one,
-    or Python source. The plan is ``asserts.split_tests``'s (cached: do not modify it). Raises ValueError on tests that
-    are malformed or cannot be graded soundly (reference data, not a completion).
+    or Python source. The plan is ``asserts.split_tests``'s (cached: do not modify it).
+    Raises ValueError on tests that are malformed or cannot be graded soundly (reference
+    data, not a completion).
     """
     if isinstance(tests, str) and tests.lstrip().startswith("["):
         try:
