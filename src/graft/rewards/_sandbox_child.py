@@ -287,7 +287,10 @@ def init(req, info, sock):
         info["proc"] = f"host ({exc.strerror})"
     runner = os.fork()
     if runner == 0:
-        run(req, info, sock)
+        try:
+            run(req, info, sock)
+        finally:  # the program broke the harness (say, json.dumps): end here, running nothing of its own
+            os._exit(1)
     os.close(sock)
     while True:
         pid, status = os.waitpid(-1, 0)
@@ -398,9 +401,12 @@ def main():
         os.dup2(null, 0)  # stdin still holds the tests' plan
         os.close(null)
         sock = theirs.detach()
-        if isolated:
-            init(req, info, sock)
-        run(req, info, sock)
+        try:
+            if isolated:
+                init(req, info, sock)
+            run(req, info, sock)
+        finally:  # never back into the judge's code, never the program's atexit handlers
+            os._exit(1)
     theirs.close()
     try:
         judge(req, info, ours, child)
