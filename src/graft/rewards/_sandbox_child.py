@@ -376,7 +376,7 @@ def judge(req, info, sock, child):
         protocol.judge_tests(plan, channel, load if load in protocol.LOAD_REASONS or load is None else "runtime",
                              report)
     sock.close()
-    os._exit(_wait(child, pidfd, 0.5) or 0)
+    os._exit(_wait(child, pidfd, 2.0 if channel.gone else 0.5) or 0)  # gone: its exit code says why
 
 
 def main():
