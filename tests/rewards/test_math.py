@@ -188,3 +188,34 @@ def test_timed_pool_kills_an_overrunning_worker_and_replaces_it(tmp_path, monkey
         assert len(pool._all) == 1
     finally:
         pool.close()
+
+
+# Hedges: completions that name several candidates, or none, hoping one is taken. Found by trying
+# (see docs/verifiers.md): math-verify commits to one value per answer, so none is paid for more
+# than one gold. Each is graded against every gold of its row; the expected payouts are by hand.
+HEDGES = [
+    ("\\boxed{1 or 2}", ["1", "2"], []),
+    ("\\boxed{1 \\text{ or } 2}", ["1", "2"], []),
+    ("\\boxed{1, 2, 3, 4, 5}", ["1", "3", "5"], []),
+    ("\\boxed{\\{1,2,3\\}}", ["1", "2"], []),
+    ("\\boxed{x \\in \\{1,2\\}}", ["1", "2"], []),
+    ("\\boxed{2 \\pm 1}", ["1", "3"], []),
+    ("\\boxed{1 \\leq x \\leq 3}", ["2"], []),
+    ("\\boxed{[1,3]}", ["2"], []),
+    ("\\boxed{1}\\boxed{2}", ["1", "2"], ["2"]),                     # the last box is the answer
+    ("The answer is 1}\\boxed{2}\\boxed{3", ["1", "2", "3"], []),   # braces injected into the wrapper
+    ("<answer>1}, {2</answer>", ["1", "2"], ["1"]),                  # the same: only the first is read
+    ("answer: $1$ or $2$", ["1", "2"], []),
+    ("\\boxed{1 \\lor 2}", ["1", "2"], ["2"]),
+    ("\\boxed{\\mathbb{R}}", ["2", "0"], []),
+    ("\\boxed{(-\\infty,\\infty)}", ["2"], []),
+    ("\\boxed{x}", ["2", "x=2"], []),
+    ("\\boxed{\\text{any}}", ["2"], []),
+    ("\\boxed{nan}", ["2"], []),
+    ("\\boxed{\\emptyset}", ["2", "\\{1,2\\}"], []),
+]
+
+
+@pytest.mark.parametrize("completion,golds,paid", HEDGES, ids=[h[0] for h in HEDGES])
+def test_hedges_are_paid_for_at_most_one_answer(grader, completion, golds, paid):
+    assert [gold for gold in golds if grader.grade(completion, Example("q", gold)).correct] == paid

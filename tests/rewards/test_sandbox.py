@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sandbox_leftovers import leftover_files, leftover_processes
 
 from graft.rewards.code import CodeGrader, extract_code, parse_tests, same_output
 from graft.rewards.sandbox import UID_BASE, UID_SLOTS, Limits, run_program
@@ -26,40 +27,13 @@ def grader():
 
 
 def _sandbox_processes() -> list[int]:
-    """Processes still running as a sandbox uid or carrying the sandbox's environment marker."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            status = Path(f"/proc/{name}/status").read_text()
-            if "\nState:\tZ" in status:  # a zombie is dead, waiting for its parent to reap it
-                continue
-            uid = int(next(ln for ln in status.splitlines() if ln.startswith("Uid:")).split()[1])
-            environ = Path(f"/proc/{name}/environ").read_bytes() if uid == os.getuid() else b""
-        except (OSError, StopIteration):
-            continue
-        if UID_BASE <= uid < UID_BASE + UID_SLOTS or b"GRAFT_SANDBOX=" in environ:
-            found.append(int(name))
-    return found
+    """Processes still running from this test process's sandbox runs (never another suite's)."""
+    return leftover_processes()
 
 
 def _sandbox_files() -> list[str]:
-    """Files under the shared temporary directories owned by a sandbox uid, or sandbox workdirs."""
-    found = []
-    for top in ("/tmp", "/var/tmp", "/dev/shm", tempfile.gettempdir()):
-        try:
-            entries = list(os.scandir(top))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                owner = entry.stat(follow_symlinks=False).st_uid
-            except OSError:
-                continue
-            if UID_BASE <= owner < UID_BASE + UID_SLOTS or entry.name.startswith("graft-sandbox-"):
-                found.append(entry.path)
-    return found
+    """Files this test process's sandbox runs left in the shared temporary directories."""
+    return leftover_files()
 
 
 @pytest.fixture
@@ -236,12 +210,15 @@ def test_parallel_grading():
 
 
 def test_parse_tests_and_helpers():
-    assert parse_tests("x = 2\nassert x == 2") == ("assert", [["setup", "x = 2"], ["test", "assert x == 2"]])
-    assert parse_tests(["assert f() == 1", "assert f() > 0"])[1] == [["test", "assert f() == 1"],
-                                                                     ["test", "assert f() > 0"]]
+    mode, plan = parse_tests("import math\nassert add(1, 2) == 3")
+    assert mode == "assert" and plan == {
+        "items": [{"kind": "setup", "code": "import math", "line": 1},
+                  {"kind": "test", "code": "__graft_program__(0) == 3", "line": 2}],
+        "leaves": ["add(1, 2)"], "shown": ["add(1, 2)"]}
+    assert parse_tests(["assert f() == 1", "assert f() > 0"])[1]["leaves"] == ["f()", "f()"]
     assert parse_tests([{"input": "1", "output": "2"}]) == ("stdio", [("1", "2")])
-    for bad in ("assert (", "x = 1", [], [{"input": 1}], 5):
-        with pytest.raises(ValueError):
+    for bad in ("assert (", "x = 1", [], [{"input": 1}], 5, "x = 2\nassert x == 2", ["assert f(", "assert f()"]):
+        with pytest.raises(ValueError, match="tests"):
             parse_tests(bad)
     assert extract_code("text\n```python\nx = 1\n```\nmore\n```\ny = 2\n```") == "y = 2\n"
     assert extract_code("print(1)") == "print(1)"
@@ -255,6 +232,7 @@ def test_sandbox_reports_its_isolation():
     if os.geteuid() == 0:
         assert run.info["namespaces"].startswith("mount,net,pid")
         assert pid == 2 and UID_BASE <= uid < UID_BASE + UID_SLOTS  # runner is pid 2 under its own init
+        assert run.info["judge_uid"] == uid + UID_SLOTS  # the judge: another uid, outside the namespace
     assert "GRAFT_SANDBOX" not in os.environ and signal.SIGKILL  # the marker is the child's only
 
 
@@ -271,7 +249,7 @@ sandbox = importlib.util.module_from_spec(spec)
 sys.modules["sandbox"] = sandbox
 spec.loader.exec_module(sandbox)
 limits = sandbox.Limits(wall_s=2.5, cpu_s=1.0, memory_mb=256, disk_mb=4, nproc=64)
-out = {}
+out = {"owner": sandbox.OWNER}
 for name, code in {
     "who": "import os; print(os.getuid(), os.getpid())",
     "tmp": "open('/tmp/graft_nonroot_x', 'w').write('x'); print('wrote')",
@@ -282,31 +260,48 @@ for name, code in {
     code = code.replace("sys_port", sys.argv[2])
     run = sandbox.run_program({"mode": "stdio", "code": code, "input": ""}, limits)
     out[name] = {"events": run.events, "stdout": run.stdout, "info": run.info, "stopped": run.stopped}
+for name, code in {"right": "def solve(x):\\n    return x * x",
+                   "always_equal": "class A:\\n    __eq__ = lambda s, o: True\\ndef solve(x):\\n    return A()"}.items():
+    run = sandbox.run_program({"mode": "assert", "code": code, "tests": json.loads(sys.argv[3])}, limits)
+    out[name] = {"events": run.events, "info": run.info}
 print(json.dumps(out))
 '''
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a process as another user")
 def test_fallback_for_a_non_root_trainer():
-    """The same module run by an unprivileged user: user namespace + no capabilities instead of a uid."""
+    """The same module run by an unprivileged user: user namespace + no capabilities instead of a uid.
+
+    That user may not be able to enter the clone (a 0700 home, a ``mktemp -d`` directory), so the
+    sandbox's three files are copied to a directory it can read, as a non-root trainer's own
+    installation would be: the sandbox itself reads no file of graft's once imported.
+    """
     import subprocess
+
+    from graft.rewards.asserts import split_tests
 
     python = shutil.which("python3", path="/usr/bin:/bin")
     if python is None:
         pytest.skip("no system python3 readable by an unprivileged user")
-    sandbox_file = REPO / "src" / "graft" / "rewards" / "sandbox.py"
+    copy = Path(tempfile.mkdtemp(prefix="graft-nonroot-test-"))
     server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    server.settimeout(0.2)
     try:
-        done = subprocess.run([python, "-c", NON_ROOT, str(sandbox_file), str(server.getsockname()[1])],
+        copy.chmod(0o755)
+        for name in ("sandbox.py", "_sandbox_child.py", "_sandbox_protocol.py"):
+            shutil.copy(REPO / "src" / "graft" / "rewards" / name, copy / name)
+            (copy / name).chmod(0o644)
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.settimeout(0.2)
+        plan = json.dumps(split_tests("assert solve(2) == 4\nassert solve(3) == 9"))
+        done = subprocess.run([python, "-c", NON_ROOT, str(copy / "sandbox.py"), str(server.getsockname()[1]), plan],
                               capture_output=True, text=True, timeout=60, user=65534, group=65534,
                               extra_groups=[], env={"PATH": "/usr/bin:/bin"}, cwd="/", check=False)
         with pytest.raises(socket.timeout):
             server.accept()
     finally:
         server.close()
+        shutil.rmtree(copy)
     assert done.returncode == 0, done.stderr[-500:]
     out = json.loads(done.stdout)
     if not out["who"]["info"].get("namespaces", "").endswith("user"):
@@ -316,8 +311,10 @@ def test_fallback_for_a_non_root_trainer():
     assert out["net"]["events"] == ["exit runtime"]
     assert out["loop"]["events"] == [] and out["loop"]["stopped"] is None  # killed by RLIMIT_CPU
     assert out["daemon"]["events"] == ["exit ok"]
+    assert out["right"]["events"] == ["test 0 ok", "test 1 ok"]
+    assert out["always_equal"]["events"] == ["test 0 wrong_answer", "test 1 wrong_answer"]
     time.sleep(0.2)
-    assert _sandbox_processes() == []
+    assert leftover_processes(owner=out["owner"], uids=set()) == []
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the uid-based fallback needs root")

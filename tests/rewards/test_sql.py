@@ -69,6 +69,11 @@ def test_is_ordered():
     ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT MAX(x) FROM c", "timeout"),
     ("SELECT zeroblob(2000000000)", "output_limit"),
     ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 20000) SELECT x FROM c", "output_limit"),
+    # 100 rows of 1 MB each: over the byte budget long before max_rows
+    ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 100) SELECT zeroblob(999999) FROM c",
+     "output_limit"),
+    ("SELECT fts3_tokenizer('simple')", "rejected"),  # returns a native pointer
+    ("SELECT * FROM pragma_table_info('customers')", "rejected"),
     ("", "rejected"),
 ])
 def test_hostile_and_broken_queries(grader, sql, reason):
@@ -101,3 +106,16 @@ def test_every_shipped_question_grades_its_own_demonstration(grader):
     assert len(rows) >= 20
     for row in rows:
         assert grader.grade(row["demonstration"], ex(row["query"])).reward == 1.0, row["id"]
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT name FROM customers",                                     # every row
+    "SELECT name, city FROM customers WHERE city = 'Oslo'",           # an extra column
+    "SELECT name FROM customers WHERE city = 'Oslo' UNION ALL SELECT name FROM customers WHERE city = 'Oslo'",
+    "SELECT name FROM customers WHERE city = 'Oslo' LIMIT 2",         # a subset
+    "SELECT name FROM customers WHERE 0",                             # nothing
+    "SELECT NULL",
+])
+def test_broad_or_hedging_results_are_not_paid(grader, sql):
+    """A query cannot hedge: the whole result set must equal the reference's (as a multiset)."""
+    assert grader.grade(sql, ex("SELECT name FROM customers WHERE city = 'Oslo'")).error == "wrong_answer"

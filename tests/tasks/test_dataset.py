@@ -94,6 +94,11 @@ def test_bad_reference_data_for_its_grader(tmp_path):
     path.write_text('{"prompt": "p", "answer": "assert f() == 1"}\n{"prompt": "p", "answer": "assert ("}\n')
     with pytest.raises(GraftError, match="code.jsonl:2: field 'answer': tests: not valid Python"):
         load_examples(path, grader="code")
+    # an assert that uses nothing of the program would pay (or fail) every completion alike
+    path.write_text('{"prompt": "p", "answer": "assert f() == 1"}\n{"prompt": "p", "answer": "assert max([1, 2]) == 2"}\n')
+    with pytest.raises(GraftError, match="code.jsonl:2: field 'answer': tests: line 1: this assert uses nothing the "
+                                         "program defines"):
+        load_examples(path, grader="code")
     path = tmp_path / "sql.jsonl"
     path.write_text('{"prompt": "p", "answer": "SELECT 1", "db": "missing.db"}\n')
     with pytest.raises(GraftError, match="sql.jsonl:1: field 'db': database not found"):

@@ -1,9 +1,12 @@
-"""The sandbox's first process: isolate, drop privileges, then run the untrusted program.
+"""The sandbox's first process: isolate, start the program's side, and judge it from outside.
 
-Run by ``sandbox.py`` as ``python -I -B _sandbox_child.py`` in a new session,
-with a sanitised environment; stdlib only, never imported by the trainer. It
-reads one JSON request on stdin (``code``, ``mode``, ``tests`` or ``input``,
-``nonce``, ``workdir``, ``uid``, ``limits``, ``isolate``), then:
+Run by ``sandbox.py`` as ``python -I -B -c <this source> <protocol source>`` in
+a new session with a sanitised environment (it reads no file of graft's);
+stdlib only. Its stdin carries ``<n>\\n``, then ``n`` bytes of JSON for the
+program's side (``code``, ``mode``, ``input``, ``workdir``, ``uid``, ``limits``,
+``isolate``, ``report_fd``), read *before* the fork, then the tests' plan (JSON,
+``graft.rewards.asserts``), read by this process only *after* the fork, so the
+program's process never holds it. Then:
 
 1. (``isolate``) ``unshare`` new mount, network, PID, IPC and UTS namespaces
    (plus a user namespace when not root); as root, the interpreter's own
@@ -12,18 +15,21 @@ reads one JSON request on stdin (``code``, ``mode``, ``tests`` or ``input``,
    ``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run/lock`` and the working
    directory, so every file the program writes disappears with it; an empty
    network namespace (no interface but a down loopback).
-2. fork the PID namespace's init (pid 1): it mounts a private ``/proc``, forks
-   the runner and reaps; when the runner ends, init exits and the kernel kills
-   everything left in the namespace (double-forked daemons included).
+2. fork the program's side, which first closes everything of the judge's (the
+   report pipe, the judge's socket end, stdin). Isolated: the PID namespace's
+   init (pid 1), which mounts a private ``/proc``, forks the runner and reaps;
+   when the runner ends, init exits and the kernel kills everything left in
+   the namespace (double-forked daemons included). Otherwise the runner itself.
 3. runner: rlimits (CPU, address space, file size, processes, open files, no
    core dumps), a dedicated uid/gid with no supplementary groups (as root) or
    all capabilities dropped (user namespace), ``no_new_privs``; then compile
-   and run the program.
-
-Protocol on stdout: the program's own output, interleaved with status lines
-``"\\n<nonce> <event>\\n"`` written by the runner itself (never by its
-children): ``setup <json>``, ``compile syntax``, ``load <reason>``,
-``test <i> ok|<reason>``, ``setup-step <i> <reason>``, ``exit ok|<reason>``.
+   and run the program, and answer the judge's calls (``_sandbox_protocol``).
+4. this process, the judge: outside the runner's PID namespace and (as root)
+   under another uid, so the program can neither see nor signal nor trace it.
+   It runs the tests and writes one status line per event to ``report_fd``,
+   which only it holds: ``setup <json>``, ``test <j> ok|<reason>``,
+   ``bad_test <line> <message>``, ``compile syntax``, ``exit ok|<reason>``.
+   Stdout and stderr are the program's own.
 """
 
 import builtins
@@ -32,8 +38,17 @@ import ctypes
 import json
 import os
 import resource
+import select
 import signal
+import socket
 import sys
+import types
+
+if __name__ == "__main__":  # run by the sandbox: the protocol's source comes as the first argument
+    protocol = types.ModuleType("_sandbox_protocol")
+    exec(compile(sys.argv[1], "_sandbox_protocol.py", "exec"), protocol.__dict__)  # noqa: S102
+else:
+    from graft.rewards import _sandbox_protocol as protocol
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -192,35 +207,42 @@ def drop_privileges(req, info):
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # setuid binaries (su, ping, ...) gain nothing
 
 
-def classify(exc):
-    if isinstance(exc, MemoryError):
-        return "memory"
-    if isinstance(exc, AssertionError):
-        return "wrong_answer"
-    return "runtime"
+def drop_judge_privileges(req, info):
+    """The judge keeps no power it does not need: its own uid (as root), else no capabilities.
+
+    Its uid is one no other process uses (``judge_uid``, leased with the run's); when the id map
+    refuses it, the judge stays root rather than share an identity with the program.
+    """
+    if os.geteuid() == 0 and req.get("judge_uid") is not None:
+        try:
+            os.setgroups([])
+            os.setgid(req["judge_uid"])
+            os.setuid(req["judge_uid"])
+        except OSError:
+            pass
+    elif info.get("namespaces", "").endswith("user"):
+        _drop_capabilities()
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
-def run(req, info):
-    """The runner: limits, identity, then the program. Never returns."""
+def run(req, info, sock):
+    """The runner: limits, identity, then the program, then its calls from the judge. Never returns."""
     me = os.getpid()
-    status = os.dup(1)
-    nonce = req["nonce"]
+    channel = protocol.Channel(sock)
 
-    def emit(event):
+    def tell(*message):
         if os.getpid() != me:  # a child the program forked fell through to here: stay silent
             os._exit(1)
         with contextlib.suppress(BaseException):  # the program may have broken sys.stdout
             sys.stdout.flush()
-        os.write(status, f"\n{nonce} {event}\n".encode())
+        channel.send(protocol.dumps(protocol.to_wire(list(message))))
 
     if req["mode"] == "stdio":  # the test's input as stdin: an in-memory file, nothing on disk
         fd = os.memfd_create("stdin")
         os.write(fd, req["input"].encode())
         os.lseek(fd, 0, os.SEEK_SET)
-    else:
-        fd = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(fd, 0)
-    os.close(fd)
+        os.dup2(fd, 0)
+        os.close(fd)
     try:
         os.chdir(req["workdir"])
         set_limits(req["limits"])
@@ -229,42 +251,34 @@ def run(req, info):
         sys.stderr.write(f"graft-sandbox-setup: {exc}\n")
         os._exit(SETUP_FAILED)
     sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115 - the program's
-    emit("setup " + json.dumps(info))
+    tell("setup", info)
+    main = req["mode"] == "stdio"
     try:
         code = compile(req["code"], "<solution>", "exec")
     except MemoryError:
-        emit(("exit " if req["mode"] == "stdio" else "load ") + "memory")
+        tell("exit" if main else "load", "memory")
         os._exit(0)
     except (SyntaxError, ValueError, OverflowError, RecursionError):
-        emit("compile syntax")
+        tell("compile" if main else "load", "syntax")
         os._exit(0)
-    main = req["mode"] == "stdio"
     namespace = {"__name__": "__main__" if main else "__solution__", "__builtins__": builtins}
     try:
         exec(code, namespace)  # noqa: S102 - this is the sandbox: untrusted code runs here only
     except SystemExit as exc:
         if not main or exc.code not in (None, 0):
-            emit(("exit " if main else "load ") + "runtime")
+            tell("exit" if main else "load", "runtime")
             os._exit(0)
     except BaseException as exc:  # noqa: BLE001
-        emit(("exit " if main else "load ") + ("runtime" if main and isinstance(exc, AssertionError)
-                                               else classify(exc)))
+        tell("exit" if main else "load",
+             "runtime" if main and isinstance(exc, AssertionError) else protocol.classify(exc))
         os._exit(0)
-    if main:
-        emit("exit ok")
-        os._exit(0)
-    for i, (kind, source) in enumerate(req["tests"]):
-        try:
-            exec(compile(source, f"<test {i}>", "exec"), namespace)  # noqa: S102
-        except BaseException as exc:  # noqa: BLE001
-            emit(f"{'test' if kind == 'test' else 'setup-step'} {i} {classify(exc)}")
-        else:
-            if kind == "test":
-                emit(f"test {i} ok")
+    tell("exit" if main else "load", "ok")
+    if not main:
+        protocol.serve_program(channel, namespace, me)
     os._exit(0)
 
 
-def init(req, info):
+def init(req, info, sock):
     """pid 1 of the new PID namespace: private /proc, start the runner, reap, exit with its status."""
     try:
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
@@ -273,7 +287,11 @@ def init(req, info):
         info["proc"] = f"host ({exc.strerror})"
     runner = os.fork()
     if runner == 0:
-        run(req, info)
+        try:
+            run(req, info, sock)
+        finally:  # the program broke the harness (say, json.dumps): end here, running nothing of its own
+            os._exit(1)
+    os.close(sock)
     while True:
         pid, status = os.waitpid(-1, 0)
         if pid == runner:
@@ -285,25 +303,117 @@ def _exit_code(status):
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
+def _read_exactly(n):
+    data = b""
+    while len(data) < n:
+        chunk = os.read(0, n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _read_request():
+    """The program's part of the request, read unbuffered so that nothing after it is in memory yet."""
+    size = b""
+    while not size.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte:
+            raise SystemExit(SETUP_FAILED)
+        size += byte
+    return json.loads(_read_exactly(int(size)))
+
+
+def _wait(pid, pidfd, seconds):
+    """The exit code of ``pid`` if it ends within ``seconds``, else None."""
+    if select.select([pidfd], [], [], seconds)[0]:
+        return _exit_code(os.waitpid(pid, 0)[1])
+    return None
+
+
+def judge(req, info, sock, child):
+    """This process after the fork: read the tests, judge, report; exit with the program's status."""
+    report_fd = req["report_fd"]
+
+    def report(line):
+        os.write(report_fd, (line.replace("\n", " ") + "\n").encode())
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # the tests' own prints and warnings must not mix with the program's output
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    plan = json.loads(sys.stdin.buffer.read() or b"{}").get("tests")
+    memory = req["limits"]["memory_bytes"]
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    pidfd = os.pidfd_open(child)
+    drop_judge_privileges(req, info)
+    channel = protocol.Channel(sock.fileno(), cap=req["limits"]["output_bytes"], pidfd=pidfd)
+
+    def expect(kind):
+        """The next message of ``kind`` from the runner: its payload, or None if the runner is gone."""
+        try:
+            line = channel.read()
+            message = protocol.from_wire(line) if line is not None else None
+        except (OverflowError, ValueError, TypeError, RecursionError, MemoryError):
+            return "runtime"
+        if type(message) is list and len(message) == 2 and message[0] in kind:
+            return message if len(kind) > 1 else message[1]
+        return None if message is None else "runtime"
+
+    setup = expect(("setup",))
+    if setup is None:  # the runner died before running anything: its exit code says why
+        sock.close()
+        os._exit(_wait(child, pidfd, 5.0) or SETUP_FAILED)
+    if isinstance(setup, dict):
+        setup["judge_uid"] = os.getuid()
+    report("setup " + json.dumps(setup))
+    if req["mode"] == "stdio":
+        ended = expect(("exit", "compile"))
+        if isinstance(ended, list) and ended[1] in ("ok", "runtime", "memory", "syntax"):
+            report(f"{ended[0]} {ended[1]}")
+    else:
+        load = expect(("load",))
+        protocol.judge_tests(plan, channel, load if load in protocol.LOAD_REASONS or load is None else "runtime",
+                             report)
+    sock.close()
+    os._exit(_wait(child, pidfd, 2.0 if channel.gone else 0.5) or 0)  # gone: its exit code says why
+
+
 def main():
-    req = json.loads(sys.stdin.buffer.read())
+    req = _read_request()
     for name in PRELOAD:
         __import__(name)
     sys.stdout.reconfigure(encoding="utf-8", errors="replace")
     info = {"namespaces": "off"}
+    isolated = False
     if req["isolate"]:
         try:
             isolated = isolate(req, info)
         except OSError as exc:  # half-isolated is worse than a clear failure
             sys.stderr.write(f"graft-sandbox-setup: {exc}\n")
             os._exit(SETUP_FAILED)
-        if isolated:
-            child = os.fork()
-            if child == 0:
-                init(req, info)
-            _, status = os.waitpid(child, 0)
-            os._exit(_exit_code(status))
-    run(req, info)
+    ours, theirs = socket.socketpair()
+    child = os.fork()
+    if child == 0:  # the program's side: nothing of the judge's may stay reachable
+        os.close(req["report_fd"])
+        ours.close()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # stdin still holds the tests' plan
+        os.close(null)
+        sock = theirs.detach()
+        try:
+            if isolated:
+                init(req, info, sock)
+            run(req, info, sock)
+        finally:  # never back into the judge's code, never the program's atexit handlers
+            os._exit(1)
+    theirs.close()
+    try:
+        judge(req, info, ours, child)
+    except BaseException as exc:  # noqa: BLE001 - the judge's own failure: say so where the host reads
+        message = f"judge_error {type(exc).__name__}: {exc}".replace("\n", " ")
+        os.write(req["report_fd"], message.encode() + b"\n")
+        os._exit(SETUP_FAILED)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
 """Generated Python run against tests in the sandbox; reward = fraction of tests passed.
 
 Tests (the example's ``answer``, see ``parse_tests``):
-    assert tests   Python source, or a JSON list of sources. Every top-level
-                   ``assert`` is one test; other top-level statements (imports,
-                   helpers) are setup, run in order, not counted. All run in
-                   one process, in one namespace after the program (run with
-                   ``__name__ == "__solution__"``, so a ``main()`` guard does not
-                   fire).
+    assert tests   Python source, or a JSON list of sources (joined by newlines). Every
+                   top-level ``assert`` is one test; other top-level statements (imports,
+                   helpers) are setup, run in order, not counted. The program runs first,
+                   with ``__name__ == "__solution__"`` (a ``main()`` guard does not fire).
+                   The tests themselves run in the sandbox's judge, not in the program's
+                   process: only the calls to the program (``solve(1)`` of ``assert solve(1)
+                   == 1``) are evaluated there, and their results come back as plain data
+                   (``graft.rewards.asserts``, ``_sandbox_protocol``), so the program can
+                   neither see what it is compared with nor decide a comparison.
     stdin/stdout   a JSON list of ``{"input": str, "output": str}``; each pair is
                    one fresh sandboxed run of the program as ``__main__``, the
-                   output compared after stripping trailing whitespace on each
+                   output compared here after stripping trailing whitespace on each
                    line and trailing blank lines. After the first timeout the
                    remaining pairs are not run (they count as failed): a program
                    that hangs once usually hangs again, and each costs ``wall_s``.
@@ -20,23 +23,24 @@ The program is the last fenced code block of the completion (```python or
 Reward: ``passed / total`` (``partial=True``) or 1/0 (all or nothing).
 Error: None when all pass, else the reason of the first failing test:
 ``syntax``, ``timeout``, ``memory``, ``output_limit``, ``runtime``, ``wrong_answer``.
+A program value that is not plain data (an object with its own ``__eq__``, a
+subclass of ``int``, a numpy scalar) is ``wrong_answer``.
 
-What the sandbox does and does not stop: docs/verifiers.md. One thing it does
-not try to stop: a program that deliberately inspects the harness (its frames,
-its memory) can forge passing results; the sandbox protects the host, and the
-reward against accidents and crude hacks (``sys.exit(0)``, ``os._exit``,
-printing fake results), not against a program written to attack the grader.
+What the sandbox does and does not stop, and the grader's threat model: docs/verifiers.md.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 import signal
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from graft.rewards.asserts import split_tests
 from graft.rewards.base import Verdict
 from graft.rewards.sandbox import Limits, RunResult, run_program
 from graft.tasks.base import Example
@@ -52,11 +56,16 @@ def extract_code(completion: str) -> str:
     return (blocks[-1] if blocks else completion)[:MAX_CODE_CHARS]
 
 
-def parse_tests(tests) -> tuple[str, list]:
-    """Reference tests -> ("assert", [[kind, source], ...]) or ("stdio", [(input, output), ...]).
+_split_cached = functools.lru_cache(maxsize=4096)(split_tests)  # RL grades many completions per test
+
+
+def parse_tests(tests) -> tuple[str, object]:
+    """Reference tests -> ("assert", plan) or ("stdio", [(input, output), ...]).
 
     ``tests``: a list (assert sources, or {"input", "output"} dicts), a JSON string of one,
-    or Python source. Raises ValueError on malformed tests (reference data, not a completion).
+    or Python source. The plan is ``asserts.split_tests``'s (cached: do not modify it).
+    Raises ValueError on tests that are malformed or cannot be graded soundly (reference
+    data, not a completion).
     """
     if isinstance(tests, str) and tests.lstrip().startswith("["):
         try:
@@ -74,25 +83,20 @@ def parse_tests(tests) -> tuple[str, list]:
                 pairs.append((t["input"], t["output"]))
             return "stdio", pairs
         if all(isinstance(t, str) for t in tests):
-            items = [item for source in tests for item in _split_asserts(source)]
-            return "assert", items
-        raise ValueError("tests: a list of assert sources or of {input, output} objects")
+            for i, source in enumerate(tests):
+                try:
+                    ast.parse(source)
+                except SyntaxError as exc:
+                    raise ValueError(f"tests[{i}]: not valid Python ({exc.msg}, line {exc.lineno})") from None
+            tests = "\n".join(tests)
+        else:
+            raise ValueError("tests: a list of assert sources or of {input, output} objects")
     if isinstance(tests, str):
-        return "assert", _split_asserts(tests)
+        try:
+            return "assert", _split_cached(tests)
+        except ValueError as exc:
+            raise ValueError(f"tests: {exc}") from None
     raise ValueError(f"tests: expected a string or a list, got {type(tests).__name__}")
-
-
-def _split_asserts(source: str) -> list[list[str]]:
-    """Top-level statements of trusted test source: asserts are tests, the rest setup (parse only)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as exc:
-        raise ValueError(f"tests: not valid Python ({exc.msg}, line {exc.lineno})") from None
-    items = [["test" if isinstance(node, ast.Assert) else "setup", ast.get_source_segment(source, node)]
-             for node in tree.body]
-    if not any(kind == "test" for kind, _ in items):
-        raise ValueError("tests: no assert statement")
-    return items
 
 
 def same_output(got: str, expected: str) -> bool:
@@ -116,20 +120,22 @@ def _terminal_reason(run: RunResult) -> str:
     return "runtime"
 
 
-def _assert_results(run: RunResult, n_items: int) -> list[str]:
-    """One reason ("ok" if passed) per item index, from the runner's events."""
+def _assert_results(run: RunResult, n_tests: int) -> list[str]:
+    """One reason ("ok" if passed) per test, from the judge's report; ValueError for a bad test."""
     results: dict[int, str] = {}
-    fallback = None
     for event in run.events:
-        parts = event.split()
-        if parts[0] == "compile":
-            fallback = "syntax"
-        elif parts[0] == "load":
-            fallback = parts[1]
-        elif parts[0] in ("test", "setup-step") and len(parts) == 3 and parts[1].isdigit():
-            results.setdefault(int(parts[1]), parts[2])
-    fallback = fallback or _terminal_reason(run)
-    return [results.get(i, fallback) for i in range(n_items)]
+        kind, _, rest = event.partition(" ")
+        if kind == "bad_test":
+            line, _, message = rest.partition(" ")
+            raise ValueError(f"tests: line {line}: {message}")
+        if kind == "judge_error":  # a bug of the grader's, never a pass: the tests it did not judge fail
+            warnings.warn(f"code grader: the sandbox's judge failed ({rest}); unjudged tests count as failed",
+                          RuntimeWarning, stacklevel=3)
+        index, _, reason = rest.partition(" ")
+        if kind == "test" and index.isdigit():
+            results.setdefault(int(index), reason)
+    fallback = _terminal_reason(run)
+    return [reason if (reason := results.get(j)) not in (None, "lost") else fallback for j in range(n_tests)]
 
 
 class CodeGrader:
@@ -158,8 +164,7 @@ class CodeGrader:
         mode, items = parse_tests(tests)
         if mode == "assert":
             run = run_program({"mode": "assert", "code": code, "tests": items}, self.limits, self.isolate)
-            reasons = _assert_results(run, len(items))
-            return [reason for (kind, _), reason in zip(items, reasons) if kind == "test"]
+            return _assert_results(run, sum(item["kind"] == "test" for item in items["items"]))
         results: list[str] = []
         for stdin, expected in items:
             if results and results[-1] in ("timeout", "syntax"):

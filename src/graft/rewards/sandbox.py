@@ -1,8 +1,11 @@
 """Run untrusted Python in a subprocess sandbox; the host side (see ``_sandbox_child.py``).
 
-One call to ``run_program`` starts ``python -I -B _sandbox_child.py`` in a new
-session with a sanitised environment, sends it the program and its tests on
-stdin, and reads its stdout/stderr with a byte cap and a wall-clock deadline.
+One call to ``run_program`` starts ``python -I -B -c <_sandbox_child.py's source>
+<_sandbox_protocol.py's source>`` (both read once, when this module is imported:
+the sandbox never reads graft's files itself) in a new session with a sanitised
+environment, sends it the program on stdin and then, separately, the tests'
+plan (which only the judge reads), and reads three pipes with byte caps and a
+wall-clock deadline: the program's stdout and stderr, and the judge's report.
 Whatever happens, afterwards: the whole process group is SIGKILLed (which also
 tears down the child's PID namespace, daemons included), then every process
 left with the run's uid (as root) or its environment marker (otherwise) is
@@ -35,8 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HARNESS = Path(__file__).with_name("_sandbox_child.py")
+HARNESS_SOURCE = HARNESS.read_text()
+PROTOCOL_SOURCE = HARNESS.with_name("_sandbox_protocol.py").read_text()
+OWNER = secrets.token_hex(6)  # this process's runs: in every marker and workdir name (tests scope by it)
 UID_BASE = 2_000_000_000  # far above login and systemd-dynamic uids (<= 65535)
-UID_SLOTS = 4096
+UID_SLOTS = 4096  # program uids UID_BASE + slot; the run's judge gets UID_BASE + UID_SLOTS + slot
 SETUP_FAILED = 70  # the harness's exit code when isolation was asked for and failed half-way
 
 
@@ -66,11 +72,12 @@ class Limits:
 class RunResult:
     """What one sandboxed run did.
 
-    stopped:  None if the program ended by itself, else "timeout" or "output_limit" (the host killed it).
-    stdout:   the program's output, status lines removed.
-    events:   status lines of the runner after ``setup`` (e.g. "test 0 ok", "exit runtime").
-    exit_code: of the sandbox's first process (128 + signal when killed by one).
-    info:     isolation actually achieved (namespaces, uid, proc), from the runner's setup line.
+    stopped:  None if the run ended by itself, else "timeout" or "output_limit" (the host killed it).
+    stdout:   the program's output, as it wrote it (no status line is ever mixed in).
+    events:   the judge's report lines after ``setup`` (e.g. "test 0 ok", "exit runtime").
+    exit_code: of the sandbox's first process: the runner's (128 + signal when killed by one) when
+              it ended before the judge did.
+    info:     isolation actually achieved (namespaces, uid, proc), from the runner's setup message.
     """
 
     stopped: str | None
@@ -140,12 +147,12 @@ def _has_marker(pid: int, marker: bytes) -> bool:
         return False
 
 
-def sweep(uid: int | None, marker: str) -> int:
-    """SIGKILL every process of ``uid`` (a leased sandbox uid) or carrying ``marker``; how many."""
+def sweep(uids: tuple[int, ...], marker: str) -> int:
+    """SIGKILL every process of ``uids`` (a run's leased uids) or carrying ``marker``; how many."""
     killed, me, tag = 0, os.getuid(), f"GRAFT_SANDBOX={marker}".encode()
     for _ in range(50):  # repeat: a fork may land between listing and killing
         targets = [pid for pid, owner in _processes()
-                   if (uid is not None and owner == uid) or (owner == me and _has_marker(pid, tag))]
+                   if owner in uids or (owner == me and _has_marker(pid, tag))]
         if not targets:
             return killed
         for pid in targets:
@@ -158,8 +165,8 @@ def sweep(uid: int | None, marker: str) -> int:
     return killed
 
 
-def sweep_files(uid: int) -> int:
-    """Delete what ``uid`` left in the shared temporary directories (only needed without a mount namespace)."""
+def sweep_files(uids: tuple[int, ...]) -> int:
+    """Delete what ``uids`` left in the shared temporary directories (only needed without a mount namespace)."""
     removed = 0
     for top in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
         try:
@@ -168,7 +175,7 @@ def sweep_files(uid: int) -> int:
             continue
         for entry in entries:
             try:
-                if entry.stat(follow_symlinks=False).st_uid != uid:
+                if entry.stat(follow_symlinks=False).st_uid not in uids:
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path, ignore_errors=True)
@@ -180,17 +187,16 @@ def sweep_files(uid: int) -> int:
     return removed
 
 
-def _read_capped(proc: subprocess.Popen, limits: Limits, deadline: float):
-    """Drain stdout/stderr until the process exits, the deadline passes or a cap is hit.
+def _read_capped(proc: subprocess.Popen, pipes: dict[int, int], deadline: float):
+    """Drain ``pipes`` (fd -> byte cap) until the process exits, the deadline passes or a cap is hit.
 
-    Returns (stopped, stdout, stderr) with stopped None, "timeout" or "output_limit". The
-    process's exit (a pidfd) ends the wait even if an escaped descendant still holds the pipes.
+    Returns (stopped, {fd: bytes}) with stopped None, "timeout" or "output_limit" (stderr keeps its
+    last bytes, the others their first). The process's exit (a pidfd) ends the wait even if an
+    escaped descendant still holds the pipes.
     """
-    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
-    caps = {out_fd: limits.output_kb << 10, err_fd: limits.stderr_kb << 10}
-    data = {out_fd: bytearray(), err_fd: bytearray()}
+    data = {fd: bytearray() for fd in pipes}
     sel = selectors.DefaultSelector()
-    for fd in caps:
+    for fd in pipes:
         sel.register(fd, selectors.EVENT_READ)
     pidfd = os.pidfd_open(proc.pid)
     sel.register(pidfd, selectors.EVENT_READ)
@@ -214,83 +220,94 @@ def _read_capped(proc: subprocess.Popen, limits: Limits, deadline: float):
                     sel.unregister(key.fd)
                     continue
                 data[key.fd] += chunk
-                if len(data[key.fd]) > caps[key.fd]:
+                if len(data[key.fd]) > pipes[key.fd]:
                     stopped = "output_limit"
             if stopped:
                 break
     finally:
         sel.close()
         os.close(pidfd)
-    return stopped, bytes(data[out_fd][: caps[out_fd]]), bytes(data[err_fd][-caps[err_fd]:])
+    return stopped, data
 
 
-def _parse(out: bytes, nonce: str) -> tuple[str, list[str], dict]:
-    """Split the runner's status lines from the program's output."""
-    text = out.decode("utf-8", errors="replace")
-    marker = f"\n{nonce} "
-    pieces = text.split(marker)
-    program, events, info = [pieces[0]], [], {}
-    for piece in pieces[1:]:
-        event, _, rest = piece.partition("\n")
-        program.append(rest)
-        if event.startswith("setup "):
+def _parse(report: bytes) -> tuple[list[str], dict]:
+    """The judge's report lines, and the isolation info of its ``setup`` line."""
+    events, info = [], {}
+    for line in report.decode("utf-8", errors="replace").splitlines():
+        if line.startswith("setup "):
             try:
-                info = json.loads(event[len("setup "):])
+                parsed = json.loads(line[len("setup "):])
             except json.JSONDecodeError:
-                pass
-        else:
-            events.append(event)
-    return "".join(program), events, info
+                parsed = None
+            info = parsed if isinstance(parsed, dict) else {}
+        elif line:
+            events.append(line)
+    return events, info
 
 
 def run_program(request: dict, limits: Limits = Limits(), isolate: bool = True) -> RunResult:
     """Run one program in the sandbox.
 
-    request: ``{"mode": "assert", "code": str, "tests": [["test"|"setup", source], ...]}`` or
+    request: ``{"mode": "assert", "code": str, "tests": plan}`` (``asserts.split_tests``) or
              ``{"mode": "stdio", "code": str, "input": str}``.
     Raises SandboxError only when the sandbox itself cannot be set up.
     """
     start = time.monotonic()
     root = os.geteuid() == 0
     lease = _UidLease() if root else None
-    workdir = tempfile.mkdtemp(prefix="graft-sandbox-")
-    nonce, marker = secrets.token_hex(16), secrets.token_hex(8)
-    proc, stopped, out, err = None, None, b"", b""
+    workdir = tempfile.mkdtemp(prefix=f"graft-sandbox-{OWNER}-")
+    marker = f"{OWNER}-{secrets.token_hex(8)}"
+    proc, stopped, out, err, report = None, None, b"", b"", b""
+    report_r, report_w = os.pipe()
     try:
         if lease is not None:
             os.chown(workdir, lease.uid, lease.uid)  # used as is when namespaces are unavailable
-        payload = dict(request, nonce=nonce, workdir=workdir, uid=lease.uid if lease else None,
-                       limits=limits.for_child(), isolate=isolate)
+        program = {key: request[key] for key in ("mode", "code", "input") if key in request}
+        program.update(workdir=workdir, uid=lease.uid if lease else None, isolate=isolate, report_fd=report_w,
+                       judge_uid=lease.uid + UID_SLOTS if lease else None,
+                       limits={**limits.for_child(), "output_bytes": limits.output_kb << 10})
+        first = json.dumps(program).encode()
+        payload = b"%d\n" % len(first) + first + json.dumps({"tests": request.get("tests")}).encode()
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-B", str(HARNESS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=_clean_env(workdir, marker), cwd="/", start_new_session=True,
-            close_fds=True,
+            [sys.executable, "-I", "-B", "-c", HARNESS_SOURCE, PROTOCOL_SOURCE], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_clean_env(workdir, marker), cwd="/",
+            start_new_session=True, close_fds=True, pass_fds=(report_w,),
         )
+        os.close(report_w)
+        report_w = None
         try:
-            proc.stdin.write(json.dumps(payload).encode())
+            proc.stdin.write(payload)
             proc.stdin.close()
         except (BrokenPipeError, OSError):
             pass
-        stopped, out, err = _read_capped(proc, limits, start + limits.wall_s)
+        out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+        stopped, data = _read_capped(proc, {out_fd: limits.output_kb << 10, err_fd: limits.stderr_kb << 10,
+                                            report_r: 1 << 20}, start + limits.wall_s)
+        out = bytes(data[out_fd][: limits.output_kb << 10])
+        err, report = bytes(data[err_fd][-(limits.stderr_kb << 10):]), bytes(data[report_r])
     finally:
+        if report_w is not None:
+            os.close(report_w)
+        os.close(report_r)
         if proc is not None:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)  # the group: the harness, pid-namespace init, runner
+                os.killpg(proc.pid, signal.SIGKILL)  # the group: the judge, pid-namespace init, runner
             except ProcessLookupError:
                 pass
             proc.wait()
             for stream in (proc.stdout, proc.stderr):
                 stream.close()
-        program, events, info = _parse(out, nonce)
+        events, info = _parse(report)
         # A PID namespace dies with its init, but asynchronously; without one, escaped processes
         # live on. Either way: wait until no process of the run's uid (or marker) is left.
-        sweep(lease.uid if lease else None, marker)
+        uids = (lease.uid, lease.uid + UID_SLOTS) if lease else ()  # the program's and the judge's
+        sweep(uids, marker)
         if lease is not None and "mount" not in info.get("namespaces", ""):
-            sweep_files(lease.uid)  # no private tmpfs: files it wrote to /tmp etc. are real
+            sweep_files(uids)  # no private tmpfs: files written to /tmp etc. are real
         shutil.rmtree(workdir, ignore_errors=True)
         if lease is not None:
             lease.release()
     if proc.returncode == SETUP_FAILED and not info:  # before the runner said "setup": not the program
         raise SandboxError(f"sandbox setup failed: {err.decode(errors='replace').strip()[-300:]}")
-    return RunResult(stopped, program, events, proc.returncode, err.decode("utf-8", errors="replace"),
-                     time.monotonic() - start, info)
+    return RunResult(stopped, out.decode("utf-8", errors="replace"), events, proc.returncode,
+                     err.decode("utf-8", errors="replace"), time.monotonic() - start, info)

@@ -11,8 +11,11 @@ Safety (the query runs in the trainer's process, so SQLite itself is the guard):
       second statement in ``execute``);
     - a progress handler aborts the query past ``timeout`` seconds (it runs every
       1,000 virtual-machine steps, so it also stops ``WITH RECURSIVE`` loops);
-    - strings and blobs are capped at 1 MB (``SQLITE_LIMIT_LENGTH``), and at most
-      ``max_rows`` rows are fetched (more is ``output_limit``).
+    - strings and blobs are capped at 1 MB (``SQLITE_LIMIT_LENGTH``), at most
+      ``max_rows`` rows and ``max_bytes`` bytes of values are fetched (more is
+      ``output_limit``): 10,000 rows of 1 MB blobs would otherwise be 10 GB in the
+      trainer's memory;
+    - ``fts3_tokenizer`` (it returns a native pointer) is denied with the writes.
 
 Comparison: rows as tuples, values normalised (an integral float equals the
 integer; floats rounded to ``float_digits``); column names are ignored, column
@@ -34,6 +37,8 @@ from graft.rewards.base import Verdict
 from graft.tasks.base import Example
 
 _ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+_DENIED_FUNCTIONS = {"fts3_tokenizer", "load_extension"}
+MAX_BYTES = 32 << 20  # values fetched from one query, at most
 _FENCE = re.compile(r"```[ \t]*(?:sql|sqlite)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 _COMMENT_OR_STRING = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"", re.DOTALL)
 MAX_QUERY_CHARS = 20_000
@@ -82,7 +87,18 @@ def _normal(value):
     return value
 
 
-def run_query(db: str | Path, sql: str, timeout: float = 2.0, max_rows: int = 10_000) -> list[tuple]:
+def _authorize(action, arg1, arg2, *_):
+    if action == sqlite3.SQLITE_FUNCTION and str(arg2).lower() in _DENIED_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK if action in _ALLOWED else sqlite3.SQLITE_DENY
+
+
+def _size(row: tuple) -> int:
+    return sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in row)
+
+
+def run_query(db: str | Path, sql: str, timeout: float = 2.0, max_rows: int = 10_000,
+              max_bytes: int = MAX_BYTES) -> list[tuple]:
     """Rows of one read-only SELECT, or QueryError(reason). ``db`` must exist (FileNotFoundError)."""
     path = Path(db)
     if not path.is_file():
@@ -95,12 +111,19 @@ def run_query(db: str | Path, sql: str, timeout: float = 2.0, max_rows: int = 10
     try:
         conn.execute("PRAGMA query_only = ON")
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000)
-        conn.set_authorizer(lambda action, *_: sqlite3.SQLITE_OK if action in _ALLOWED else sqlite3.SQLITE_DENY)
+        conn.set_authorizer(_authorize)
         deadline = time.monotonic() + timeout
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
         try:
             cursor = conn.execute(sql)
-            rows = cursor.fetchmany(max_rows + 1)
+            rows, fetched = [], 0
+            for row in cursor:  # one row at a time: the byte budget is checked before the next one
+                fetched += _size(row)
+                if fetched > max_bytes:
+                    raise QueryError("output_limit", f"more than {max_bytes} bytes of values")
+                rows.append(row)
+                if len(rows) > max_rows:
+                    break
         except sqlite3.OperationalError as exc:
             msg = str(exc)
             if msg == "interrupted":
@@ -132,13 +155,15 @@ class SqlGrader:
 
     timeout:  seconds per query (reference and completion each).
     max_rows: rows fetched at most from the completion's query.
+    max_bytes: bytes of values fetched at most from it (strings and blobs by length, others 8).
     workers:  completions graded in parallel threads by ``grade_many``.
     """
 
     name = "sql"
 
-    def __init__(self, timeout: float = 2.0, max_rows: int = 10_000, workers: int = 1):
+    def __init__(self, timeout: float = 2.0, max_rows: int = 10_000, workers: int = 1, max_bytes: int = MAX_BYTES):
         self.timeout, self.max_rows, self.workers = float(timeout), int(max_rows), int(workers)
+        self.max_bytes = int(max_bytes)
         self._reference: dict[tuple[str, str], list[tuple]] = {}
 
     def reference_rows(self, db: str, query: str) -> list[tuple]:
@@ -160,7 +185,7 @@ class SqlGrader:
             raise ValueError("sql grader: the example has no meta['db'] (database file)")
         expected = self.reference_rows(db, example.answer)
         try:
-            got = run_query(db, extract_sql(completion), self.timeout, self.max_rows)
+            got = run_query(db, extract_sql(completion), self.timeout, self.max_rows, self.max_bytes)
         except QueryError as exc:
             return Verdict(0.0, exc.reason, {"detail": str(exc)[:200]})
         ok = same_result(got, expected, is_ordered(example.answer))
