@@ -109,13 +109,22 @@ def _resolve_checkpoint(target: Path) -> tuple[Path, Path | None]:
     return found[-1], target
 
 
+def _load_checkpoint_policy(checkpoint: Path, cfg):
+    """The checkpoint's policy on the run's device and precision (a LoRA run: base + adapter)."""
+    from graft.models.load import load_saved_policy
+
+    try:
+        return load_saved_policy(checkpoint / "model", cfg.model)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise GraftError(f"{checkpoint / 'model'}: {exc}") from None
+
+
 def cmd_eval(args) -> int:
     import torch
 
     from graft.config import load_config
     from graft.eval.evaluate import evaluate_full
     from graft.eval.tables import eval_table, parse_ks
-    from graft.models.load import load_saved_policy
     from graft.train.checkpoint import write_atomic_text
     from graft.train.loop import bind_tokenizer, build_task
 
@@ -128,9 +137,10 @@ def cmd_eval(args) -> int:
     cfg = load_config(checkpoint / "config.yaml", overrides)
     torch.set_num_threads(cfg.threads)
     task = build_task(cfg.task)
-    policy = load_saved_policy(checkpoint / "model")
+    policy = _load_checkpoint_policy(checkpoint, cfg)
     bind_tokenizer(task, policy)
-    result = {"checkpoint": str(checkpoint), **evaluate_full(policy, task, cfg.eval, cfg.seed, ks, samples)}
+    result = {"checkpoint": str(checkpoint),
+              **evaluate_full(policy, task, cfg.eval, cfg.seed, ks, samples, stop=cfg.rl.stop)}
     if run_dir is not None:
         (run_dir / "eval").mkdir(exist_ok=True)
         write_atomic_text(run_dir / "eval" / f"{checkpoint.name}.json", json.dumps(result, indent=2))

@@ -88,12 +88,13 @@ class IidSource:
         self.cfg = cfg
 
     def _sample(self, policy: Policy, prompts: list[list[int]], counts: list[int], generator, version,
-                max_new_tokens: int | None = None) -> list[Rollout]:
+                max_new_tokens: int | None = None, stop_context: list[list[int]] | None = None
+                ) -> list[Rollout]:
         cfg = self.cfg
         return sample(policy, prompts, max_new_tokens=max_new_tokens or cfg.rl.max_new_tokens,
                       temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, generator=generator,
                       policy_version=version, repeats=counts, share_prefill=cfg.rollout.share_prefill,
-                      compact=cfg.rollout.compact)
+                      compact=cfg.rollout.compact, stop_strings=cfg.rl.stop, stop_context=stop_context)
 
     def sample_plain(self, policy: Policy, requests: list[Request], generator, version) -> list[Group]:
         prompts = [policy.tokenizer.encode(r.example.prompt) for r in requests]
@@ -152,7 +153,7 @@ class TreeSource(IidSource):
         flat = sample_tree(policy, prompts, num_generations=G, max_new_tokens=cfg.rl.max_new_tokens,
                            temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, generator=generator,
                            policy_version=version, segment_len=ro.segment_len, branch=ro.branch,
-                           max_depth=ro.max_depth, branch_entropy=ro.branch_entropy)
+                           max_depth=ro.max_depth, branch_entropy=ro.branch_entropy, stop_strings=cfg.rl.stop)
         return _grouped(requests, flat)
 
 
@@ -224,7 +225,8 @@ def place_requests(source: IidSource, policy: Policy, requests: list[Request], g
         contexts = [p + list(r.prefix) for p, r in zip(prompts, hinted)]
         policy.module.eval()
         flat = source._sample(policy, contexts, [r.n for r in hinted], generator, version,
-                              max_new_tokens=budget - min(len(r.prefix) for r in hinted))
+                              max_new_tokens=budget - min(len(r.prefix) for r in hinted),
+                              stop_context=[list(r.prefix) for r in hinted for _ in range(r.n)])
         policy.module.train()
         cost += float(sum(len(c) + len(ro.completion_ids) for c, ro in zip(
             [c for c, r in zip(contexts, hinted) for _ in range(r.n)], flat)))

@@ -107,11 +107,11 @@ def start_rl(policy: Policy, cfg: Config) -> Learner:
 
 def _restore(last: Path, cfg: Config, saved: dict) -> Learner:
     """The learner as saved in checkpoint ``last`` (weights, optimizers, reference, critic)."""
-    policy = load_saved_policy(last / "model")
+    policy = load_saved_policy(last / "model", cfg.model)
     learner = Learner(policy, _optimizer(policy.module, cfg, cfg.sft.lr))
     learner.optimizer.load_state_dict(saved["optimizer"])
     if (last / "reference").is_dir():
-        learner.ref = load_saved_policy(last / "reference")
+        learner.ref = load_saved_policy(last / "reference", cfg.model)
         learner.ref.module.requires_grad_(False)
     if saved.get("critic_optimizer") is not None:
         learner.critic = Critic.load(policy, last)
@@ -178,7 +178,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         ckpt.save_checkpoint(run_dir / "checkpoints", step, write, keep=cfg.checkpoint.keep)
 
     def run_eval(name: str) -> dict:
-        result = evaluate_both(learner.policy, task, cfg.eval, cfg.seed)
+        result = evaluate_both(learner.policy, task, cfg.eval, cfg.seed, stop=cfg.rl.stop)
         (run_dir / "eval").mkdir(exist_ok=True)
         ckpt.write_atomic_text(run_dir / "eval" / f"{name}.json", json.dumps(result, indent=2))
         return result
