@@ -32,7 +32,8 @@ class _Section(BaseModel):
 
 class ModelConfig(_Section):
     path: str | None = None
-    """Local Hugging Face causal-LM directory (config, weights, tokenizer). None = built-in tiny transformer."""
+    """Hugging Face causal-LM directory (config, weights, tokenizer), or a repo id already in the local
+    Hugging Face cache (never downloaded). None = built-in tiny transformer."""
     device: str = "auto"
     """Where the policy and every tensor of the loop live: `auto` (CUDA when present, else CPU), `cpu`,
     `cuda` or `cuda:N`."""

@@ -1,7 +1,8 @@
 """A local Hugging Face causal LM behind graft's ``Policy`` interface.
 
-Only local directories are loaded (``local_files_only=True``): graft never
-downloads weights itself. Notes on transformers 5, which this targets:
+Only local files are loaded (``local_files_only=True``): a directory, or a repo id found in
+the local Hugging Face cache (``graft.models.load.resolve_model_path``); graft never downloads
+weights itself. Notes on transformers 5, which this targets:
 
 - ``from_pretrained`` defaults to ``dtype="auto"`` (the checkpoint's dtype, often
   bf16); we always pass ``dtype`` explicitly (``torch_dtype`` is deprecated).

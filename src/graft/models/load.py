@@ -3,23 +3,66 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 from graft.errors import GraftError
 from graft.models.device import resolve_device, weight_dtype
 from graft.models.policy import Policy
 
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, as ``huggingface_hub`` finds it, read from the environment now:
+    ``HF_HUB_CACHE`` (or the older ``HUGGINGFACE_HUB_CACHE``), else ``$HF_HOME/hub``, else
+    ``$XDG_CACHE_HOME/huggingface/hub`` (default ``~/.cache/huggingface/hub``)."""
+    env = os.environ
+    cache = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    if cache:
+        return Path(cache).expanduser()
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """``model.path`` -> a local model directory: the directory itself, or, for a name that is not
+    one, the snapshot of that repo id in the local Hugging Face cache (offline: nothing is
+    downloaded). Raises FileNotFoundError saying where it looked."""
+    local = Path(path).expanduser()
+    if local.is_dir():
+        return local
+    if local.exists():
+        raise ValueError(f"model path {path} is not a directory")
+    name = str(path)
+    if not _REPO_ID.fullmatch(name) or name.endswith((".", "-")):
+        raise FileNotFoundError(f"model directory {path} does not exist")
+    cache = hub_cache_dir()
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=name, cache_dir=str(cache), local_files_only=True))
+    except Exception:  # noqa: BLE001 -- not cached (or an unusable entry): one line that says where
+        where = cache / ("models--" + name.replace("/", "--"))
+        raise FileNotFoundError(
+            f"{name!r} is not a local directory, and not in the Hugging Face cache (looked for {where}, "
+            "offline); graft never downloads models: download it first (e.g. `hf download "
+            f"{name}`) or give its directory") from None
+
 
 def create_policy(model_cfg, seed: int) -> Policy:
-    """``model.path`` set: the saved model there (a local Hugging Face directory, or a graft
-    checkpoint's ``model/``). Unset: a fresh seeded tiny transformer. Either way on
+    """``model.path`` set: the saved model there (a Hugging Face directory or cached repo id, or a
+    graft checkpoint's ``model/``). Unset: a fresh seeded tiny transformer. Either way on
     ``model.device`` in ``model.precision``."""
     device = resolve_device(model_cfg.device)
     if model_cfg.path:
         try:
-            return load_saved_policy(model_cfg.path, model_cfg)
+            directory = resolve_model_path(model_cfg.path)
+            policy = load_saved_policy(directory, model_cfg)
         except (FileNotFoundError, ValueError, OSError) as exc:
             raise GraftError(f"model.path: {exc}") from None
+        return policy
     from graft.models.tiny import TinyConfig
     from graft.models.tiny_policy import TinyPolicy
     from graft.models.tokenizer import CharTokenizer
@@ -44,7 +87,8 @@ def load_saved_policy(directory: str | Path, model_cfg=None) -> Policy:
     device = resolve_device(model_cfg.device) if model_cfg is not None else resolve_device("cpu")
     precision = model_cfg.precision if model_cfg is not None else "fp32"
     marker = directory / "graft_model.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("type") == "graft-tiny":
+    kind = json.loads(marker.read_text()).get("type") if marker.is_file() else None
+    if kind == "graft-tiny":
         from graft.models.tiny_policy import TinyPolicy
 
         return TinyPolicy.load(directory).place(device, precision)
