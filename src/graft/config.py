@@ -30,6 +30,25 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+LORA_TARGETS_DEFAULT = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+"""The attention and MLP projections of Qwen2 / Llama / Mistral (their module names)."""
+
+
+class LoraConfig(_Section):
+    """LoRA adapters through `peft` (docs/models.md): the base model's weights stay frozen and only
+    the low-rank adapters train; the KL reference is the base model with adapters disabled."""
+
+    rank: int = Field(0, ge=0)
+    """Adapter rank r; 0 = off (full fine-tuning). > 0 needs a Hugging Face model (model.path)."""
+    alpha: float = Field(16.0, gt=0)
+    """LoRA alpha: adapter output scaled by alpha / rank."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the adapters' input in training mode (sampling runs in eval mode, so > 0 makes
+    the PPO ratio start away from 1)."""
+    target_modules: list[str] = Field(default_factory=lambda: list(LORA_TARGETS_DEFAULT))
+    """Names (suffixes) of the linear layers that get adapters."""
+
+
 class ModelConfig(_Section):
     path: str | None = None
     """Hugging Face causal-LM directory (config, weights, tokenizer), or a repo id already in the local
@@ -40,6 +59,7 @@ class ModelConfig(_Section):
     precision: Literal["fp32", "bf16_mixed", "bf16"] = "fp32"
     """`fp32`; `bf16_mixed`: bf16 autocast for forwards, fp32 weights and optimizer state; `bf16`:
     weights (and so optimizer state) in bf16. HF models load in this dtype and save back in it."""
+    lora: LoraConfig = LoraConfig()
 
     @field_validator("device")
     @classmethod

@@ -79,12 +79,14 @@ class HFTokenizer:
 class HFPolicy:
     """Any local causal LM directory (config + weights + tokenizer) as a ``Policy``.
 
-    ``amp_dtype``: bf16 autocast around every forward (``model.precision: bf16_mixed``), else None."""
+    ``amp_dtype``: bf16 autocast around every forward (``model.precision: bf16_mixed``), else None.
+    With LoRA (``graft.models.lora``) ``module`` is a ``peft`` model wrapping the HF one."""
 
     def __init__(self, module: nn.Module, tokenizer: HFTokenizer):
         self.module = module
         self.tokenizer = tokenizer
         self.amp_dtype: torch.dtype | None = None
+        self.lora_base: str | None = None  # LoRA (graft.models.lora): the base model's directory
 
     @property
     def device(self) -> torch.device:
@@ -186,7 +188,12 @@ class HFPolicy:
 
     def save(self, directory: Path) -> None:
         """Write config, safetensors weights (in the weights' dtype) and tokenizer in the standard
-        Hugging Face layout."""
+        Hugging Face layout; a LoRA policy writes its adapter (``graft.models.lora.save_adapter``)."""
+        if self.lora_base is not None:
+            from graft.models.lora import save_adapter
+
+            save_adapter(self, directory)
+            return
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.module.save_pretrained(directory)

@@ -1,4 +1,4 @@
-"""Build or load the policy a config names, on its device and in its precision."""
+"""Build or load the policy a config names, on its device, in its precision, with its adapters."""
 
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ def resolve_model_path(path: str | Path) -> Path:
 
 def create_policy(model_cfg, seed: int) -> Policy:
     """``model.path`` set: the saved model there (a Hugging Face directory or cached repo id, or a
-    graft checkpoint's ``model/``). Unset: a fresh seeded tiny transformer. Either way on
-    ``model.device`` in ``model.precision``."""
+    graft checkpoint's ``model/``), with fresh LoRA adapters when ``model.lora.rank`` > 0. Unset:
+    a fresh seeded tiny transformer. Either way on ``model.device`` in ``model.precision``."""
     device = resolve_device(model_cfg.device)
     if model_cfg.path:
         try:
@@ -62,6 +62,17 @@ def create_policy(model_cfg, seed: int) -> Policy:
             policy = load_saved_policy(directory, model_cfg)
         except (FileNotFoundError, ValueError, OSError) as exc:
             raise GraftError(f"model.path: {exc}") from None
+        if model_cfg.lora.rank > 0:
+            from graft.models.hf import HFPolicy
+            from graft.models.lora import add_adapters, is_lora
+
+            if not isinstance(policy, HFPolicy):
+                raise GraftError(f"model.lora.rank: LoRA needs a Hugging Face model; {directory} holds "
+                                 "graft's built-in tiny transformer")
+            if is_lora(policy):
+                raise GraftError(f"model.path: {directory} is a LoRA checkpoint; give its base model "
+                                 "(or export a merged model with `graft export RUN --merge`)")
+            add_adapters(policy, model_cfg.lora, seed, directory.resolve())
         return policy
     from graft.models.tiny import TinyConfig
     from graft.models.tiny_policy import TinyPolicy
@@ -79,8 +90,9 @@ def create_policy(model_cfg, seed: int) -> Policy:
 
 
 def load_saved_policy(directory: str | Path, model_cfg=None) -> Policy:
-    """Load a policy saved by ``Policy.save`` (either kind), e.g. ``checkpoints/step_N/model``, on
-    ``model_cfg``'s device and precision (None: CPU, float32)."""
+    """Load a policy saved by ``Policy.save`` (any kind), e.g. ``checkpoints/step_N/model``, on
+    ``model_cfg``'s device and precision (None: CPU, float32). A LoRA checkpoint is its base model
+    (``model_cfg.path`` when given, else the one its marker names) plus the saved adapter."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such model directory")
@@ -94,4 +106,11 @@ def load_saved_policy(directory: str | Path, model_cfg=None) -> Policy:
         return TinyPolicy.load(directory).place(device, precision)
     from graft.models.hf import HFPolicy
 
+    if kind == "hf-lora":
+        from graft.models.lora import adapter_marker, load_adapter
+
+        base = resolve_model_path(model_cfg.path) if model_cfg is not None and model_cfg.path \
+            else Path(adapter_marker(directory)["base"])
+        policy = HFPolicy.load(base, dtype=weight_dtype(precision)).place(device, precision)
+        return load_adapter(policy, directory, base.resolve())
     return HFPolicy.load(directory, dtype=weight_dtype(precision)).place(device, precision)
