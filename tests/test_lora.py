@@ -1,8 +1,10 @@
 """LoRA through peft (model.lora): adapters train, base weights stay, the KL reference is the base
-model with adapters disabled, checkpoints hold the adapter and resume exactly."""
+model with adapters disabled, checkpoints hold the adapter and resume exactly, and `graft export
+--merge` writes a plain HF model that decodes and scores as the adapter model did."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +14,7 @@ import zlib
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from graft.config import build_config
 from graft.errors import GraftError
@@ -20,7 +23,9 @@ from graft.models.hf_testing import build_tiny_hf_model
 from graft.models.load import create_policy, load_saved_policy
 from graft.models.lora import BaseReference
 from graft.models.policy import position_ids_from_mask
+from graft.rollout.sampler import sample
 from graft.tasks.base import Score
+from graft.train.batch import completion_logprobs, make_batch
 from graft.train.logging import read_metrics
 from graft.train.loop import prepare, start_rl, train
 
@@ -161,3 +166,57 @@ def test_lora_resume_after_sigkill_matches_the_uninterrupted_run(tmp_path, base_
                 assert abs(want[key] - got[key]) <= 1e-6, (want["step"], key, want[key], got[key])
     final = f"checkpoints/step_{len(reference)}/model/adapter_model.safetensors"
     assert (ref_dir / final).read_bytes() == (cut_dir / final).read_bytes()
+
+
+def test_export_merge_writes_a_plain_hf_model_that_decodes_and_scores_as_the_adapter(tmp_path, lora_run):
+    cfg, run, _ = lora_run
+    out = tmp_path / "merged"
+    done = subprocess.run(_cli("export", str(run), "--merge", "--out", str(out)), capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert not (out / "adapter_config.json").exists() and not (out / "graft_model.json").exists()
+    model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    assert type(model).__name__ == "Qwen2ForCausalLM" and len(tok) == model.config.vocab_size
+    adapter = load_saved_policy(run / "checkpoints" / f"step_{cfg.total_steps}" / "model", cfg.model)
+    merged = HFPolicy.load(out)
+    setup = prepare(cfg)  # the task's held-out examples
+    examples = setup.task.test_examples()[:6]
+    prompts = [adapter.tokenizer.encode(ex.prompt) for ex in examples]
+    a = sample(adapter, prompts, max_new_tokens=12, temperature=0.0)
+    b = sample(merged, prompts, max_new_tokens=12, temperature=0.0)
+    assert [r.completion_ids for r in a] == [r.completion_ids for r in b]
+    assert [setup.task.score(ex, r.text) for ex, r in zip(examples, a)] == \
+        [setup.task.score(ex, r.text) for ex, r in zip(examples, b)]
+    batch = make_batch(prompts, [r.completion_ids for r in a], adapter.tokenizer.pad_id)
+    with torch.no_grad():
+        la, _ = completion_logprobs(adapter, batch)
+        lb, _ = completion_logprobs(merged, batch)
+    torch.testing.assert_close(la, lb, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        base, _ = completion_logprobs(HFPolicy.load(cfg.model.path), batch)
+    assert (la - base).abs().max() > 1e-4  # the merge carries the trained adapter
+    assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == 2
+
+
+def test_export_refuses_what_it_cannot_write_and_copies_a_full_fine_tune(tmp_path, lora_run, base_dir,
+                                                                          tiny_overrides):
+    _, run, _ = lora_run
+    no_merge = subprocess.run(_cli("export", str(run), "--out", str(tmp_path / "x")), capture_output=True,
+                              text=True, check=False)
+    assert no_merge.returncode == 2 and "pass --merge" in no_merge.stderr
+    assert not (tmp_path / "x").exists()
+    full = tmp_path / "full"
+    train(prepare(build_config({}, [o for o in TINY_HF if "lora" not in o and "kl" not in o] + [
+        f"model.path={base_dir}", "sft.steps=2", "rl.steps=0"])), full)
+    out = subprocess.run(_cli("export", str(full), "--out", str(tmp_path / "copy")), capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    copied = AutoModelForCausalLM.from_pretrained(tmp_path / "copy", local_files_only=True).state_dict()
+    saved = HFPolicy.load(full / "checkpoints" / "step_2" / "model").module.state_dict()
+    assert all(torch.equal(copied[k], saved[k]) for k in saved)
+    tiny = tmp_path / "tiny"
+    train(prepare(build_config({}, tiny_overrides + ["sft.steps=2", "rl.steps=0"])), tiny)
+    refused = subprocess.run(_cli("export", str(tiny), "--out", str(tmp_path / "t")), capture_output=True,
+                             text=True, check=False)
+    assert refused.returncode == 2 and "tiny transformer" in refused.stderr

@@ -1,4 +1,5 @@
-"""graft command line: train | eval | quickstart | compare | seeds | fit | contamination | report | verify | list.
+"""graft command line: train | eval | quickstart | compare | seeds | fit | contamination | report | export |
+verify | list.
 
 Errors in user input are printed as one line (``error: ...``) with exit code 2;
 nothing else is caught, so a bug still shows its traceback.
@@ -242,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
     p.add_argument("--group-by", default="name", help="config key whose value groups runs (default name)")
     p.set_defaults(func=_lazy("graft.eval.report", "cmd_report"))
+
+    p = sub.add_parser("export", help="a run's model as a plain Hugging Face directory (LoRA: --merge)")
+    p.add_argument("target", help="run directory (its newest checkpoint) or checkpoint directory")
+    p.add_argument("--out", required=True, help="directory to write (must not exist or be empty)")
+    p.add_argument("--merge", action="store_true", help="LoRA run: merge the adapter into the base weights")
+    p.set_defaults(func=_lazy("graft.export", "cmd_export"))
 
     p = sub.add_parser("list", help="registered tasks and algorithm names")
     p.set_defaults(func=cmd_list)
