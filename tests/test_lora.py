@@ -220,3 +220,12 @@ def test_export_refuses_what_it_cannot_write_and_copies_a_full_fine_tune(tmp_pat
     refused = subprocess.run(_cli("export", str(tiny), "--out", str(tmp_path / "t")), capture_output=True,
                              text=True, check=False)
     assert refused.returncode == 2 and "tiny transformer" in refused.stderr
+
+
+def test_graft_eval_reads_a_lora_checkpoint(lora_run):
+    cfg, run, _ = lora_run
+    out = subprocess.run(_cli("eval", str(run), "--num-examples", "4"), capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    result = json.loads((run / "eval" / f"step_{cfg.total_steps}.json").read_text())
+    assert result["n"] == 4
