@@ -1,4 +1,5 @@
-"""graft command line: train | eval | quickstart | compare | seeds | fit | contamination | report | verify | list.
+"""graft command line: train | eval | quickstart | compare | seeds | fit | contamination | report | export |
+verify | list.
 
 Errors in user input are printed as one line (``error: ...``) with exit code 2;
 nothing else is caught, so a bug still shows its traceback.
@@ -109,13 +110,22 @@ def _resolve_checkpoint(target: Path) -> tuple[Path, Path | None]:
     return found[-1], target
 
 
+def _load_checkpoint_policy(checkpoint: Path, cfg):
+    """The checkpoint's policy on the run's device and precision (a LoRA run: base + adapter)."""
+    from graft.models.load import load_saved_policy
+
+    try:
+        return load_saved_policy(checkpoint / "model", cfg.model)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise GraftError(f"{checkpoint / 'model'}: {exc}") from None
+
+
 def cmd_eval(args) -> int:
     import torch
 
     from graft.config import load_config
     from graft.eval.evaluate import evaluate_full
     from graft.eval.tables import eval_table, parse_ks
-    from graft.models.load import load_saved_policy
     from graft.train.checkpoint import write_atomic_text
     from graft.train.loop import bind_tokenizer, build_task
 
@@ -128,9 +138,10 @@ def cmd_eval(args) -> int:
     cfg = load_config(checkpoint / "config.yaml", overrides)
     torch.set_num_threads(cfg.threads)
     task = build_task(cfg.task)
-    policy = load_saved_policy(checkpoint / "model")
+    policy = _load_checkpoint_policy(checkpoint, cfg)
     bind_tokenizer(task, policy)
-    result = {"checkpoint": str(checkpoint), **evaluate_full(policy, task, cfg.eval, cfg.seed, ks, samples)}
+    result = {"checkpoint": str(checkpoint),
+              **evaluate_full(policy, task, cfg.eval, cfg.seed, ks, samples, stop=cfg.rl.stop)}
     if run_dir is not None:
         (run_dir / "eval").mkdir(exist_ok=True)
         write_atomic_text(run_dir / "eval" / f"{checkpoint.name}.json", json.dumps(result, indent=2))
@@ -245,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "curve bands (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.set_defaults(func=_lazy("graft.eval.report", "cmd_report"))
+
+    p = sub.add_parser("export", help="a run's model as a plain Hugging Face directory (LoRA: --merge)")
+    p.add_argument("target", help="run directory (its newest checkpoint) or checkpoint directory")
+    p.add_argument("--out", required=True, help="directory to write (must not exist or be empty)")
+    p.add_argument("--merge", action="store_true", help="LoRA run: merge the adapter into the base weights")
+    p.set_defaults(func=_lazy("graft.export", "cmd_export"))
 
     p = sub.add_parser("list", help="registered tasks and algorithm names, and the plug-in keys")
     p.set_defaults(func=cmd_list)

@@ -9,11 +9,12 @@ checkpoint.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from graft.errors import GraftError
 
@@ -22,13 +23,50 @@ class ConfigError(GraftError):
     """A config problem, phrased for a user: names the key and what was expected."""
 
 
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+LORA_TARGETS_DEFAULT = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+"""The attention and MLP projections of Qwen2 / Llama / Mistral (their module names)."""
+
+
+class LoraConfig(_Section):
+    """LoRA adapters through `peft` (docs/models.md): the base model's weights stay frozen and only
+    the low-rank adapters train; the KL reference is the base model with adapters disabled."""
+
+    rank: int = Field(0, ge=0)
+    """Adapter rank r; 0 = off (full fine-tuning). > 0 needs a Hugging Face model (model.path)."""
+    alpha: float = Field(16.0, gt=0)
+    """LoRA alpha: adapter output scaled by alpha / rank."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the adapters' input in training mode (sampling runs in eval mode, so > 0 makes
+    the PPO ratio start away from 1)."""
+    target_modules: list[str] = Field(default_factory=lambda: list(LORA_TARGETS_DEFAULT))
+    """Names (suffixes) of the linear layers that get adapters."""
+
+
 class ModelConfig(_Section):
     path: str | None = None
-    """Local Hugging Face causal-LM directory (config, weights, tokenizer). None = built-in tiny transformer."""
+    """Hugging Face causal-LM directory (config, weights, tokenizer), or a repo id already in the local
+    Hugging Face cache (never downloaded). None = built-in tiny transformer."""
+    device: str = "auto"
+    """Where the policy and every tensor of the loop live: `auto` (CUDA when present, else CPU), `cpu`,
+    `cuda` or `cuda:N`."""
+    precision: Literal["fp32", "bf16_mixed", "bf16"] = "fp32"
+    """`fp32`; `bf16_mixed`: bf16 autocast for forwards, fp32 weights and optimizer state; `bf16`:
+    weights (and so optimizer state) in bf16. HF models load in this dtype and save back in it."""
+    lora: LoraConfig = LoraConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str) -> str:
+        if not _DEVICE.fullmatch(value):
+            raise ValueError("expected auto, cpu, cuda or cuda:<index>")
+        return value
     d_model: int = Field(128, ge=8)
     """Tiny transformer: embedding width."""
     n_layers: int = Field(4, ge=1)
@@ -117,6 +155,17 @@ class RLConfig(_Section):
     """Constant learning rate of the RL phase (after `warmup_steps`)."""
     warmup_steps: int = Field(0, ge=0)
     """Linear warm-up steps of the RL phase."""
+    stop: list[str] = []
+    """Stop strings: a completion also ends when its decoded text ends with one of them (the stop
+    string stays in the completion, finish_reason 'stop_string'). Also used at evaluation. The
+    model's own end-of-sequence ids (tokenizer, generation_config.json) always stop it."""
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, value: list[str]) -> list[str]:
+        if any(not s for s in value):
+            raise ValueError("an empty stop string would end every completion at once")
+        return value
 
 
 class RolloutConfig(_Section):

@@ -12,7 +12,8 @@ before any run directory exists. Each registered component owns the checks of it
 - the mixer schedule (``mix.schedule``): ``check_config`` of its class in ``MIX_SCHEDULES``;
 - the curriculum: ``Curriculum.check_config``;
 - the advantage estimator: its level's needs (a tree needs tree rollouts);
-- KL and shaping: an estimator when ``algo.kl_coef > 0``; the overlong window within the budget.
+- KL and shaping: an estimator when ``algo.kl_coef > 0``; the overlong window within the budget;
+- the model: LoRA (``model.lora.rank > 0``) needs a Hugging Face model (``model.path``).
 
 What needs the data or the model (the task's files, demonstrations for SFT, prompts the
 tokenizer can encode) is checked by ``graft.train.loop.prepare``, which builds them. So are the
@@ -113,6 +114,12 @@ def config_problems(cfg: Config) -> list[str]:
                         f"rollout.strategy='tree' (got {cfg.rollout.strategy!r})")
     if cfg.algo.kl_coef > 0 and cfg.algo.kl == "none":
         problems.append("config key 'algo.kl': is 'none' but algo.kl_coef > 0; pick an estimator (k1, k2, k3)")
+    if cfg.model.lora.rank > 0 and not cfg.model.path:
+        problems.append(f"config key 'model.lora.rank': {cfg.model.lora.rank} needs a Hugging Face model "
+                        "(set model.path); the built-in tiny transformer has no LoRA adapters")
+    if cfg.model.lora.rank > 0 and not cfg.model.lora.target_modules:
+        problems.append("config key 'model.lora.target_modules': is empty; name the linear layers that get "
+                        "adapters (e.g. q_proj, v_proj)")
     if cfg.shaping.overlong_cache >= cfg.rl.max_new_tokens:
         problems.append(f"config key 'shaping.overlong_cache': {cfg.shaping.overlong_cache} must be below "
                         f"rl.max_new_tokens ({cfg.rl.max_new_tokens})")

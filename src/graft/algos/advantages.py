@@ -191,7 +191,7 @@ def outcome_token_rewards(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Te
     positions = torch.arange(T, device=on.device).expand_as(on)  # (B, T)
     last = torch.where(on, positions, torch.full_like(positions, -1)).amax(dim=-1)  # (B,)
     is_last = positions == last.unsqueeze(-1)  # (B, T); nowhere for an empty row (last = -1)
-    return torch.where(is_last, rewards.unsqueeze(-1), torch.zeros((), dtype=rewards.dtype))
+    return torch.where(is_last, rewards.unsqueeze(-1), torch.zeros((), dtype=rewards.dtype, device=rewards.device))
 
 
 def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -273,7 +273,7 @@ def reinforce_pp_advantages(
     """
     token_rewards = _as_float(token_rewards)  # (B, T)
     on = mask > 0  # (B, T)
-    rewards = torch.where(on, token_rewards, torch.zeros((), dtype=token_rewards.dtype))
+    rewards = torch.where(on, token_rewards, torch.zeros((), dtype=token_rewards.dtype, device=on.device))
     returns = _discounted_returns(rewards, on, gamma)  # (B, T)
     return whiten(returns, on, eps=eps)  # (B, T)
 
@@ -377,8 +377,8 @@ def tree_subgroup_advantages(
     mean = torch.where(same, r, zero).sum(2) / size.clamp(min=1)  # (P, G, L)
     sq = torch.where(same, (r - mean[:, :, None, :]) ** 2, zero).sum(2)  # (P, G, L)
     std = (sq / (size - 1).clamp(min=1)).sqrt()  # (P, G, L) unbiased
-    top = torch.where(same, r, torch.full((), float("-inf"))).amax(2)  # (P, G, L)
-    low = torch.where(same, r, torch.full((), float("inf"))).amin(2)  # (P, G, L)
+    top = torch.where(same, r, torch.full((), float("-inf"), device=r.device)).amax(2)  # (P, G, L)
+    low = torch.where(same, r, torch.full((), float("inf"), device=r.device)).amin(2)  # (P, G, L)
     valid = real & (size > 1)  # (P, G, L)
     adv = (rewards[..., None] - mean) / (std + eps)  # (P, G, L)
     adv = torch.where(valid & (top != low), adv, zero)

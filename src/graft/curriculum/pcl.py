@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import torch
 
-from graft.models.policy import Policy, left_pad, position_ids_from_mask
+from graft.models.policy import Policy, device_of, left_pad, position_ids_from_mask
 
 
 @torch.no_grad()
 def prompt_features(policy: Policy, prompts: list[list[int]]) -> torch.Tensor:
     """phi(x) for every prompt: final hidden states mean-pooled over the prompt's real tokens,
     standardised per dimension over the batch and scaled by 1/sqrt(C). Returns (N, C) float32."""
-    ids, mask = left_pad(prompts, policy.tokenizer.pad_id)  # (N, T)
+    ids, mask = left_pad(prompts, policy.tokenizer.pad_id, device_of(policy))  # (N, T)
     was_training = policy.module.training
     policy.module.eval()
     hidden = policy.hidden(ids, mask, position_ids_from_mask(mask)).float()  # (N, T, C)
@@ -38,7 +38,7 @@ def prompt_features(policy: Policy, prompts: list[list[int]]) -> torch.Tensor:
     pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)  # (N, C)
     centred = pooled - pooled.mean(0, keepdim=True)
     scale = centred.pow(2).mean(0, keepdim=True).sqrt() + 1e-6  # (1, C) population std per dim
-    return centred / scale / pooled.shape[1] ** 0.5  # (N, C), rows of norm about 1
+    return (centred / scale / pooled.shape[1] ** 0.5).cpu()  # (N, C), rows of norm about 1; the predictor is on the CPU
 
 
 def predict_pass_rate(weights: torch.Tensor, features: torch.Tensor) -> torch.Tensor:

@@ -38,8 +38,10 @@ def answer_of(task: Task, completion: str) -> str | None:
 def decode(
     policy: Policy, task: Task, examples: list[Example], *, repeats: int, max_new_tokens: int,
     batch_size: int, temperature: float, generator: torch.Generator | None = None,
+    stop: tuple[str, ...] | list[str] = (),
 ) -> list[Graded]:
-    """``repeats`` completions per example (example-major order), ``batch_size`` rows per batch."""
+    """``repeats`` completions per example (example-major order), ``batch_size`` rows per batch;
+    ``stop``: stop strings (``rl.stop``), besides the model's stop ids."""
     was_training = policy.module.training
     policy.module.eval()
     rows = [i for i in range(len(examples)) for _ in range(repeats)]
@@ -48,7 +50,7 @@ def decode(
         chunk = rows[start : start + batch_size]
         prompts = [policy.tokenizer.encode(examples[i].prompt) for i in chunk]
         rollouts = sample(policy, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
-                          generator=generator)
+                          generator=generator, stop_strings=stop)
         scores = score_pairs(task, [(examples[i], ro.text) for i, ro in zip(chunk, rollouts)])
         for i, ro, score in zip(chunk, rollouts, scores):
             graded.append(Graded(i, bool(score.correct), float(score.reward), answer_of(task, ro.text),
@@ -66,28 +68,33 @@ def evaluate(
     batch_size: int,
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
+    stop: tuple[str, ...] | list[str] = (),
 ) -> dict:
     """One completion per example; ``temperature=0`` is greedy. Returns accuracy and friends."""
     graded = decode(policy, task, examples, repeats=1, max_new_tokens=max_new_tokens,
-                    batch_size=batch_size, temperature=temperature, generator=generator)
+                    batch_size=batch_size, temperature=temperature, generator=generator, stop=stop)
     n = len(examples)
     return {"accuracy": sum(g.correct for g in graded) / n, "reward_mean": sum(g.reward for g in graded) / n,
             "completion_len": sum(g.length for g in graded) / n, "n": n}
 
 
 def _sampling_seed(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed + 7919)  # private stream: eval never shifts training's
+    return torch.Generator(device="cpu").manual_seed(seed + 7919)  # private stream: eval never shifts training's
 
 
-def evaluate_both(policy: Policy, task: Task, eval_cfg, seed: int) -> dict:
-    """Greedy accuracy and sampled accuracy (at ``eval.temperature``) on the first N test examples."""
+def evaluate_both(policy: Policy, task: Task, eval_cfg, seed: int, stop: tuple[str, ...] | list[str] = ()
+                  ) -> dict:
+    """Greedy accuracy and sampled accuracy (at ``eval.temperature``) on the first N test examples;
+    ``stop``: the run's stop strings (``rl.stop``)."""
     examples = task.test_examples()[: eval_cfg.num_examples]
     greedy = evaluate(
-        policy, task, examples, max_new_tokens=eval_cfg.max_new_tokens, batch_size=eval_cfg.batch_size
+        policy, task, examples, max_new_tokens=eval_cfg.max_new_tokens, batch_size=eval_cfg.batch_size,
+        stop=stop,
     )
     sampled = evaluate(
         policy, task, examples, max_new_tokens=eval_cfg.max_new_tokens,
         batch_size=eval_cfg.batch_size, temperature=eval_cfg.temperature, generator=_sampling_seed(seed),
+        stop=stop,
     )
     return {
         "accuracy": greedy["accuracy"],
@@ -151,7 +158,8 @@ def summarize(greedy: list[Graded], sampled: list[Graded], num_examples: int, sa
     return out
 
 
-def evaluate_full(policy: Policy, task: Task, eval_cfg, seed: int, ks: list[int], samples: int) -> dict:
+def evaluate_full(policy: Policy, task: Task, eval_cfg, seed: int, ks: list[int], samples: int,
+                  stop: tuple[str, ...] | list[str] = ()) -> dict:
     """Greedy accuracy, and from ``samples`` completions per prompt at ``eval.temperature``:
     sampled accuracy, pass@k and maj@k for each k in ``ks``, mean lengths, and all of these per
     ``meta["difficulty"]`` (examples without one are grouped under "-").
@@ -161,7 +169,7 @@ def evaluate_full(policy: Policy, task: Task, eval_cfg, seed: int, ks: list[int]
     if not ks or min(ks) < 1 or max(ks) > samples:
         raise ValueError(f"every k must be in 1..samples={samples}, got {ks}")
     examples = task.test_examples()[: eval_cfg.num_examples]
-    common = {"max_new_tokens": eval_cfg.max_new_tokens, "batch_size": eval_cfg.batch_size}
+    common = {"max_new_tokens": eval_cfg.max_new_tokens, "batch_size": eval_cfg.batch_size, "stop": stop}
     greedy = decode(policy, task, examples, repeats=1, temperature=0.0, **common)
     sampled = decode(policy, task, examples, repeats=samples, temperature=eval_cfg.temperature,
                      generator=_sampling_seed(seed), **common)

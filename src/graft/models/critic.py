@@ -31,7 +31,7 @@ class Critic(nn.Module):
         self.trunk = copy.deepcopy(policy)  # a Policy (not a module): its network is registered below
         self.body = self.trunk.module
         self.body.requires_grad_(True)
-        self.head = nn.Linear(policy.hidden_size, 1)
+        self.head = nn.Linear(policy.hidden_size, 1, device=policy.device)  # float32
         with torch.no_grad():
             self.head.weight.zero_()
             self.head.bias.zero_()

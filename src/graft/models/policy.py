@@ -18,8 +18,9 @@ from torch import nn
 class Tokenizer(Protocol):
     vocab_size: int
     pad_id: int
-    eos_id: int
+    eos_id: int  # appended to SFT demonstrations
     bos_id: int | None
+    stop_ids: tuple[int, ...]  # every id that ends a completion (eos_id among them)
 
     def encode(self, text: str) -> list[int]:
         """Text to ids, without special tokens."""
@@ -33,6 +34,7 @@ class Tokenizer(Protocol):
 class Policy(Protocol):
     tokenizer: Tokenizer
     module: nn.Module  # holds every trainable parameter
+    device: torch.device  # where the module's parameters live; every input goes there
 
     def forward(
         self,
@@ -76,13 +78,32 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
 
 
-def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad to a (B, T) id tensor and its (B, T) attention mask."""
+def left_pad(seqs: list[list[int]], pad_id: int, device: torch.device | str = "cpu"
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad to a (B, T) id tensor and its (B, T) attention mask, on ``device`` (built on the
+    CPU row by row, then moved in one copy each)."""
     width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long, device="cpu")
+    mask = torch.zeros((len(seqs), width), dtype=torch.long, device="cpu")
     for i, s in enumerate(seqs):
         if s:
-            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long, device="cpu")
             mask[i, width - len(s) :] = 1
-    return ids, mask
+    return ids.to(device), mask.to(device)
+
+
+def device_of(policy) -> torch.device:
+    """Where ``policy`` computes: its ``device``, else its module's first parameter's, else the CPU
+    (a stand-in policy in a test may have neither)."""
+    device = getattr(policy, "device", None)
+    if device is not None:
+        return torch.device(device)
+    module = getattr(policy, "module", None)
+    first = next(module.parameters(), None) if module is not None else None
+    return first.device if first is not None else torch.device("cpu")
+
+
+def stop_ids(tokenizer) -> tuple[int, ...]:
+    """The ids that end a completion (``Tokenizer.stop_ids``; just ``eos_id`` for a tokenizer
+    that does not name any)."""
+    return tuple(getattr(tokenizer, "stop_ids", None) or (tokenizer.eos_id,))

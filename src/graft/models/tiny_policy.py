@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from graft.models.device import autocast, autocast_dtype, module_device, weight_dtype
 from graft.models.tiny import KVCache, TinyConfig, TinyTransformer
 from graft.models.tokenizer import CharTokenizer
 
@@ -33,6 +34,17 @@ class TinyPolicy:
         self.module = module
         self.tokenizer = tokenizer
         self.config = module.config
+        self.amp_dtype: torch.dtype | None = None  # bf16 autocast of every forward (bf16_mixed)
+
+    @property
+    def device(self) -> torch.device:
+        return module_device(self.module)
+
+    def place(self, device: torch.device, precision: str) -> TinyPolicy:
+        """Move to ``device`` with ``model.precision``'s weight dtype and autocast; returns self."""
+        self.module.to(device=device, dtype=weight_dtype(precision))
+        self.amp_dtype = autocast_dtype(precision)
+        return self
 
     @classmethod
     def create(cls, config: TinyConfig, seed: int) -> TinyPolicy:
@@ -49,7 +61,8 @@ class TinyPolicy:
     ) -> tuple[torch.Tensor, KVCache]:
         # the tiny model's cache is the attention's own k/v tensors (kept for backward anyway),
         # so use_cache=False saves nothing here and is accepted for the interface's sake
-        return self.module(ids, attention_mask, position_ids, cache)
+        with autocast(ids.device, self.amp_dtype):
+            return self.module(ids, attention_mask, position_ids, cache)
 
     def select_cache_rows(self, cache: KVCache, index: torch.Tensor) -> KVCache:
         """A new cache holding batch rows ``index`` (b,) of every layer's (k, v)."""
@@ -63,12 +76,14 @@ class TinyPolicy:
         self, ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
     ) -> torch.Tensor:
         """Final hidden states (B, T, C) of a full forward pass, no cache (for a value head)."""
-        x, _ = self.module(ids, attention_mask, position_ids, None, return_hidden=True)
+        with autocast(ids.device, self.amp_dtype):
+            x, _ = self.module(ids, attention_mask, position_ids, None, return_hidden=True)
         return x  # (B, T, C)
 
     def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """The (tied or own) LM head: (..., C) -> (..., V) float32."""
-        return torch.nn.functional.linear(hidden, self.head_weight()).float()  # (..., V)
+        with autocast(hidden.device, self.amp_dtype):
+            return torch.nn.functional.linear(hidden.to(self.head_weight().dtype), self.head_weight()).float()
 
     def head_weight(self) -> torch.Tensor:
         """The LM head's (V, C) weight (the token embedding when tied), for ``graft.train.fused_head``."""

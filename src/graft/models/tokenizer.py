@@ -11,6 +11,7 @@ ALPHABET = "\n" + "".join(chr(c) for c in range(32, 127))
 
 class CharTokenizer:
     pad_id, bos_id, eos_id = 0, 1, 2
+    stop_ids = (eos_id,)  # the ids that end a completion
 
     def __init__(self) -> None:
         self._to_id = {ch: i + len(SPECIALS) for i, ch in enumerate(ALPHABET)}

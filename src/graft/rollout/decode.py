@@ -12,6 +12,9 @@ rows decodes is the same for all of them and lives here, once, in ``DecodeBatch`
 - ``advance``: drop finished rows from the batch and the cache, append one token per row to the
   attention mask and forward it, giving the logits of the next pick.
 
+What ends a row is ``Stops``': any of the tokenizer's stop ids (``Tokenizer.stop_ids``: EOS and
+the model's other end-of-sequence ids), or ``rl.stop`` strings that its decoded text ends with.
+
 So a strategy's loop is: ``pick``, record, decide who stays, ``advance``. The row order of the
 batch is the caller's: ``branch`` and ``advance`` keep rows in the order of the index given, and
 the caller re-indexes its own per-row state the same way.
@@ -24,7 +27,7 @@ from typing import Any
 
 import torch
 
-from graft.models.policy import Policy, left_pad, position_ids_from_mask
+from graft.models.policy import Policy, device_of, left_pad, position_ids_from_mask, stop_ids
 
 
 def tempered_logprobs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -60,8 +63,9 @@ def pick_tokens(
         drop = (sorted_p.cumsum(-1) - sorted_p) >= top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    if uniform is None:
-        uniform = torch.rand(probs.shape[0], generator=generator)  # (B,)
+    if uniform is None:  # drawn where the generator lives (the CPU for graft's), used on the logits' device
+        where = generator.device if generator is not None else "cpu"
+        uniform = torch.rand(probs.shape[0], generator=generator, device=where).to(probs.device)  # (B,)
     cdf = probs.cumsum(-1)  # (B, V)
     # first token whose cumulative mass exceeds u * total: a zero-probability token never is
     target = (uniform.to(cdf.dtype) * cdf[:, -1])[:, None]  # (B, 1)
@@ -96,7 +100,7 @@ class DecodeBatch:
     @classmethod
     def prefill(cls, policy: Policy, contexts: list[list[int]]) -> DecodeBatch:
         """One row per context, left-padded and run through the policy in one forward pass."""
-        ids, mask = left_pad(contexts, policy.tokenizer.pad_id)  # (b, Tp)
+        ids, mask = left_pad(contexts, policy.tokenizer.pad_id, device_of(policy))  # (b, Tp)
         logits, cache = policy.forward(ids, mask, position_ids_from_mask(mask))  # (b, Tp, V)
         return cls(policy, cache, mask, mask.sum(-1), logits[:, -1])  # positions (b,), (b, V)
 
@@ -148,3 +152,43 @@ class DecodeBatch:
         logits, self.cache = self.policy.forward(
             tokens[:, None], self.mask, self.positions[:, None], self.cache)  # (b', 1, V)
         self.next_logits, self.positions = logits[:, -1], self.positions + 1  # (b', V), (b',)
+
+
+class Stops:
+    """What ends a completion: one of the tokenizer's ``stop_ids`` (finish_reason 'stop'), or
+    decoded text that ends with one of ``strings`` (finish_reason 'stop_string'; the string's
+    tokens stay in the completion).
+
+    A string match decodes only the row's last tokens (enough of them for the longest string even
+    at one byte per token), falling back to the whole row when that tail decodes too short."""
+
+    def __init__(self, tokenizer, strings: tuple[str, ...] | list[str] = (), device: torch.device | str = "cpu"):
+        self.tokenizer = tokenizer
+        self.ids = stop_ids(tokenizer)
+        # one id (every tiny model): a plain comparison, the same op as before stop sets existed
+        self._ids = torch.tensor(self.ids, device=device) if len(self.ids) > 1 else None
+        self.strings = tuple(strings)
+        longest = max((len(x) for x in self.strings), default=0)
+        self._window, self._enough = 4 * longest + 8, longest + 4
+
+    def at_id(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(b,) bool: the tokens (b,) that are stop ids."""
+        if self._ids is None:
+            return tokens == self.ids[0]
+        return torch.isin(tokens, self._ids)
+
+    def ends_with_string(self, ids: list[int]) -> bool:
+        """True when the decoded ``ids`` end with one of the stop strings."""
+        if not self.strings:
+            return False
+        tail = ids[-self._window:]
+        text = self.tokenizer.decode(tail)
+        if len(tail) < len(ids) and len(text) < self._enough:  # specials or multi-byte: decode it all
+            text = self.tokenizer.decode(ids)
+        return text.endswith(self.strings)
+
+    def reason(self, completion: list[int], by_string: bool) -> str | None:
+        """'stop' (ends on a stop id), 'stop_string' or None (neither: cut or aborted)."""
+        if completion and completion[-1] in self.ids:
+            return "stop"
+        return "stop_string" if by_string else None

@@ -125,6 +125,7 @@ class PartialRollouts:
                 generator=generator, policy_version=version, repeats=counts,
                 share_prefill=cfg.rollout.share_prefill, compact=cfg.rollout.compact,
                 stop=GroupStop(budgets, group_of, complete_groups=want - complete_before),
+                stop_strings=cfg.rl.stop, stop_context=[pending[gi][1][j].completion_ids for gi, j in slots],
             )
             policy.module.train()
             for (gi, j), new in zip(slots, out):
@@ -160,14 +161,15 @@ class PartialRollouts:
 # ---------------------------------------------------------------- stale tokens in the loss
 
 
-def stale_tokens(token_versions: list[list[int] | None], version: int, width: int) -> torch.Tensor:
-    """(B, width) float: 1 where a completion token was sampled by a policy older than ``version``.
-    A row without versions (None) was sampled whole by the current policy."""
-    stale = torch.zeros((len(token_versions), width))
+def stale_tokens(token_versions: list[list[int] | None], version: int, width: int,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B, width) float on ``device``: 1 where a completion token was sampled by a policy older
+    than ``version``. A row without versions (None) was sampled whole by the current policy."""
+    stale = torch.zeros((len(token_versions), width), device="cpu")  # filled row by row, then moved
     for i, versions in enumerate(token_versions):
         if versions:
-            stale[i, : len(versions)] = (torch.tensor(versions) < version).float()
-    return stale
+            stale[i, : len(versions)] = (torch.tensor(versions, device="cpu") < version).float()
+    return stale.to(device)
 
 
 def keep_stale(mask: torch.Tensor, stale: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 The sampler knows token ids only: prompts in, completions out. Prompts are
 left-padded into one batch, prefilled once, then decoded one token per step
-for every row until each row has emitted EOS or reached ``max_new_tokens``. The decode
+for every row until each row has emitted a stop id (EOS; ``Tokenizer.stop_ids``), ended its text
+with a stop string, or reached ``max_new_tokens``. The decode
 mechanics (cache rows, attention mask, one-token forwards) are ``graft.rollout.decode``'s,
 shared with the tree sampler (``graft.rollout.tree``).
 
@@ -31,12 +32,12 @@ that importance ratios start at 1. Greedy decoding (``temperature=0``) records
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-from graft.models.policy import Policy, left_pad  # noqa: F401 (left_pad re-exported)
-from graft.rollout.decode import DecodeBatch, pick_tokens, tempered_logprobs  # noqa: F401 (re-exported)
+from graft.models.policy import Policy, device_of, left_pad  # noqa: F401 (left_pad re-exported)
+from graft.rollout.decode import DecodeBatch, Stops, pick_tokens, tempered_logprobs  # noqa: F401 (re-exported)
 from graft.rollout.types import Group, Rollout  # noqa: F401 (re-exported)
 
 
@@ -54,13 +55,15 @@ class GroupStop:
     budgets: list[int] | None = None
     groups: list[int] | None = None
     complete_groups: int = 0
+    device: torch.device | str = "cpu"  # where the row tensors live (``sample`` sets the policy's)
 
     def __post_init__(self) -> None:
         if self.complete_groups and self.groups is None:
             raise ValueError("GroupStop.complete_groups needs each row's group (groups)")
-        self._cap = None if self.budgets is None else torch.tensor(self.budgets, dtype=torch.long)
+        dev = self.device
+        self._cap = None if self.budgets is None else torch.tensor(self.budgets, dtype=torch.long, device=dev)
         if self.complete_groups:
-            self._group_of = torch.tensor(self.groups, dtype=torch.long)  # (B,)
+            self._group_of = torch.tensor(self.groups, dtype=torch.long, device=dev)  # (B,)
             self._present = torch.unique(self._group_of)  # the group ids in this batch, found once
 
     def at_budget(self, lengths: torch.Tensor) -> torch.Tensor:
@@ -71,7 +74,7 @@ class GroupStop:
 
     def reached(self, finished: torch.Tensor) -> bool:
         """True once ``complete_groups`` groups have no row running; ``finished`` (B,) bool."""
-        running = torch.zeros(int(self._group_of.max()) + 1).index_add_(
+        running = torch.zeros(int(self._group_of.max()) + 1, device=finished.device).index_add_(
             0, self._group_of, (~finished).float())  # (groups,) rows still running per group id
         return int((running[self._present] == 0).sum()) >= self.complete_groups
 
@@ -95,6 +98,8 @@ def sample(
     share_prefill: bool = True,
     compact: bool = True,
     stop: GroupStop | None = None,
+    stop_strings: tuple[str, ...] | list[str] = (),
+    stop_context: list[list[int]] | None = None,
 ) -> list[Rollout]:
     """Complete each prompt ``repeats`` times (prompt-major order: all of prompt 0's, then 1's ...);
     ``repeats`` may be a count per prompt.
@@ -103,32 +108,47 @@ def sample(
     times (else prefill every copy). ``compact``: drop finished rows from the decode batch and
     the cache (else they keep decoding a masked pad token). Neither changes the result.
     ``stop``: partial rollouts' per-row budgets and group stop (``GroupStop``); a row ended by
-    the group stop has finish_reason 'aborted'."""
+    the group stop has finish_reason 'aborted'. A row also ends on any of the tokenizer's stop
+    ids ('stop') or when its text ends with one of ``stop_strings`` ('stop_string');
+    ``stop_context``: per row (B), completion tokens it already has (a resumed partial row, a
+    hint prefix) that a stop string may begin in."""
     tok = policy.tokenizer
+    device = device_of(policy)
+    stops = Stops(tok, stop_strings, device)
     counts = [repeats] * len(prompts) if isinstance(repeats, int) else list(repeats)
     rows = [p for p, n in zip(prompts, counts) for _ in range(n)]  # the B = sum(counts) rows, in order
     if share_prefill and max(counts) > 1:
         batch = DecodeBatch.prefill(policy, prompts)  # P rows
-        expand = torch.arange(len(prompts)).repeat_interleave(torch.tensor(counts))  # (B,)
+        expand = torch.arange(len(prompts), device=device).repeat_interleave(
+            torch.tensor(counts, device=device))  # (B,)
         batch.branch(expand)  # row -> its prompt's cache
     else:
         batch = DecodeBatch.prefill(policy, rows)  # B rows
     B = len(rows)
-    out_tokens = torch.full((B, max_new_tokens), tok.pad_id, dtype=torch.long)
-    out_logp = torch.zeros((B, max_new_tokens))
-    lengths = torch.zeros(B, dtype=torch.long)
-    live = torch.arange(B)  # (b,) original row of each row still in the decode batch
-    done = torch.zeros(B, dtype=torch.bool)  # (b,) finished rows among them (compact: none)
-    finished = torch.zeros(B, dtype=torch.bool)  # (B,) by original row, for the group stop
+    if stop is not None and torch.device(stop.device) != device:
+        stop = replace(stop, device=device)
+    text_rows = [list(c) for c in stop_context] if stop_context else [[] for _ in range(B)]
+    by_string = [False] * B  # (B,) ended by a stop string
+    out_tokens = torch.full((B, max_new_tokens), tok.pad_id, dtype=torch.long, device=device)
+    out_logp = torch.zeros((B, max_new_tokens), device=device)
+    lengths = torch.zeros(B, dtype=torch.long, device=device)
+    live = torch.arange(B, device=device)  # (b,) original row of each row still in the decode batch
+    done = torch.zeros(B, dtype=torch.bool, device=device)  # (b,) finished rows among them (compact: none)
+    finished = torch.zeros(B, dtype=torch.bool, device=device)  # (B,) by original row, for the group stop
     for t in range(max_new_tokens):
-        # one number per original row, every step: a row's draw never depends on the others
-        uniform = None if temperature == 0 else torch.rand(B, generator=generator)[live]  # (b,)
+        # one number per original row, every step: a row's draw never depends on the others. The
+        # generator lives on the CPU: the same draws on every device
+        uniform = None if temperature == 0 else torch.rand(B, generator=generator).to(device)[live]  # (b,)
         tokens, logp, _ = batch.pick(temperature, top_p, uniform)  # (b,)
         tokens = tokens.masked_fill(done, tok.pad_id)
         out_tokens[live, t] = tokens
         out_logp[live, t] = logp.masked_fill(done, 0.0)
         lengths[live] += (~done).long()
-        done = done | (tokens == tok.eos_id)
+        at_id = stops.at_id(tokens)  # (b,)
+        if stops.strings:
+            hits = _string_hits(stops, text_rows, by_string, live, tokens, done | at_id)
+            done = done | hits
+        done = done | at_id
         if stop is not None:
             done = done | stop.at_budget(lengths)[live]
             if stop.complete_groups:  # a group is complete when none of its rows is still running
@@ -149,10 +169,9 @@ def sample(
     for i in range(B):
         n = int(lengths[i])
         completion = out_tokens[i, :n].tolist()
-        stopped = n > 0 and completion[-1] == tok.eos_id
-        reason = "stop" if stopped else "length"
-        if not stopped and stop is not None:
-            reason = "length" if n >= stop.limit(i, max_new_tokens) else "aborted"
+        reason = stops.reason(completion, by_string[i])
+        if reason is None:
+            reason = "length" if stop is None or n >= stop.limit(i, max_new_tokens) else "aborted"
         rollouts.append(
             Rollout(
                 prompt_ids=list(rows[i]),
@@ -164,3 +183,20 @@ def sample(
             )
         )
     return rollouts
+
+
+def _string_hits(stops: Stops, text_rows: list[list[int]], by_string: list[bool], live: torch.Tensor,
+                 tokens: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """(b,) bool: the live rows whose text now ends with a stop string (``skip`` (b,): rows that
+    are finished or stop on an id anyway). Appends each live row's new token to its text row."""
+    hits = []
+    for j, (i, token, skipped) in enumerate(zip(live.tolist(), tokens.tolist(), skip.tolist())):
+        if skipped:
+            continue
+        text_rows[i].append(token)
+        if stops.ends_with_string(text_rows[i]):
+            by_string[i] = True
+            hits.append(j)
+    mask = torch.zeros(len(live), dtype=torch.bool, device=live.device)
+    mask[hits] = True
+    return mask

@@ -88,13 +88,15 @@ class IidSource:
         self.cfg = cfg
 
     def sample_rows(self, policy: Policy, prompts: list[list[int]], counts: list[int], generator, version,
-                    max_new_tokens: int | None = None) -> list[Rollout]:
-        """``counts[i]`` i.i.d. completions of token prompt ``i`` at the config's sampling settings."""
+                    max_new_tokens: int | None = None, stop_context: list[list[int]] | None = None
+                    ) -> list[Rollout]:
+        """``counts[i]`` i.i.d. completions of token prompt ``i`` at the config's sampling settings
+        (``stop_context``: per row, tokens before the completion that ``rl.stop`` strings may span)."""
         cfg = self.cfg
         return sample(policy, prompts, max_new_tokens=max_new_tokens or cfg.rl.max_new_tokens,
                       temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, generator=generator,
                       policy_version=version, repeats=counts, share_prefill=cfg.rollout.share_prefill,
-                      compact=cfg.rollout.compact)
+                      compact=cfg.rollout.compact, stop_strings=cfg.rl.stop, stop_context=stop_context)
 
     def sample_plain(self, policy: Policy, requests: list[Request], generator, version) -> list[Group]:
         prompts = [policy.tokenizer.encode(r.example.prompt) for r in requests]
@@ -156,7 +158,7 @@ class TreeSource(IidSource):
         flat = sample_tree(policy, prompts, num_generations=G, max_new_tokens=cfg.rl.max_new_tokens,
                            temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, generator=generator,
                            policy_version=version, segment_len=ro.segment_len, branch=ro.branch,
-                           max_depth=ro.max_depth, branch_entropy=ro.branch_entropy)
+                           max_depth=ro.max_depth, branch_entropy=ro.branch_entropy, stop_strings=cfg.rl.stop)
         return _grouped(requests, flat)
 
 
@@ -229,7 +231,9 @@ def place_requests(source: IidSource, policy: Policy, requests: list[Request], g
         counts = [requests[i].n for i in hinted]
         policy.module.eval()
         flat = source.sample_rows(policy, contexts, counts, generator, version,
-                                  max_new_tokens=budget - min(len(requests[i].prefix) for i in hinted))
+                                  max_new_tokens=budget - min(len(requests[i].prefix) for i in hinted),
+                                  stop_context=[list(requests[i].prefix) for i in hinted
+                                                for _ in range(requests[i].n)])
         policy.module.train()
         rows = [c for c, n in zip(contexts, counts) for _ in range(n)]  # each row's context
         cost = float(sum(len(c) + len(ro.completion_ids) for c, ro in zip(rows, flat)))

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from graft.models.policy import Policy
-from graft.rollout.decode import DecodeBatch
+from graft.models.policy import Policy, device_of
+from graft.rollout.decode import DecodeBatch, Stops
 from graft.rollout.sampler import Group, Rollout, sample
 
 
@@ -70,14 +70,19 @@ def sample_tree(
     branch: int,
     max_depth: int,
     branch_entropy: float = 0.0,
+    stop_strings: tuple[str, ...] | list[str] = (),
 ) -> list[Rollout]:
     """``num_generations`` leaves per prompt, prompt-major (all of prompt 0's, then 1's ...).
 
     All live rows advance one token per step in lockstep (branching copies rows at the same
     step), so segment boundaries are the steps ``t = segment_len, 2 segment_len, ...``. Finished
     rows leave the decode batch and the cache. Each leaf's ``logprobs`` are the tempered
-    log-probabilities its tokens were sampled with, shared prefix included."""
+    log-probabilities its tokens were sampled with, shared prefix included. A row ends on a stop
+    id or when its text (the whole path's) ends with one of ``stop_strings``."""
     tok, G = policy.tokenizer, num_generations
+    device = device_of(policy)
+    stops = Stops(tok, stop_strings, device)
+    by_string: set[int] = set()  # leaves ended by a stop string
     batch = DecodeBatch.prefill(policy, prompts)  # P rows
     nodes: list[_Node] = []
 
@@ -92,8 +97,8 @@ def sample_tree(
             index.append(p)
             row_node.append(new_node(p, ()))
             row_budget.append(share)
-    batch.branch(torch.tensor(index))  # (b,) row -> prompt
-    seg_entropy = torch.zeros(len(row_node))  # (b,) entropy summed over the current segment
+    batch.branch(torch.tensor(index, device=device))  # (b,) row -> prompt
+    seg_entropy = torch.zeros(len(row_node), device=device)  # (b,) entropy summed over the current segment
     leaves: list[int] = []  # finished node ids, one leaf each
     leftover = [0] * len(prompts)  # budget no open node could take
     last_boundary = (max_depth - 1) * segment_len  # no branching after this step
@@ -114,11 +119,11 @@ def sample_tree(
                     nxt_node.append(nid)
                     nxt_budget.append(n)
             if len(index) > len(row_node):  # copy the branching rows' cache to their children
-                batch.branch(torch.tensor(index))  # (b',) child -> parent row
+                batch.branch(torch.tensor(index, device=device))  # (b',) child -> parent row
             row_node, row_budget = nxt_node, nxt_budget
-            seg_entropy = torch.zeros(len(row_node))
+            seg_entropy = torch.zeros(len(row_node), device=device)
 
-        uniform = torch.rand(batch.size, generator=generator)  # (b,) one draw per live row
+        uniform = torch.rand(batch.size, generator=generator).to(device)  # (b,) one draw per live row (CPU generator)
         tokens, logp, entropy = batch.pick(
             temperature, top_p, uniform, entropy=branch_entropy > 0)  # (b,), (b,), (b,) or None
         if entropy is not None:
@@ -126,7 +131,13 @@ def sample_tree(
         for r, nid in enumerate(row_node):
             nodes[nid].tokens.append(int(tokens[r]))
             nodes[nid].logprobs.append(float(logp[r]))
-        done = (tokens == tok.eos_id) | (t == max_new_tokens - 1)  # (b,)
+        at_id = stops.at_id(tokens)  # (b,)
+        done = at_id | (t == max_new_tokens - 1)  # (b,)
+        if stops.strings:  # the row's text is its whole path's
+            for r, (nid, on_id) in enumerate(zip(row_node, at_id.tolist())):
+                if not on_id and stops.ends_with_string([x for n in nodes[nid].path for x in nodes[n].tokens]):
+                    by_string.add(nid)
+                    done[r] = True
         open_rows = [r for r in range(len(row_node)) if not done[r]]
         can_branch_later = t + 1 <= last_boundary
         for r in done.nonzero()[:, 0].tolist():  # finished rows: one leaf each
@@ -139,7 +150,7 @@ def sample_tree(
             break
         keep = None  # all rows stay: no cache copy
         if len(open_rows) < len(row_node):  # finished rows leave the batch and the cache
-            keep = torch.tensor(open_rows)  # (b',)
+            keep = torch.tensor(open_rows, device=device)  # (b',)
             row_node = [row_node[r] for r in open_rows]
             row_budget = [row_budget[r] for r in open_rows]
             seg_entropy = seg_entropy[keep]
@@ -156,14 +167,14 @@ def sample_tree(
         groups[nodes[nid].prompt].append(Rollout(
             prompt_ids=list(prompts[nodes[nid].prompt]), completion_ids=completion,
             logprobs=[x for n in path for x in nodes[n].logprobs], policy_version=policy_version,
-            finish_reason="stop" if completion and completion[-1] == tok.eos_id else "length",
+            finish_reason=stops.reason(completion, nid in by_string) or "length",
             text=tok.decode(completion), tree_path=path, tree_spans=tuple(spans),
         ))
     if any(leftover):  # fallback: every branch of a prompt stopped early; the rest as i.i.d. chains
         owners = [p for p, n in enumerate(leftover) for _ in range(n)]
         extra = sample(policy, [prompts[p] for p in owners], max_new_tokens=max_new_tokens,
                        temperature=temperature, top_p=top_p, generator=generator,
-                       policy_version=policy_version)
+                       policy_version=policy_version, stop_strings=stop_strings)
         for p, ro in zip(owners, extra):
             ro.tree_path, ro.tree_spans = (new_node(p, ()),), (len(ro.completion_ids),)
             groups[p].append(ro)
@@ -223,7 +234,8 @@ def token_metrics(groups: list[Group]) -> dict[str, float]:
     }
 
 
-def tree_tensors(groups: list[Group], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+def tree_tensors(groups: list[Group], width: int, device: torch.device | str = "cpu"
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The tree structure as tensors for ``graft.algos.advantages.tree_advantages``.
 
     Returns ``ancestors`` (P, G, D) long: the node id at each depth of each leaf's path, -1 past
@@ -243,15 +255,15 @@ def tree_tensors(groups: list[Group], width: int) -> tuple[torch.Tensor, torch.T
                 fresh += 1
     P, G = len(groups), len(groups[0]) if groups else 0
     D = max((len(p) for p in paths), default=1)
-    ancestors = torch.full((P * G, D), -1, dtype=torch.long)  # (B, D)
-    token_node = torch.zeros((P * G, width), dtype=torch.long)  # (B, T)
+    ancestors = torch.full((P * G, D), -1, dtype=torch.long, device="cpu")  # (B, D), filled here then moved
+    token_node = torch.zeros((P * G, width), dtype=torch.long, device="cpu")  # (B, T)
     for i, (path, ends) in enumerate(zip(paths, spans)):
-        ancestors[i, : len(path)] = torch.tensor(path, dtype=torch.long)
+        ancestors[i, : len(path)] = torch.tensor(path, dtype=torch.long, device="cpu")
         start = 0
         for j, end in enumerate(ends):
             token_node[i, start : min(end, width)] = j
             start = end
-    return ancestors.view(P, G, D), token_node
+    return ancestors.view(P, G, D).to(device), token_node.to(device)
 
 
 def check_tree_config(cfg) -> list[str]:

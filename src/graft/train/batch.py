@@ -89,19 +89,25 @@ def make_batch(
     pad_id: int,
     old_logprobs: list[list[float]] | None = None,
     advantages: list[float] | None = None,
+    device: torch.device | str = "cpu",
 ) -> Batch:
+    """The Batch of ``prompts`` + ``completions`` on ``device`` (filled on the CPU row by row, then
+    moved: one copy per tensor)."""
     p_ids, p_mask = left_pad(prompts, pad_id)  # (B, Tp)
     width = max(1, max(len(c) for c in completions))
     B = len(completions)
-    c_ids = torch.full((B, width), pad_id, dtype=torch.long)
-    c_mask = torch.zeros((B, width))
-    old = torch.zeros((B, width))
+    cpu = {"device": "cpu"}
+    c_ids = torch.full((B, width), pad_id, dtype=torch.long, **cpu)
+    c_mask = torch.zeros((B, width), **cpu)
+    old = torch.zeros((B, width), **cpu)
     for i, c in enumerate(completions):
-        c_ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+        c_ids[i, : len(c)] = torch.tensor(c, dtype=torch.long, **cpu)
         c_mask[i, : len(c)] = 1.0
         if old_logprobs is not None:
-            old[i, : len(c)] = torch.tensor(old_logprobs[i])
-    adv = torch.tensor(advantages if advantages is not None else [0.0] * B, dtype=torch.float32)
+            old[i, : len(c)] = torch.tensor(old_logprobs[i], **cpu)
+    adv = torch.tensor(advantages if advantages is not None else [0.0] * B, dtype=torch.float32, **cpu)
+    p_ids, p_mask, c_ids, c_mask, old, adv = (x.to(device) for x in (p_ids, p_mask, c_ids, c_mask, old, adv))
+    zeros = torch.zeros((B, width), device=device)
     return Batch(
         ids=torch.cat([p_ids, c_ids], dim=1),
         attention_mask=torch.cat([p_mask, c_mask.long()], dim=1),
@@ -110,10 +116,10 @@ def make_batch(
         old_logprobs=old,
         advantages=adv[:, None] * c_mask,  # (B, Tc) one value per sequence, on its tokens
         loss_weights=c_mask / c_mask.sum().clamp(min=1.0),  # token mean over the batch
-        old_values=torch.zeros((B, width)),
-        returns=torch.zeros((B, width)),
-        demo_mask=torch.zeros((B, width)),
-        policy_shaping_mask=torch.zeros((B, width)),
+        old_values=zeros,
+        returns=zeros.clone(),
+        demo_mask=zeros.clone(),
+        policy_shaping_mask=zeros.clone(),
         prompt_width=p_ids.shape[1],
     )
 

@@ -71,7 +71,7 @@ class _FusedLogprob(torch.autograd.Function):
         tau, chunk = ctx.tau, ctx.chunk
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_h = torch.zeros_like(hidden) if need_h else None  # (N, C)
-        grad_w = torch.zeros(weight.shape, dtype=_acc(weight)) if need_w else None  # (V, C)
+        grad_w = torch.zeros(weight.shape, dtype=_acc(weight), device=weight.device) if need_w else None  # (V, C)
         for s in range(0, hidden.shape[0], chunk):
             h, t = hidden[s : s + chunk], targets[s : s + chunk]  # (n, C), (n,)
             logq = _chunk_logits(h, weight, tau)  # (n, V) recomputed, never kept

@@ -31,6 +31,7 @@ from graft.eval.evaluate import PERIODIC_KEYS, evaluate_both, evaluate_periodic
 from graft.mix.schedules import MIX_SCHEDULES
 from graft.models.critic import Critic
 from graft.models.load import create_policy, load_saved_policy
+from graft.models.lora import BaseReference, is_lora
 from graft.models.policy import Policy
 from graft.rollout.sources import ROLLOUT_SOURCES
 from graft.tasks.base import Task
@@ -100,8 +101,11 @@ def start_rl(policy: Policy, cfg: Config) -> Learner:
     starting policy as the KL reference when KL is on; a critic when the advantage needs one."""
     learner = Learner(policy, _optimizer(policy.module, cfg, cfg.rl.lr))
     if cfg.algo.kl != "none" and cfg.algo.kl_coef > 0:
-        learner.ref = copy.deepcopy(policy)  # reference = the policy RL starts from
-        learner.ref.module.requires_grad_(False)
+        if is_lora(policy):  # the base model under the adapters: no second copy of the weights
+            learner.ref = BaseReference(policy)
+        else:
+            learner.ref = copy.deepcopy(policy)  # reference = the policy RL starts from
+            learner.ref.module.requires_grad_(False)
     if ADVANTAGES[cfg.algo.advantage].level == "critic":
         learner.critic = Critic(policy)
         learner.critic_optimizer = _optimizer(learner.critic, cfg, cfg.algo.critic_lr)
@@ -110,11 +114,13 @@ def start_rl(policy: Policy, cfg: Config) -> Learner:
 
 def _restore(last: Path, cfg: Config, saved: dict) -> Learner:
     """The learner as saved in checkpoint ``last`` (weights, optimizers, reference, critic)."""
-    policy = load_saved_policy(last / "model")
+    policy = load_saved_policy(last / "model", cfg.model)
     learner = Learner(policy, _optimizer(policy.module, cfg, cfg.sft.lr))
     learner.optimizer.load_state_dict(saved["optimizer"])
-    if (last / "reference").is_dir():
-        learner.ref = load_saved_policy(last / "reference")
+    if saved.get("reference") == "base":  # LoRA: the base model under the adapters
+        learner.ref = BaseReference(policy)
+    elif (last / "reference").is_dir():
+        learner.ref = load_saved_policy(last / "reference", cfg.model)
         learner.ref.module.requires_grad_(False)
     if saved.get("critic_optimizer") is not None:
         learner.critic = Critic.load(policy, last)
@@ -167,8 +173,9 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
 
     def save(step: int) -> None:
         def write(directory: Path) -> None:
-            learner.policy.save(directory / "model")
-            if learner.ref is not None:
+            learner.policy.save(directory / "model")  # LoRA: the adapter
+            base_ref = isinstance(learner.ref, BaseReference)
+            if learner.ref is not None and not base_ref:
                 learner.ref.save(directory / "reference")
             if learner.critic is not None:
                 learner.critic.save(directory)
@@ -176,13 +183,14 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
             ckpt.save_trainer_state(directory, {
                 "state": state, "optimizer": learner.optimizer.state_dict(),
                 "critic_optimizer": None if learner.critic is None else learner.critic_optimizer.state_dict(),
+                "reference": "base" if base_ref else None,
                 "generator": generator.get_state(), "mix": schedule.state_dict(),
                 "curriculum": curriculum.state_dict(), "source": source.state_dict(),
             })
         ckpt.save_checkpoint(run_dir / "checkpoints", step, write, keep=cfg.checkpoint.keep)
 
     def run_eval(name: str) -> dict:
-        result = evaluate_both(learner.policy, task, cfg.eval, cfg.seed)
+        result = evaluate_both(learner.policy, task, cfg.eval, cfg.seed, stop=cfg.rl.stop)
         (run_dir / "eval").mkdir(exist_ok=True)
         ckpt.write_atomic_text(run_dir / "eval" / f"{name}.json", json.dumps(result, indent=2))
         return result

@@ -27,7 +27,7 @@ from graft.mix.rules import policy_shaping_loss, sft_share
 from graft.mix.schedules import Plan, Schedule
 from graft.models.checkpointing import set_activation_checkpointing
 from graft.models.critic import Critic
-from graft.models.policy import Policy
+from graft.models.policy import Policy, device_of
 from graft.rewards.scoring import shape_groups
 from graft.rollout.tree import token_metrics
 from graft.rollout.types import Group, Request
@@ -89,7 +89,7 @@ def rl_step(learner: Learner, pipe: Pipeline, requests: list[Request], refills: 
     batch, kl, frozen_rows, off_policy = None, None, 0, None
     losses, grad_norm, padding = LossStats(policy=0.0, total=0.0), 0.0, None  # nothing to learn from
     if got.groups:
-        batch = collate(got.groups, policy.tokenizer.pad_id)
+        batch = collate(got.groups, policy.tokenizer.pad_id, device_of(policy))
         masks = token_masks(got.groups, batch, cfg, version)
         frozen = frozen_forwards(learner, batch, masks, cfg)  # reference, critic, proximal
         batch, kl = targets(got.groups, batch, masks, frozen, cfg)  # advantages, weights
@@ -111,8 +111,8 @@ def rl_step(learner: Learner, pipe: Pipeline, requests: list[Request], refills: 
 def _rollout_stats(got: Collected, kl: float | None, off_policy: float | None) -> RolloutStats:
     sampled = got.sampled
     flat = [ro for g in sampled for ro in g]
-    rewards = torch.tensor([[ro.verifier_reward for ro in g] for g in sampled])  # (P', G)
-    lengths = torch.tensor([len(ro.completion_ids) for ro in flat], dtype=torch.float32)
+    rewards = torch.tensor([[ro.verifier_reward for ro in g] for g in sampled], device="cpu")  # (P', G)
+    lengths = torch.tensor([len(ro.completion_ids) for ro in flat], dtype=torch.float32, device="cpu")
     tm = token_metrics(sampled)
     return RolloutStats(
         reward_mean=float(rewards.mean()), reward_std=float(rewards.std()) if rewards.numel() > 1 else 0.0,
@@ -129,8 +129,8 @@ def _rollout_stats(got: Collected, kl: float | None, off_policy: float | None) -
 def _batch_stats(groups: list[Group]) -> BatchStats | None:
     if not groups:
         return None
-    shaped = torch.tensor([ro.shaped_reward for g in groups for ro in g])  # (B,)
-    verifier = torch.tensor([ro.verifier_reward for g in groups for ro in g])  # (B,)
+    shaped = torch.tensor([ro.shaped_reward for g in groups for ro in g], device="cpu")  # (B,)
+    verifier = torch.tensor([ro.verifier_reward for g in groups for ro in g], device="cpu")  # (B,)
     return BatchStats(groups=float(len(groups)), reward_mean=float(shaped.mean()),
                       reward_std=float(shaped.std()) if shaped.numel() > 1 else 0.0,
                       verifier_reward_mean=float(verifier.mean()))

@@ -15,7 +15,7 @@ from graft.algos.losses import sft_loss
 from graft.config import Config
 from graft.mix.rules import lr_at  # noqa: F401  (the learning-rate schedule; re-exported)
 from graft.models.checkpointing import set_activation_checkpointing
-from graft.models.policy import Policy
+from graft.models.policy import Policy, device_of
 from graft.step_stats import LossStats, OptimStats, PerfStats, StepStats
 from graft.tasks.base import Example
 from graft.train.batch import Batch, completion_logprobs, make_batch
@@ -37,7 +37,7 @@ def demo_batch(policy: Policy, examples: list[Example]) -> Batch:
     tok = policy.tokenizer
     prompts = [tok.encode(ex.prompt) for ex in examples]
     targets = [tok.encode(ex.demonstration) + [tok.eos_id] for ex in examples]
-    return make_batch(prompts, targets, tok.pad_id)
+    return make_batch(prompts, targets, tok.pad_id, device=device_of(policy))
 
 
 def sft_backward(policy: Policy, batch: Batch, micro_batch_size: int, weight: float = 1.0,

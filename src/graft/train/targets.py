@@ -22,6 +22,7 @@ import torch
 from graft.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGG
 from graft.algos.advantages import AdvantageInputs, compute_advantages, outcome_token_rewards
 from graft.config import Config
+from graft.models.policy import device_of
 from graft.rollout.partial import STALE_TOKENS, stale_tokens
 from graft.rollout.partial import decoupled_truncated_is as truncated_is
 from graft.rollout.tree import tree_tensors
@@ -29,11 +30,11 @@ from graft.rollout.types import Group
 from graft.train.batch import Batch, completion_logprobs, make_batch
 
 
-def collate(groups: list[Group], pad_id: int) -> Batch:
-    """The groups' rollouts, group-major, padded into a Batch with behaviour log-probs."""
+def collate(groups: list[Group], pad_id: int, device: torch.device | str = "cpu") -> Batch:
+    """The groups' rollouts, group-major, padded into a Batch with behaviour log-probs, on ``device``."""
     flat = [ro for g in groups for ro in g]
     return make_batch([ro.prompt_ids for ro in flat], [ro.completion_ids for ro in flat], pad_id,
-                      old_logprobs=[ro.logprobs for ro in flat])
+                      old_logprobs=[ro.logprobs for ro in flat], device=device)
 
 
 @dataclass
@@ -53,19 +54,20 @@ class TokenMasks:
 def token_masks(groups: list[Group], batch: Batch, cfg: Config, version: int) -> TokenMasks:
     flat = [ro for g in groups for ro in g]
     tokens = batch.loss_mask  # (B, T) every completion token
+    dev = tokens.device
     mask = tokens
     if cfg.algo.mask_truncated:  # DAPO overlong filtering: cut completions carry no loss
-        cut = torch.tensor([ro.finish_reason == "length" for ro in flat])  # (B,)
+        cut = torch.tensor([ro.finish_reason == "length" for ro in flat], device=dev)  # (B,)
         mask = tokens * (~cut).float()[:, None]  # (B, T)
     has_versions = any(ro.token_versions is not None for ro in flat)
     stale = torch.zeros_like(tokens)
     if has_versions:  # partial rollouts: tokens an older policy sampled
-        stale = stale_tokens([ro.token_versions for ro in flat], version, tokens.shape[1]) * tokens  # (B, T)
+        stale = stale_tokens([ro.token_versions for ro in flat], version, tokens.shape[1], dev) * tokens  # (B, T)
         mask = STALE_TOKENS[cfg.rollout.stale](mask, stale)  # (B, T)
     demo = torch.zeros_like(tokens)  # (B, T)
     for i, ro in enumerate(flat):
         demo[i, : ro.demo_len] = 1.0
-    shaping = demo * torch.tensor([float(ro.policy_shaping) for ro in flat])[:, None]  # (B, T)
+    shaping = demo * torch.tensor([float(ro.policy_shaping) for ro in flat], device=dev)[:, None]  # (B, T)
     return TokenMasks(tokens, mask, stale, demo, shaping, has_versions)
 
 
@@ -107,7 +109,8 @@ def targets(groups: list[Group], batch: Batch, masks: TokenMasks, frozen: Frozen
     demonstration masks; and the mean per-token KL folded into the reward (None when it is not)."""
     algo, tokens, mask = cfg.algo, masks.tokens, masks.loss
     P, G = len(groups), len(groups[0]) if groups else 0
-    rewards = torch.tensor([ro.shaped_reward for g in groups for ro in g], dtype=torch.float32)  # (B,)
+    rewards = torch.tensor([ro.shaped_reward for g in groups for ro in g], dtype=torch.float32,
+                           device=tokens.device)  # (B,)
     token_rewards = outcome_token_rewards(rewards, tokens)  # (B, T) reward on the last token
     kl_reward = None
     if frozen.ref_logprobs is not None and algo.kl_in == "reward":  # KL as a per-token reward penalty
@@ -117,7 +120,7 @@ def targets(groups: list[Group], batch: Batch, masks: TokenMasks, frozen: Frozen
     spec = ADVANTAGES[algo.advantage]
     ancestors = token_node = None
     if spec.level == "tree":
-        ancestors, token_node = tree_tensors(groups, tokens.shape[1])  # (P, G, D), (B, T)
+        ancestors, token_node = tree_tensors(groups, tokens.shape[1], tokens.device)  # (P, G, D), (B, T)
     inputs = AdvantageInputs(rewards=token_rewards.sum(-1).view(P, G), token_rewards=token_rewards, mask=mask,
                              tokens=tokens, values=frozen.values, ancestors=ancestors, token_node=token_node,
                              gamma=algo.gamma, lam=algo.lam)
@@ -139,7 +142,7 @@ def build_batch(learner, groups: list[Group], cfg: Config, version: int = 0) -> 
     """All four stages for groups whose rewards are shaped: the Batch and its statistics
     (``rollout/kl`` with KL in the reward, ``rollout/off_policy_token_frac`` with per-token
     versions). For tests and benchmarks; ``rl_step`` runs the stages itself."""
-    batch = collate(groups, learner.policy.tokenizer.pad_id)
+    batch = collate(groups, learner.policy.tokenizer.pad_id, device_of(learner.policy))
     masks = token_masks(groups, batch, cfg, version)
     batch, kl = targets(groups, batch, masks, frozen_forwards(learner, batch, masks, cfg), cfg)
     info = {} if kl is None else {"rollout/kl": kl}
