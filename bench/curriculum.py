@@ -19,32 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from time_to_target import repo_relative  # results record repo-relative paths (one definition)
+
 from graft.config import build_config
 from graft.tasks.arithmetic import ArithmeticTask
 from graft.train.logging import read_metrics
 from graft.train.loop import Setup, prepare, train
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def repo_relative(path) -> str | None:
-    """``path`` as results record it: relative to the repo root (POSIX), or, outside the repo, only
-    its name under ``<outside the repo>/``; never an absolute path of the machine that ran it
-    (``tests/test_committed_paths.py`` scans the committed results)."""
-    if path is None:
-        return None
-    absolute = Path(os.path.abspath(path))  # not resolve(): a venv's python is a symlink out of the repo
-    for root in (ROOT, ROOT.resolve()):
-        if absolute.is_relative_to(root):
-            return absolute.relative_to(root).as_posix()
-    return f"<outside the repo>/{absolute.name}"
-
 
 ARMS = {
     "uniform": [],

@@ -5,15 +5,13 @@ model with adapters disabled, checkpoints hold the adapter and resume exactly, a
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 import zlib
 
 import pytest
 import torch
+from killed_runs import Trainer
+from killed_runs import cli as _cli
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from graft.config import build_config
@@ -123,9 +121,6 @@ def test_adapter_init_is_seeded_and_leaves_the_global_rng_alone(base_dir):
     assert any(not torch.equal(a[n], c[n]) for n in a if "lora_A" in n)
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "graft.cli", *args]
-
 
 COMPARED = ("losses/sft", "losses/policy", "losses/kl", "rollout/reward_mean", "optim/grad_norm",
             "rollout/completion_len")
@@ -136,29 +131,15 @@ def test_lora_resume_after_sigkill_matches_the_uninterrupted_run(tmp_path, base_
     # of varied lengths (stop strings) gives every RL step non-zero advantages instead
     overrides = TINY_HF + [f"model.path={base_dir}", "checkpoint.every=1", f"rl.stop={STOPS}",
                            "shaping.overlong_cache=10"]
-    sets = [a for o in overrides for a in ("--set", o)]
-    config = tmp_path / "empty.yaml"
-    config.write_text("{}\n")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    trainer = Trainer(tmp_path, overrides)
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run(_cli("train", str(config), "--out", str(ref_dir), *sets), check=True, env=env,
-                   capture_output=True)
-    reference = read_metrics(ref_dir / "metrics.jsonl")
+    reference = trainer.run(ref_dir)
     assert any(r.get("losses/policy", 0) != 0 for r in reference)
     for kill_after in (2, 6):  # once in SFT, once in RL
-        proc = subprocess.Popen(_cli("train", str(config), "--out", str(cut_dir), *sets,
-                                     *(["--resume"] if cut_dir.exists() else [])),
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 180
-        while time.time() < deadline and len(read_metrics(cut_dir / "metrics.jsonl")) < kill_after:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        trainer.kill_after(cut_dir, kill_after, timeout=180)
         assert len(read_metrics(cut_dir / "metrics.jsonl")) < len(reference)  # killed mid-run
     assert not (cut_dir / "summary.json").exists()
-    subprocess.run(_cli("train", str(config), "--out", str(cut_dir), *sets, "--resume"), check=True,
-                   env=env, capture_output=True)
-    resumed = read_metrics(cut_dir / "metrics.jsonl")
+    resumed = trainer.run(cut_dir, resume=True)
     assert [r["step"] for r in resumed] == [r["step"] for r in reference]
     for want, got in zip(reference, resumed):
         for key in COMPARED:

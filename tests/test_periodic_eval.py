@@ -2,15 +2,11 @@
 measures the weights after the steps it names, and repeats exactly on resume."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from killed_runs import Trainer
 
 from graft.config import build_config
 from graft.eval.evaluate import evaluate_periodic, periodic_seed
@@ -98,36 +94,19 @@ def test_negative_interval_is_refused_naming_the_key(key):
         build_config({}, [f"{key}=-1"])
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "graft.cli", *args]
-
 
 def test_sigkill_then_resume_logs_the_same_periodic_evals(tmp_path, tiny_overrides):
     """Killed twice (in SFT, in RL) and resumed: the same eval/* values at the same steps, the same
     eval/step_N.json files, as an uninterrupted run. checkpoint.every=3 is not a multiple of
     eval.every=2, so a resume redoes steps, and evaluations, logged after its checkpoint."""
     overrides = tiny_overrides + ["checkpoint.every=3", "eval.every=2", "eval.sampled_every=3"]
-    sets = [a for o in overrides for a in ("--set", o)]
-    config = tmp_path / "empty.yaml"
-    config.write_text("{}\n")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    trainer = Trainer(tmp_path, overrides)
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run(_cli("train", str(config), "--out", str(ref_dir), *sets), check=True, env=env,
-                   capture_output=True)
-    reference = read_metrics(ref_dir / "metrics.jsonl")
+    reference = trainer.run(ref_dir)
 
     for kill_after in (2, 5):  # in SFT (before checkpoint 3), in RL (after 3, before 6)
-        proc = subprocess.Popen(_cli("train", str(config), "--out", str(cut_dir), *sets,
-                                     *(["--resume"] if cut_dir.exists() else [])),
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while time.time() < deadline and len(read_metrics(cut_dir / "metrics.jsonl")) < kill_after:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    subprocess.run(_cli("train", str(config), "--out", str(cut_dir), *sets, "--resume"), check=True,
-                   env=env, capture_output=True)
-    resumed = read_metrics(cut_dir / "metrics.jsonl")
+        trainer.kill_after(cut_dir, kill_after)
+    resumed = trainer.run(cut_dir, resume=True)
 
     def evals(rows):
         return [(r["step"], {k: v for k, v in r.items() if k.startswith("eval/")}) for r in rows

@@ -2,14 +2,10 @@
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import torch
+from killed_runs import Trainer
 
 from graft.config import build_config
 from graft.models.load import load_saved_policy
@@ -73,38 +69,20 @@ def test_kl_and_multiple_iterations_run(tmp_path, tiny_overrides):
     assert all(r["losses/kl"] > 0 for r in rl) and rl[-1]["losses/kl"] > rl[0]["losses/kl"]
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "graft.cli", *args]
-
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_overrides):
     # the overlong penalty spreads the untrained policy's rewards, so the RL steps really update
     # (with 0/1 rewards alone every RL advantage here is 0 and resume would compare zeros)
-    sets = [a for o in tiny_overrides + ["checkpoint.every=1", "shaping.overlong_cache=8"]
-            for a in ("--set", o)]
-    config = tmp_path / "empty.yaml"
-    config.write_text("{}\n")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    trainer = Trainer(tmp_path, tiny_overrides + ["checkpoint.every=1", "shaping.overlong_cache=8"])
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run(_cli("train", str(config), "--out", str(ref_dir), *sets), check=True, env=env,
-                   capture_output=True)
-    reference = read_metrics(ref_dir / "metrics.jsonl")
+    reference = trainer.run(ref_dir)
     assert all(r["optim/grad_norm"] > 0 for r in reference if "batch/reward_mean" in r)
 
     for kill_after in (2, 6):  # once in SFT, once in RL
-        proc = subprocess.Popen(_cli("train", str(config), "--out", str(cut_dir), *sets,
-                                     *(["--resume"] if cut_dir.exists() else [])),
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while time.time() < deadline and len(read_metrics(cut_dir / "metrics.jsonl")) < kill_after:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        trainer.kill_after(cut_dir, kill_after)
         assert not any(p.name.startswith("step_") and not (p / "trainer.pt").exists()
                        for p in (cut_dir / "checkpoints").iterdir())
-    subprocess.run(_cli("train", str(config), "--out", str(cut_dir), *sets, "--resume"), check=True,
-                   env=env, capture_output=True)
-    resumed = read_metrics(cut_dir / "metrics.jsonl")
+    resumed = trainer.run(cut_dir, resume=True)
     assert [r["step"] for r in resumed] == [r["step"] for r in reference]
     for want, got in zip(reference, resumed):
         for key in COMPARED:

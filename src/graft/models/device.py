@@ -63,3 +63,22 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 def module_device(module: torch.nn.Module) -> torch.device:
     """The device of a module's first parameter (every graft policy keeps all of them on one)."""
     return next(module.parameters()).device
+
+
+class Placed:
+    """What both policy classes share about placement: their ``module``'s device, and ``place``
+    (the weight dtype of ``model.precision`` and, for ``bf16_mixed``, the autocast dtype that every
+    forward reads from ``amp_dtype``)."""
+
+    module: torch.nn.Module
+    amp_dtype: torch.dtype | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return module_device(self.module)
+
+    def place(self, device: torch.device, precision: str):
+        """Move to ``device`` with ``model.precision``'s weight dtype and autocast; returns self."""
+        self.module.to(device=device, dtype=weight_dtype(precision))
+        self.amp_dtype = autocast_dtype(precision)
+        return self

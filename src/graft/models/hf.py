@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graft.models.device import autocast, autocast_dtype, module_device, weight_dtype
+from graft.models.device import Placed, autocast
 
 _WEIGHT_FILES = (
     "model.safetensors",
@@ -76,7 +76,7 @@ class HFTokenizer:
         return self.hf.decode(list(ids), skip_special_tokens=True)
 
 
-class HFPolicy:
+class HFPolicy(Placed):
     """Any local causal LM directory (config + weights + tokenizer) as a ``Policy``.
 
     ``amp_dtype``: bf16 autocast around every forward (``model.precision: bf16_mixed``), else None.
@@ -87,16 +87,6 @@ class HFPolicy:
         self.tokenizer = tokenizer
         self.amp_dtype: torch.dtype | None = None
         self.lora_base: str | None = None  # LoRA (graft.models.lora): the base model's directory
-
-    @property
-    def device(self) -> torch.device:
-        return module_device(self.module)
-
-    def place(self, device: torch.device, precision: str) -> HFPolicy:
-        """Move to ``device`` with ``model.precision``'s weight dtype and autocast; returns self."""
-        self.module.to(device=device, dtype=weight_dtype(precision))
-        self.amp_dtype = autocast_dtype(precision)
-        return self
 
     @classmethod
     def load(cls, path: str | Path, dtype: torch.dtype = torch.float32) -> HFPolicy:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from graft.models.device import autocast, autocast_dtype, module_device, weight_dtype
+from graft.models.device import Placed, autocast
 from graft.models.tiny import KVCache, TinyConfig, TinyTransformer
 from graft.models.tokenizer import CharTokenizer
 
@@ -23,7 +23,7 @@ WEIGHTS_FILE = "model.safetensors"
 MODEL_TYPE = "graft-tiny"
 
 
-class TinyPolicy:
+class TinyPolicy(Placed):
     """Implements ``graft.models.policy.Policy`` with a ``TinyTransformer`` and a ``CharTokenizer``."""
 
     def __init__(self, module: TinyTransformer, tokenizer: CharTokenizer) -> None:
@@ -35,16 +35,6 @@ class TinyPolicy:
         self.tokenizer = tokenizer
         self.config = module.config
         self.amp_dtype: torch.dtype | None = None  # bf16 autocast of every forward (bf16_mixed)
-
-    @property
-    def device(self) -> torch.device:
-        return module_device(self.module)
-
-    def place(self, device: torch.device, precision: str) -> TinyPolicy:
-        """Move to ``device`` with ``model.precision``'s weight dtype and autocast; returns self."""
-        self.module.to(device=device, dtype=weight_dtype(precision))
-        self.amp_dtype = autocast_dtype(precision)
-        return self
 
     @classmethod
     def create(cls, config: TinyConfig, seed: int) -> TinyPolicy:

@@ -27,7 +27,7 @@ from graft.config import Config
 from graft.models.policy import Policy
 from graft.rollout.partial import PartialRollouts
 from graft.rollout.sampler import sample
-from graft.rollout.tree import sample_tree
+from graft.rollout.tree import generated_tokens, sample_tree
 from graft.rollout.types import Group, Request, Rollout
 
 
@@ -72,8 +72,6 @@ def _plain(r: Request) -> bool:
 
 
 def _generated(groups: list[Group]) -> float:
-    from graft.rollout.tree import generated_tokens
-
     return float(sum(generated_tokens(g) for g in groups))
 
 

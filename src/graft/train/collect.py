@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from graft.algos.selection import informative_groups
-from graft.rewards.scoring import verify_groups
-from graft.rollout.sources import SourceReport
+from graft.rewards.scoring import shape_groups, verify_groups
+from graft.rollout.sources import ROLLOUT_SOURCES, SourceReport
 from graft.rollout.types import Group, Request, apply_revisions
 from graft.step_stats import SelectStats
 from graft.tasks.base import Example, Task
@@ -101,9 +101,6 @@ def sample_groups(policy, task: Task, examples: list[Example], cfg, generator: t
                   version: int) -> list[Group]:
     """One plain round outside a step: ``rl.num_generations`` completions per example from the
     configured source, verified and shaped (for tests, benchmarks and evaluation scripts)."""
-    from graft.rewards.scoring import shape_groups
-    from graft.rollout.sources import ROLLOUT_SOURCES
-
     source = ROLLOUT_SOURCES[cfg.rollout.strategy](cfg)
     groups, _ = source.generate(policy, [Request(ex, n=cfg.rl.num_generations) for ex in examples], version,
                                 generator)
