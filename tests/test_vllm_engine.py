@@ -216,3 +216,24 @@ def test_rl_through_the_engine_trains(tmp_path, model_dir, monkeypatch):
         first, last = sum(m[:3]) / 3, sum(m[-3:]) / 3
         print(engine_name, "reward mean, first 3 vs last 3 steps:", round(first, 3), round(last, 3))
         assert last > first + 0.1, (engine_name, m)
+
+
+@pytest.mark.gpu
+def test_sleep_gives_the_update_the_engines_gpu_memory(model_dir):
+    """On CUDA with rollout.vllm.sleep the engine sleeps after each rollout (KV cache freed,
+    weights offloaded) and takes its memory back on the next one."""
+    cfg = _config(model_dir, **{"model.device": "cuda", "rollout.vllm.gpu_memory_utilization": 0.2})
+    policy = create_policy(cfg.model, 0)
+    source = VllmSource(cfg)
+    try:
+        prompt = [policy.tokenizer.encode("1+1=")]
+        source.sample_rows(policy, prompt, [4], torch.Generator().manual_seed(0), 0)
+        assert source.asleep
+        free_asleep, total = torch.cuda.mem_get_info()
+        source._wake()
+        free_awake, _ = torch.cuda.mem_get_info()
+        assert free_asleep - free_awake > 0.1 * total  # most of its 20% share came back
+        rows = source.sample_rows(policy, prompt, [4], torch.Generator().manual_seed(0), 0)
+        assert len(rows) == 4 and source.loads == 1  # same version: woken, not reloaded
+    finally:
+        source.close()

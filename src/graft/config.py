@@ -180,8 +180,9 @@ class VllmConfig(_Section):
     """CPU build: KV cache size in GiB (sets VLLM_CPU_KVCACHE_SPACE unless it is set already)."""
     max_model_len: int | None = Field(None, ge=8)
     """Longest prompt + completion the engine plans for; None = the model's own maximum."""
-    enforce_eager: bool = False
-    """No CUDA graphs or compilation: slower decoding, faster start (tests use it)."""
+    enforce_eager: bool | None = None
+    """No CUDA graphs or compilation: slower decoding, faster start. None = eager on the CPU (there the
+    compilation took about 100 s on first use, more than a short run's rollouts), compiled on CUDA."""
 
 
 class RolloutConfig(_Section):

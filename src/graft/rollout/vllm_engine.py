@@ -52,6 +52,12 @@ from graft.rollout.types import Rollout
 _SEED_RANGE = 2**62
 
 
+def quiet_vllm() -> None:
+    """vLLM logs at INFO by default (a screenful per engine start and weight load); graft's run log
+    says what matters. ``VLLM_LOGGING_LEVEL`` set by the user wins. Must run before ``import vllm``."""
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+
 def _dtype_name(policy: Policy, cfg: Config) -> str:
     """The engine's dtype: bf16 where the update's forwards run in bf16, else float32."""
     return "bfloat16" if cfg.model.precision in ("bf16", "bf16_mixed") else "float32"
@@ -141,6 +147,7 @@ class VllmSource(IidSource):
     # ------------------------------------------------------------------ engine and weights
 
     def _build(self, policy: Policy):
+        quiet_vllm()
         from vllm import LLM
 
         from graft.models.load import resolve_model_path
@@ -149,9 +156,9 @@ class VllmSource(IidSource):
         device = device_of(policy)
         on_cuda = device.type == "cuda"
         kwargs = {"model": str(resolve_model_path(cfg.model.path)), "dtype": _dtype_name(policy, cfg),
-                      "seed": cfg.seed, "logprobs_mode": logprobs_mode(cfg), "enforce_eager": vc.enforce_eager,
-                      "max_model_len": vc.max_model_len, "enable_prefix_caching": True,
-                      "skip_tokenizer_init": False}
+                  "seed": cfg.seed, "logprobs_mode": logprobs_mode(cfg),
+                  "enforce_eager": (not on_cuda) if vc.enforce_eager is None else vc.enforce_eager,
+                  "max_model_len": vc.max_model_len, "enable_prefix_caching": True, "skip_tokenizer_init": False}
         if on_cuda:
             kwargs.update(gpu_memory_utilization=vc.gpu_memory_utilization, enable_sleep_mode=vc.sleep)
         else:
