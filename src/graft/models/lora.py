@@ -126,3 +126,28 @@ class BaseReference:
 
     def select_cache_rows(self, cache: Any, index: torch.Tensor) -> Any:
         return self.policy.select_cache_rows(cache, index)
+
+
+def merged_state_dict(policy) -> dict[str, torch.Tensor]:
+    """The weights ``merge`` would give, under the base model's Hugging Face names, computed
+    without changing the policy: base weight + each active adapter's ``get_delta_weight``
+    (its scaled B A). For handing a LoRA policy's weights to an inference engine."""
+    from peft.tuners.lora import LoraLayer
+
+    base = policy.module.get_base_model()
+    out: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for key, tensor in base.state_dict().items():
+            if ".lora_" in key:
+                continue
+            out[key.replace(".base_layer.", ".")] = tensor.detach()
+        for name, module in base.named_modules():
+            if not isinstance(module, LoraLayer):
+                continue
+            weight = module.get_base_layer().weight
+            merged = weight.detach().clone()
+            for adapter in module.active_adapters:
+                if adapter in module.lora_A:
+                    merged += module.get_delta_weight(adapter).to(merged.dtype)
+            out[f"{name}.weight"] = merged
+    return out

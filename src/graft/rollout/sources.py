@@ -137,6 +137,9 @@ class IidSource:
     def load_state_dict(self, state: dict | None) -> None:
         pass
 
+    def close(self) -> None:
+        """Free what the source holds beyond the run (an engine: ``rollout.engine: vllm``)."""
+
 
 class TreeSource(IidSource):
     """TreePO segment trees (``rollout.segment_len``, ``branch``, ``max_depth``, ``branch_entropy``).
@@ -257,3 +260,20 @@ def place_requests(source: IidSource, policy: Policy, requests: list[Request], g
 
 ROLLOUT_SOURCES: dict[str, type] = {"iid": IidSource, "tree": TreeSource, "partial": PartialSource}
 """``rollout.strategy`` -> source class, built with the run's config."""
+
+
+def _vllm_source(cfg: Config) -> type:
+    from graft.rollout.vllm_engine import VllmSource  # vllm itself is imported on first use
+
+    return VllmSource
+
+
+ROLLOUT_ENGINES: dict[str, object] = {"graft": lambda cfg: ROLLOUT_SOURCES[cfg.rollout.strategy],
+                                      "vllm": _vllm_source}
+"""``rollout.engine`` -> the source class for a config: graft's own sampler runs every
+``rollout.strategy``; ``vllm`` is ``graft.rollout.vllm_engine.VllmSource`` (i.i.d.)."""
+
+
+def source_class(cfg: Config) -> type:
+    """The rollout source class ``cfg`` names (``rollout.engine``, then ``rollout.strategy``)."""
+    return ROLLOUT_ENGINES[cfg.rollout.engine](cfg)

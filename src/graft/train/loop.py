@@ -33,7 +33,7 @@ from graft.models.critic import Critic
 from graft.models.load import create_policy, load_saved_policy
 from graft.models.lora import BaseReference, is_lora
 from graft.models.policy import Policy
-from graft.rollout.sources import ROLLOUT_SOURCES
+from graft.rollout.sources import source_class
 from graft.tasks.base import Task
 from graft.tasks.build import build_task
 from graft.train import checkpoint as ckpt
@@ -85,7 +85,7 @@ def prepare(cfg: Config) -> Setup:
 def build_pipeline(cfg: Config, task: Task, rl_stream: UniformStream) -> Pipeline:
     """The RL components named by the config: the mixer schedule (SFT or RL, revisions), the
     curriculum (which prompts from ``rl_stream``, DARS), the rollout source (iid / tree / partial)."""
-    return Pipeline(cfg, task, source=ROLLOUT_SOURCES[cfg.rollout.strategy](cfg),
+    return Pipeline(cfg, task, source=source_class(cfg)(cfg),
                     schedule=MIX_SCHEDULES[cfg.mix.schedule](cfg), curriculum=Curriculum(cfg, rl_stream))
 
 
@@ -237,6 +237,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         if state["step"] % cfg.checkpoint.every == 0 or state["step"] in (cfg.sft.steps, cfg.total_steps):
             save(state["step"])
 
+    source.close()  # an engine's memory (rollout.engine: vllm) is the final evaluation's now
     final = run_eval("final")
     if state["eval_after_sft"] is None:
         state["eval_after_sft"] = final  # rl.steps == 0: SFT's result is the final one
