@@ -78,7 +78,7 @@ LIMITS = {
     "quick": {"probe": 90, "tests": 120, "quickstart": 90, "build": 90, "row": 70},
     "smoke": {"probe": 90, "tests": 120, "quickstart": 120, "build": 60, "row": 120},
 }
-BUDGET = {"full": 560, "quick": 330, "smoke": 900}
+BUDGET = {"full": 540, "quick": 300, "smoke": 900}
 # graft's update: log-probs of completion positions only, 2048 tokens at a time through the fused
 # head (no (rows, tokens, 151,936) logits tensor); the same loss and gradients (tests/test_lean.py)
 GRAFT_OPTIONS = ["optim.logprob_chunk=2048", "optim.logprob_impl=fused"]
@@ -106,6 +106,16 @@ class Clock:
         print(f"[{self.elapsed():6.1f} s] {text}", flush=True)
 
 
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|tmp|root|home)/[^\s'\"():,]*")
+
+
+def scrub(text: str) -> str:
+    """Output as results record it: paths in the repo relative to it, other paths of this machine
+    (/work, /tmp, /root, /home) as ``<outside the repo>/NAME`` (tests/test_committed_paths.py)."""
+    text = text.replace(str(ROOT) + "/", "").replace(str(ROOT.resolve()) + "/", "")
+    return MACHINE_PATH.sub(lambda m: f"<outside the repo>/{Path(m.group(0)).name}", text)
+
+
 def run(cmd: list[str], limit: float, env: dict | None = None, log: Path | None = None) -> dict:
     """Run ``cmd`` in the repo root for at most ``limit`` seconds; its output goes to ``log``."""
     t = time.perf_counter()
@@ -117,7 +127,7 @@ def run(cmd: list[str], limit: float, env: dict | None = None, log: Path | None 
             rc, timed_out = proc.returncode, False
         except subprocess.TimeoutExpired:
             rc, timed_out = None, True
-    tail = log.read_text(errors="replace")[-2500:] if log and log.exists() else ""
+    tail = scrub(log.read_text(errors="replace")[-2500:]) if log and log.exists() else ""
     return {"rc": rc, "timed_out": timed_out, "wall_s": time.perf_counter() - t, "tail": tail}
 
 
@@ -144,7 +154,7 @@ def probe(python: str, code: str, limit: float, env: dict) -> tuple[str | None, 
         return None, f"timed out after {limit:.0f} s"
     if proc.returncode:
         last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        return None, last[:300]
+        return None, scrub(last[:300])
     return proc.stdout.strip(), None
 
 
@@ -275,12 +285,14 @@ def build_model(shape: dict, directory: Path) -> dict:
     return {"params": n_total, "params_in_matmuls": n_matmul}
 
 
-def engine_problem(side: str, engine: str, args, graft_vllm: dict, trl: dict) -> str | None:
-    """Why the row (side, engine) cannot run here, or None."""
+def engine_problem(side: str, tuning: str, engine: str, args, graft_vllm: dict, trl: dict) -> str | None:
+    """Why the row (side, tuning, engine) cannot run here, or None."""
     if side == "trl" and trl["problem"]:
         return trl["problem"]
     if side not in args.sides:
         return f"--sides {','.join(args.sides)}"
+    if tuning not in args.tuning:
+        return f"--tuning {','.join(args.tuning)}"
     if engine != "vllm":
         return None
     if args.device != "cuda":
@@ -443,7 +455,7 @@ def phase_bench(args, clock: Clock, work: Path, record: dict, save) -> dict:
         name = f"{'graft' if side == 'graft' else 'TRL'} {tuning} ({ENGINE_NAMES[engine]})"
         row = {"name": name, "side": side, "tuning": tuning, "engine": engine}
         bench["rows"].append(row)
-        problem = engine_problem(side, engine, args, graft_vllm, trl)
+        problem = engine_problem(side, tuning, engine, args, graft_vllm, trl)
         if problem:
             row.update(status="skipped", reason=problem)
             clock.say(f"bench: {name}: skipped ({problem})")
@@ -549,10 +561,11 @@ def main() -> None:
     size.add_argument("--smoke", action="store_true", help="a tiny model and a few-step quickstart (CPU checks)")
     ap.add_argument("--phases", default="tests,quickstart,bench", help="comma-separated subset, in this order")
     ap.add_argument("--sides", default="graft,trl", help="bench sides to run (graft, trl)")
+    ap.add_argument("--tuning", default="lora,full", help="bench rows to run (lora, full)")
     ap.add_argument("--precision", choices=["bf16", "bf16_mixed", "fp32"], default="bf16",
                     help="graft's model.precision; TRL: bf16 = bf16 weights and bf16=True, bf16_mixed = fp32 "
                          "weights and bf16=True (autocast), fp32 = fp32 weights")
-    ap.add_argument("--budget", type=float, help="seconds for the whole run (default: 560 full, 330 quick)")
+    ap.add_argument("--budget", type=float, help="seconds for the whole run (default: 540 full, 300 quick)")
     ap.add_argument("--threads", type=int, help="torch CPU threads per process (default: 4 on CUDA, 1 on CPU)")
     ap.add_argument("--lr", type=float, default=1e-5)
     ap.add_argument("--trl-python", help="TRL's interpreter (default: this one if trl imports, else bench/.venv-trl)")
@@ -564,6 +577,7 @@ def main() -> None:
     args.budget = args.budget or BUDGET[args.mode]
     args.threads = args.threads or (4 if args.device == "cuda" else 1)
     args.sides = [s for s in args.sides.split(",") if s]
+    args.tuning = [t for t in args.tuning.split(",") if t]
     phases = [p for p in args.phases.split(",") if p]
     unknown = set(phases) - {"tests", "quickstart", "bench"}
     if unknown:
@@ -578,7 +592,8 @@ def main() -> None:
         sys.exit("error: --device cuda but torch.cuda.is_available() is False (use --device cpu --smoke here)")
     record = {"mode": args.mode, "device": args.device, "budget_s": args.budget,
               "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-              "command": "python bench/gpu_bench.py " + " ".join(sys.argv[1:]),
+              "command": "python bench/gpu_bench.py " + " ".join(
+                  repo_relative(a) if os.path.isabs(a) else a for a in sys.argv[1:]),
               "machine": machine(args.device), "phases": {}, "elapsed_s": 0.0}
     clock.say(f"GPU check, mode {args.mode}, device {args.device} ({record['machine'].get('gpu')}), "
               f"budget {args.budget:.0f} s; writing {repo_relative(out)}")
