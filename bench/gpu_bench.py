@@ -28,12 +28,14 @@ that did not run is ``"status": "skipped"`` with its ``reason``; nothing is esti
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import json
 import math
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -124,11 +126,19 @@ def run(cmd: list[str], limit: float, env: dict | None = None, log: Path | None 
     if limit < 1:
         return {"rc": None, "timed_out": True, "wall_s": 0.0, "tail": "no time left in the budget"}
     with open(log or os.devnull, "w") as out:
+        # its own process group: a timeout ends its children too (an inference engine's workers,
+        # which would otherwise keep GPU memory for the next row)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            proc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=limit)
-            rc, timed_out = proc.returncode, False
+            rc, timed_out = proc.wait(timeout=limit), False
         except subprocess.TimeoutExpired:
             rc, timed_out = None, True
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # what is left of the group, on success too
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
     tail = scrub(log.read_text(errors="replace")[-2500:]) if log and log.exists() else ""
     return {"rc": rc, "timed_out": timed_out, "wall_s": time.perf_counter() - t, "tail": tail}
 
@@ -168,10 +178,10 @@ def machine(device: str) -> dict:
 
     info = {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "cuda_runtime": torch.version.cuda}
-    for name in ("transformers", "peft", "accelerate"):
+    for name in ("transformers", "peft", "accelerate"):  # installed versions, without the imports' seconds
         try:
-            info[name] = __import__(name).__version__
-        except ImportError:
+            info[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             info[name] = None
     if device == "cuda" and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
