@@ -5,7 +5,8 @@ Run in graft's environment (PYTHONPATH=src or an installed graft):
 SPEC["mode"] picks the job (default "step_time"):
 - "step_time" (vs_trl.py): model_dir, data (a JSONL of prompt/answer rows), steps,
   num_prompts, num_generations, max_new_tokens, lr, threads, run_dir, and graft_options (graft-only
-  config overrides of the workload, e.g. W2's lean update settings; see vs_trl.WORKLOADS). Described below.
+  config overrides of the workload, e.g. W2's lean update settings; see vs_trl.WORKLOADS, or
+  gpu_bench.py's device, precision and LoRA settings). Described below.
 - "sft" (time_to_target.py): SFT-warm a Hugging Face model on a config's demonstrations and
   copy the result, HF format, to ``out_model``.
 - "rl_checkpoints" (time_to_target.py): RL from ``model_dir`` with a config, saving the policy
@@ -69,8 +70,28 @@ def main(spec_path: str, out_path: str) -> None:
         "wall_seconds": wall,
         # Linux: kilobytes; the whole process (model load, evals, the run)
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cuda_memory": cuda_memory(),
+        "trainable_params": sum(p.numel() for p in setup.policy.module.parameters() if p.requires_grad),
     }
     Path(out_path).write_text(json.dumps(result, indent=2))
+
+
+def cuda_memory() -> dict | None:
+    """This process's peak GPU memory (None when it never used CUDA; trl_side.py imports this).
+
+    ``max_allocated_mb`` / ``max_reserved_mb``: torch's caching allocator, peak over the process
+    (tensors alive / blocks held from the driver); ``device_used_at_end_mb``: the whole GPU's used
+    memory at the end (cudaMemGetInfo), which also counts what torch's allocator does not see
+    (the CUDA context, an inference engine's own pools) and other processes."""
+    import torch
+
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return None
+    torch.cuda.synchronize()
+    free, total = torch.cuda.mem_get_info()
+    return {"max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
+            "max_reserved_mb": torch.cuda.max_memory_reserved() / 2**20,
+            "device_used_at_end_mb": (total - free) / 2**20, "device_total_mb": total / 2**20}
 
 
 # ---------------------------------------------------------------- time_to_target.py's jobs

@@ -7,6 +7,14 @@ SPEC["mode"] picks the job:
 - "step_time" (default; vs_trl.py): same SPEC as bench/graft_side.py. Per-step time is measured by
   a TrainerCallback (on_step_begin -> on_step_end: generation, reward, loss and optimizer step of
   one step); completion lengths come from TRL's logs (``completions/mean_length``, logging_steps=1).
+  Optional keys (bench/gpu_bench.py; absent, the vs_trl.py setup is unchanged: CPU, fp32, full
+  fine-tuning, TRL's default generation and gradient checkpointing): ``device`` ("cpu" | "cuda"),
+  ``precision`` ("fp32" | "bf16": weights loaded in bfloat16 and ``bf16=True`` |
+  "bf16_mixed": float32 weights and ``bf16=True``, i.e. autocast), ``lora``
+  ({"rank", "alpha", "target_modules"}: a peft LoraConfig, dropout 0), ``use_vllm`` (vLLM in
+  ``colocate`` mode, ``vllm_gpu_memory_utilization``), ``gradient_checkpointing`` (bool). The
+  time spent in the trainer's ``_generate`` (sampling, and vLLM's weight sync) is recorded per
+  step as ``rollout_time`` when the trainer has that method.
 - "rl_checkpoints" (time_to_target.py): GRPO from ``model_dir`` on ``data`` with graft's
   arithmetic verifier (reimplemented below), the core hyperparameters from the SPEC and TRL's
   defaults for the rest; the model is saved (HF format) every ``save_every`` steps with the
@@ -21,6 +29,8 @@ import resource
 import sys
 import time
 from pathlib import Path
+
+from graft_side import cuda_memory  # this folder's module; it imports no graft at module level
 
 _ANSWER = re.compile(r"A: *(-?\d{1,40})")
 
@@ -62,11 +72,26 @@ def main(spec_path: str, out_path: str) -> None:
     rows = [json.loads(line) for line in Path(spec["data"]).read_text().splitlines() if line.strip()]
     dataset = Dataset.from_list([{"prompt": r["prompt"], "answer": r["answer"]} for r in rows])
     tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"], local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=torch.float32, local_files_only=True)
+    precision = spec.get("precision", "fp32")  # bf16: bf16 weights; bf16_mixed: fp32 weights, autocast
+    bf16 = precision in ("bf16", "bf16_mixed")
+    model = AutoModelForCausalLM.from_pretrained(
+        spec["model_dir"], dtype=torch.bfloat16 if precision == "bf16" else torch.float32, local_files_only=True)
     batch = spec["num_prompts"] * spec["num_generations"]
+    extra, peft_config = {}, None
+    if spec.get("gradient_checkpointing") is not None:
+        extra["gradient_checkpointing"] = spec["gradient_checkpointing"]
+    if spec.get("use_vllm"):
+        extra.update(use_vllm=True, vllm_mode="colocate",
+                     vllm_gpu_memory_utilization=spec.get("vllm_gpu_memory_utilization", 0.3))
+    if spec.get("lora"):
+        from peft import LoraConfig
+
+        lora = spec["lora"]
+        peft_config = LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=0.0,
+                                 target_modules=lora["target_modules"], task_type="CAUSAL_LM")
     args = GRPOConfig(
         output_dir=spec["run_dir"],
-        use_cpu=True, bf16=False, fp16=False,
+        use_cpu=spec.get("device", "cpu") == "cpu", bf16=bf16, fp16=False, **extra,
         per_device_train_batch_size=batch, gradient_accumulation_steps=1,
         num_generations=spec["num_generations"], generation_batch_size=batch,
         max_completion_length=spec["max_new_tokens"], temperature=1.0, top_p=1.0,
@@ -78,14 +103,18 @@ def main(spec_path: str, out_path: str) -> None:
         seed=0, dataloader_num_workers=0,
     )
     times: list[float] = []
+    rollout_times: list[float] = []
     logs: list[dict] = []
+    generating = {"s": 0.0}
 
     class Timer(TrainerCallback):
         def on_step_begin(self, *a, **k):
+            generating["s"] = 0.0
             self.t = time.perf_counter()
 
         def on_step_end(self, *a, **k):
             times.append(time.perf_counter() - self.t)
+            rollout_times.append(generating["s"])
 
         def on_log(self, _args, _state, _control, logs_=None, **k):
             entry = k.get("logs") if logs_ is None else logs_
@@ -93,7 +122,21 @@ def main(spec_path: str, out_path: str) -> None:
                 logs.append(dict(entry))
 
     trainer = GRPOTrainer(model=model, reward_funcs=last_line_reward, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=[Timer()])
+                          processing_class=tokenizer, callbacks=[Timer()], peft_config=peft_config)
+    timed_generate = callable(getattr(trainer, "_generate", None))
+    if timed_generate:  # time TRL's sampling call from outside; its code is left as it is
+        generate = trainer._generate
+
+        def _generate(*a, **k):
+            t = time.perf_counter()
+            try:
+                return generate(*a, **k)
+            finally:
+                if torch.cuda.is_available() and torch.cuda.is_initialized():
+                    torch.cuda.synchronize()
+                generating["s"] += time.perf_counter() - t
+
+        trainer._generate = _generate
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0
@@ -101,6 +144,7 @@ def main(spec_path: str, out_path: str) -> None:
         "step_time": t,
         "completion_tokens": (logs[i]["completions/mean_length"] * batch) if i < len(logs) else None,
         "reward_mean": logs[i].get("reward") if i < len(logs) else None,
+        "rollout_time": rollout_times[i] if timed_generate else None,
     } for i, t in enumerate(times)]
     prompt_tokens = [len(tokenizer.encode(r["prompt"], add_special_tokens=False)) for r in rows]
     result = {
@@ -109,6 +153,8 @@ def main(spec_path: str, out_path: str) -> None:
         "mean_prompt_tokens": sum(prompt_tokens) / len(prompt_tokens),
         "wall_seconds": wall,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cuda_memory": cuda_memory(),
+        "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "versions": {"trl": __import__("trl").__version__, "torch": torch.__version__,
                      "transformers": __import__("transformers").__version__},
     }

@@ -74,6 +74,23 @@ def test_fused_head_matches_the_plain_computation(use):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_fused_head_trains_a_bf16_head():
+    """bf16 weights (model.precision=bf16, full fine-tuning): the weight gradient is accumulated in
+    float32 over the chunks and returned in bf16, close to the float32 computation's."""
+    g = torch.Generator().manual_seed(2)
+    h0, w0 = torch.randn(20, 8, generator=g), torch.randn(50, 8, generator=g) * 0.3
+    targets = torch.randint(0, 50, (20,), generator=g)
+    grads = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        h, w = h0.to(dtype).clone().requires_grad_(), w0.to(dtype).clone().requires_grad_()
+        logp, ent = fused_token_logprobs(h, w, targets, 1.0, chunk=6)
+        (logp.sum() - 0.1 * ent.sum()).backward()
+        assert w.grad.dtype == h.grad.dtype == dtype
+        grads[dtype] = (h.grad.float(), w.grad.float())
+    for want, got in zip(grads[torch.float32], grads[torch.bfloat16]):
+        assert (got - want).abs().max() <= 0.05 * want.abs().max()
+
+
 def test_fused_head_rejects_a_bad_chunk():
     with pytest.raises(ValueError, match="chunk"):
         fused_token_logprobs(torch.zeros(2, 3), torch.zeros(4, 3), torch.zeros(2, dtype=torch.long), chunk=0)

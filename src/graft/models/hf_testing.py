@@ -109,14 +109,18 @@ def build_tiny_hf_model(
     intermediate_size: int | None = None,
     vocab_size: int | None = None,
     max_positions: int = 512,
+    tie_embeddings: bool = False,
+    rope_theta: float | None = None,
 ) -> Path:
     """Write a tiny random ``arch`` causal LM ("qwen2" or "llama") and its tokenizer to ``directory``.
 
     Defaults: two layers, hidden size 64, 4 query heads over 2 key/value heads (so
     grouped-query attention is exercised), MLP width 2 x hidden. ``vocab_size`` pads the
     character tokenizer to that many tokens (see ``build_char_tokenizer``'s ``pad_to``); the
-    model's embedding table always equals ``len(tokenizer)``. Same ``seed`` -> same weights;
-    the global torch RNG is left untouched.
+    model's embedding table always equals ``len(tokenizer)``. ``tie_embeddings`` shares the
+    input embedding with the LM head (as Qwen2.5-0.5B does); ``rope_theta`` sets the rotary base
+    (default: the architecture's). Same ``seed`` -> same weights; the global torch RNG is left
+    untouched.
     """
     if arch not in _ARCHS:
         raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(_ARCHS)}")
@@ -133,7 +137,8 @@ def build_tiny_hf_model(
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_embeddings,
+        **({} if rope_theta is None else {"rope_theta": rope_theta}),
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -92,8 +92,11 @@ class _FusedLogprob(torch.autograd.Function):
             gz = gz.to(weight.dtype)
             if need_h:
                 grad_h[s : s + chunk] = (gz @ weight).to(hidden.dtype)  # (n, C)
-            if need_w:
-                grad_w.addmm_(gz.t(), h.to(weight.dtype))  # (V, C) += (V, n) @ (n, C)
+            if need_w:  # (V, C) += (V, n) @ (n, C); a bf16 head's product is summed over chunks in float32
+                if grad_w.dtype == gz.dtype:
+                    grad_w.addmm_(gz.t(), h.to(weight.dtype))
+                else:
+                    grad_w += gz.t() @ h.to(weight.dtype)
         return grad_h, None if grad_w is None else grad_w.to(weight.dtype), None, None, None
 
 
