@@ -327,7 +327,7 @@ def probe_vllm(args, clock: Clock, trl_python: str | None) -> tuple[dict, dict]:
     from graft.config import build_config
 
     try:
-        build_config({}, ["rollout.engine=vllm"])
+        build_config({}, ["rollout.engine=vllm", "model.path=probe"])  # the engine serves HF models only
     except Exception as err:  # noqa: BLE001 -- any refusal is the reason the row is skipped
         graft["problem"] = f"graft has no rollout.engine=vllm on this commit: {str(err).splitlines()[0][:200]}"
     env = graft_env(args.threads)
