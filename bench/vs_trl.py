@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -190,63 +191,66 @@ def main() -> None:
     from graft.models.hf_testing import build_tiny_hf_model
 
     work = Path(tempfile.mkdtemp(prefix=f"vs_trl_{args.workload}_"))
-    model_dir = work / "model"
-    build_tiny_hf_model(model_dir, arch="qwen2", seed=0, vocab_chars=W1_CHARS if w["vocab"] is None else None,
-                        hidden_size=w["hidden"], num_layers=w["layers"], num_heads=max(w["hidden"] // 64, 1),
-                        num_kv_heads=max(w["hidden"] // 128, 1), intermediate_size=4 * w["hidden"],
-                        vocab_size=w["vocab"], max_positions=max(512, 2 * ((w["prompt_len"] or 8) + w["completion"])))
-    cfg = json.loads((model_dir / "config.json").read_text())
-    n_total = sum(p.numel() for p in __import__("safetensors.torch", fromlist=["load_file"]).load_file(
-        str(model_dir / "model.safetensors")).values())
-    n_matmul = n_total - cfg["vocab_size"] * cfg["hidden_size"]  # the input embedding is a lookup
-    data = work / "data.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in make_rows(2000, w["prompt_len"])))
-    spec = {"model_dir": str(model_dir), "data": str(data), "steps": w["steps"], "num_prompts": num_prompts,
-            "num_generations": num_generations, "max_new_tokens": w["completion"], "lr": args.lr,
-            "threads": args.threads, "graft_options": GRAFT_OPTIONS[args.workload]}
+    try:  # the model and data (about 313 MB for W2) go when the run ends, however it ends
+        model_dir = work / "model"
+        build_tiny_hf_model(model_dir, arch="qwen2", seed=0, vocab_chars=W1_CHARS if w["vocab"] is None else None,
+                            hidden_size=w["hidden"], num_layers=w["layers"], num_heads=max(w["hidden"] // 64, 1),
+                            num_kv_heads=max(w["hidden"] // 128, 1), intermediate_size=4 * w["hidden"],
+                            vocab_size=w["vocab"], max_positions=max(512, 2 * ((w["prompt_len"] or 8) + w["completion"])))
+        cfg = json.loads((model_dir / "config.json").read_text())
+        n_total = sum(p.numel() for p in __import__("safetensors.torch", fromlist=["load_file"]).load_file(
+            str(model_dir / "model.safetensors")).values())
+        n_matmul = n_total - cfg["vocab_size"] * cfg["hidden_size"]  # the input embedding is a lookup
+        data = work / "data.jsonl"
+        data.write_text("".join(json.dumps(r) + "\n" for r in make_rows(2000, w["prompt_len"])))
+        spec = {"model_dir": str(model_dir), "data": str(data), "steps": w["steps"], "num_prompts": num_prompts,
+                "num_generations": num_generations, "max_new_tokens": w["completion"], "lr": args.lr,
+                "threads": args.threads, "graft_options": GRAFT_OPTIONS[args.workload]}
 
-    peak = matmul_flops(args.threads)
-    load_before = os.getloadavg()
-    print(f"{args.workload}: {w}; params {n_total:,} ({n_matmul:,} in matmuls); "
-          f"matmul peak {peak / 1e9:.1f} GFLOP/s on {args.threads} threads; load {load_before}", flush=True)
-    sides = ["graft", "trl"] if args.only is None else [args.only]
-    raw, summary = {}, {}
-    for side in sides:
-        python = sys.executable if side == "graft" else str(ensure_trl_venv())
-        raw[side] = run_side(side, python, spec, work)
-        summary[side] = summarise(raw[side], w["warmup"], n_matmul, peak, batch)
-    load_after = os.getloadavg()
-    peak_after = matmul_flops(args.threads)
-    if peak_after > peak:  # a shared machine: the less disturbed of the two measurements is nearer the truth
-        for side in summary:
-            summary[side] = summarise(raw[side], w["warmup"], n_matmul, peak_after, batch)
-        print(f"matmul peak re-measured after the runs: {peak_after / 1e9:.1f} GFLOP/s (used)")
-    peak_before, peak = peak, max(peak, peak_after)
+        peak = matmul_flops(args.threads)
+        load_before = os.getloadavg()
+        print(f"{args.workload}: {w}; params {n_total:,} ({n_matmul:,} in matmuls); "
+              f"matmul peak {peak / 1e9:.1f} GFLOP/s on {args.threads} threads; load {load_before}", flush=True)
+        sides = ["graft", "trl"] if args.only is None else [args.only]
+        raw, summary = {}, {}
+        for side in sides:
+            python = sys.executable if side == "graft" else str(ensure_trl_venv())
+            raw[side] = run_side(side, python, spec, work)
+            summary[side] = summarise(raw[side], w["warmup"], n_matmul, peak, batch)
+        load_after = os.getloadavg()
+        peak_after = matmul_flops(args.threads)
+        if peak_after > peak:  # a shared machine: the less disturbed of the two measurements is nearer the truth
+            for side in summary:
+                summary[side] = summarise(raw[side], w["warmup"], n_matmul, peak_after, batch)
+            print(f"matmul peak re-measured after the runs: {peak_after / 1e9:.1f} GFLOP/s (used)")
+        peak_before, peak = peak, max(peak, peak_after)
 
-    record = {
-        "workload": args.workload, "shape": w, "num_prompts": num_prompts, "num_generations": num_generations,
-        "params_total": n_total, "params_in_matmuls": n_matmul, "matmul_flops_per_s": peak,
-        "matmul_flops_per_s_before_after": [peak_before, peak_after],
-        "threads": args.threads, "lr": args.lr, "load_avg_before": load_before, "load_avg_after": load_after,
-        "cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "sides": summary,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    existing = json.loads(out.read_text()) if out.exists() else {}
-    key = args.workload if all(
-        getattr(args, k) is None for k in ("hidden", "layers", "vocab", "prompt_len", "completion")) \
-        else f"{args.workload}-custom"
-    prev = existing.get(key, {})
-    if args.only and prev.get("sides"):  # one side re-measured: keep the other side's last numbers
-        record["sides"] = {**prev["sides"], **summary}
-        record["other_side_measured_at"] = prev.get("date_utc")
-    record["ratios"] = ratios(record["sides"])
-    print_table(record)
-    existing[key] = record
-    out.write_text(json.dumps(existing, indent=2) + "\n")
-    print(f"wrote {out} [{key}]")
+        record = {
+            "workload": args.workload, "shape": w, "num_prompts": num_prompts, "num_generations": num_generations,
+            "params_total": n_total, "params_in_matmuls": n_matmul, "matmul_flops_per_s": peak,
+            "matmul_flops_per_s_before_after": [peak_before, peak_after],
+            "threads": args.threads, "lr": args.lr, "load_avg_before": load_before, "load_avg_after": load_after,
+            "cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+            "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+            "sides": summary,
+        }
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        existing = json.loads(out.read_text()) if out.exists() else {}
+        key = args.workload if all(
+            getattr(args, k) is None for k in ("hidden", "layers", "vocab", "prompt_len", "completion")) \
+            else f"{args.workload}-custom"
+        prev = existing.get(key, {})
+        if args.only and prev.get("sides"):  # one side re-measured: keep the other side's last numbers
+            record["sides"] = {**prev["sides"], **summary}
+            record["other_side_measured_at"] = prev.get("date_utc")
+        record["ratios"] = ratios(record["sides"])
+        print_table(record)
+        existing[key] = record
+        out.write_text(json.dumps(existing, indent=2) + "\n")
+        print(f"wrote {out} [{key}]")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def ratios(sides: dict) -> dict:

@@ -370,30 +370,46 @@ class OptimConfig(_Section):
     beta2: float = Field(0.99, ge=0, lt=1)
     grad_clip: float = Field(1.0, gt=0)
     """Global gradient-norm clip."""
-    micro_batch_size: int = Field(64, ge=1)
-    """Sequences per forward/backward (SFT and RL); gradients accumulate over the whole batch."""
-    sort_by_length: bool = False
+    micro_batch_size: int | Literal["auto"] = "auto"
+    """Sequences per forward/backward (SFT and RL); gradients accumulate over the whole batch. `auto`
+    (graft.train.lean, docs/lean.md): the largest power of two up to 64 whose estimated activation
+    and logits memory fits a quarter of the machine's memory (half of the GPU's)."""
+    sort_by_length: bool | Literal["auto"] = "auto"
     """Length-aware micro-batches for the RL update: rows sorted by length and each micro-batch
-    trimmed to its own longest row, so less compute goes to padding (`perf/padding_frac`). Off by
-    default: the loss and gradient match to float rounding, not bit for bit."""
-    logprob_chunk: int = Field(0, ge=0)
+    trimmed to its own longest row, so less compute goes to padding (`perf/padding_frac`). The loss
+    and gradient match to float rounding, not bit for bit. `auto`: on when the batch has more rows
+    than one micro-batch (with one micro-batch there is nothing to trim)."""
+    logprob_chunk: int | Literal["auto"] = "auto"
     """Memory-lean log-probabilities: > 0 projects only completion positions through the LM head,
     this many tokens at a time, recomputing each chunk's logits in backward, so no full
-    (batch, length, vocab) float32 logits exist. 0 = off (one full forward). Off by default: the
-    values match to float rounding (~1e-6), not bit for bit; worth it when the vocabulary is large."""
-    logprob_impl: Literal["checkpoint", "fused"] = "checkpoint"
+    (batch, length, vocab) float32 logits exist. 0 = off (one full forward). The values match to
+    float rounding (~1e-6), not bit for bit. `auto`: off below a 2,048-token vocabulary, else the
+    power of two (16-1024) whose (chunk, vocab) float32 block is about 64 MiB."""
+    logprob_impl: Literal["auto", "checkpoint", "fused"] = "auto"
     """How `logprob_chunk` > 0 computes each chunk: `checkpoint` = autograd ops under activation
     checkpointing (logits recomputed in backward); `fused` = one autograd function with the
     closed-form gradient of log p(target) and entropy (graft.train.fused_head, after Cut
     Cross-Entropy, arXiv 2411.09009): no recorded graph, fewer passes over each (chunk, vocab)
     block, less memory. Same values to float rounding. Needs a plain linear LM head (other heads
-    use `checkpoint`); ignored when `logprob_chunk` is 0."""
+    use `checkpoint`); ignored when `logprob_chunk` is 0. `auto`: fused where the head allows."""
     activation_checkpointing: bool = False
     """Recompute each transformer block's activations in backward instead of keeping them (Chen et
     al. 2016, arXiv 1604.06174): activation memory of the update drops from all layers to about
     one, for one extra forward of the blocks. HF models via `gradient_checkpointing_enable`, the
     tiny model via `torch.utils.checkpoint` per block; training only (sampling is unaffected).
     Same loss and gradients to float rounding."""
+
+    @field_validator("micro_batch_size", "logprob_chunk", mode="before")
+    @classmethod
+    def _auto_or_count(cls, value: Any, info) -> Any:
+        minimum = 1 if info.field_name == "micro_batch_size" else 0
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip().lstrip("-").isdigit():
+            raise ValueError(f"expected 'auto' or an integer >= {minimum}")
+        if int(value) < minimum:
+            raise ValueError(f"expected 'auto' or an integer >= {minimum}")
+        return int(value)
 
 
 class EvalConfig(_Section):

@@ -32,11 +32,12 @@ from graft.mix.schedules import MIX_SCHEDULES
 from graft.models.critic import Critic
 from graft.models.load import create_policy, load_saved_policy
 from graft.models.lora import BaseReference, is_lora
-from graft.models.policy import Policy
+from graft.models.policy import Policy, device_of
 from graft.rollout.sources import source_class
 from graft.tasks.base import Task
 from graft.tasks.build import build_task
 from graft.train import checkpoint as ckpt
+from graft.train import lean
 from graft.train.logging import MetricsLogger, truncate_metrics
 from graft.train.rl import Learner, Pipeline, rl_step, step_requests
 from graft.train.steps import sft_step
@@ -66,20 +67,37 @@ def prepare(cfg: Config) -> Setup:
     torch.set_num_threads(cfg.threads)
     policy = create_policy(cfg.model, cfg.seed)
     bind_tokenizer(task, policy)
+    longest = {"prompt": 0, "demonstration": 0}  # tokens, over the training examples
     for split, examples in (("train", task.train_examples()), ("test", task.test_examples())):
         for i, ex in enumerate(examples):
             try:
-                policy.tokenizer.encode(ex.prompt)
-                if ex.demonstration is not None:
-                    policy.tokenizer.encode(ex.demonstration)
+                n_prompt = len(policy.tokenizer.encode(ex.prompt))
+                n_demo = len(policy.tokenizer.encode(ex.demonstration)) if ex.demonstration is not None else 0
             except ValueError as exc:
                 raise GraftError(f"task {task.name} {split} example {i}: {exc}") from None
+            if split == "train":
+                longest["prompt"] = max(longest["prompt"], n_prompt)
+                longest["demonstration"] = max(longest["demonstration"], n_demo)
     if not any(ex.demonstration for ex in task.train_examples()):
         if cfg.sft.steps:
             raise GraftError(f"sft.steps={cfg.sft.steps} but task {task.name} has no demonstrations")
         if MIX_SCHEDULES[cfg.mix.schedule].uses_demonstrations:
             raise GraftError(f"mix.schedule={cfg.mix.schedule} needs demonstrations, task {task.name} has none")
-    return Setup(cfg, task, policy)
+    return Setup(resolve_lean(cfg, policy, longest["prompt"], longest["demonstration"]), task, policy)
+
+
+def resolve_lean(cfg: Config, policy: Policy, longest_prompt: int, longest_demonstration: int) -> Config:
+    """``cfg`` with every ``optim.* = auto`` lean setting resolved for this model and batch
+    (``graft.train.lean``): the numbers the run uses and its saved config holds."""
+    o = cfg.optim
+    vocab, hidden, layers, heads = lean.model_shape(policy)
+    shape = lean.Shape(vocab=vocab, hidden=hidden, layers=layers, heads=heads,
+                       seq_len=longest_prompt + max(cfg.rl.max_new_tokens, longest_demonstration + 1),
+                       rows=max(cfg.sft.batch_size, cfg.rl.num_prompts * cfg.rl.num_generations),
+                       bytes_per_value=2 if cfg.model.precision != "fp32" else 4)
+    head = policy.head_weight() if hasattr(policy, "head_weight") else None
+    chosen = lean.resolve(o, shape, lean.memory_budget(device_of(policy)), plain_head=head is not None)
+    return cfg.model_copy(update={"optim": o.model_copy(update=vars(chosen))})
 
 
 def build_pipeline(cfg: Config, task: Task, rl_stream: UniformStream) -> Pipeline:

@@ -35,6 +35,7 @@ from graft.step_stats import BatchStats, LossStats, OptimStats, PerfStats, Rollo
 from graft.tasks.base import Example, Task
 from graft.train.batch import Batch, completion_logprobs, padding_fraction
 from graft.train.collect import Collected, collect, informative
+from graft.train.lean import settings
 from graft.train.steps import apply_update, compute_metrics, demo_batch, sft_backward
 from graft.train.targets import collate, frozen_forwards, targets, token_masks
 
@@ -167,14 +168,14 @@ def _perf(got: Collected, batch: Batch | None, sft_batch: Batch | None, frozen_r
 
 
 def _fused(cfg: Config) -> bool:
-    return cfg.optim.logprob_impl == "fused"
+    return settings(cfg.optim).logprob_impl == "fused"
 
 
 def _policy_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float) -> dict:
     """Backward the micro-batch's part of the batch loss; return its part of the loss statistics."""
     algo = cfg.algo
     logp, entropy = completion_logprobs(learner.policy, mb, cfg.rl.temperature, with_entropy=True,
-                                        chunk=cfg.optim.logprob_chunk, fused=_fused(cfg))
+                                        chunk=settings(cfg.optim).logprob_chunk, fused=_fused(cfg))
     per_token, clipped = POLICY_LOSSES[algo.policy_loss](
         logp=logp, old_logp=mb.old_logprobs, advantages=mb.advantages, mask=mb.loss_mask,
         clip_low=algo.clip_low, clip_high=algo.clip_high,
@@ -219,8 +220,9 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float, sft_batch: Ba
     set_activation_checkpointing(learner.policy.module, cfg.optim.activation_checkpointing)
     sums: dict[str, float] = {}
     grad_norms = []
-    split = batch.split_by_length if cfg.optim.sort_by_length else batch.split
-    micro_batches = split(cfg.optim.micro_batch_size)
+    lean = settings(cfg.optim)  # optim.* = auto resolved by prepare (graft.train.lean)
+    split = batch.split_by_length if lean.sort_by_length else batch.split
+    micro_batches = split(lean.micro_batch_size)
     for _ in range(cfg.rl.num_iterations):
         for mb in micro_batches:
             parts = _policy_loss(learner, mb, cfg, total_tokens)
@@ -229,8 +231,8 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float, sft_batch: Ba
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value / cfg.rl.num_iterations
         if sft_batch is not None:
-            sft = sft_backward(learner.policy, sft_batch, cfg.optim.micro_batch_size, sft_weight,
-                               cfg.optim.logprob_chunk, fused=_fused(cfg))
+            sft = sft_backward(learner.policy, sft_batch, lean.micro_batch_size, sft_weight,
+                               lean.logprob_chunk, fused=_fused(cfg))
             sums["sft"] = sums.get("sft", 0.0) + sft / cfg.rl.num_iterations
         grad_norms.append(apply_update(learner.policy.module, learner.optimizer, lr, cfg.optim.grad_clip))
         if learner.critic is not None:

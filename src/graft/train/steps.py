@@ -19,6 +19,7 @@ from graft.models.policy import Policy, device_of
 from graft.step_stats import LossStats, OptimStats, PerfStats, StepStats
 from graft.tasks.base import Example
 from graft.train.batch import Batch, completion_logprobs, make_batch
+from graft.train.lean import settings
 
 
 def apply_update(module: torch.nn.Module, optimizer: torch.optim.Optimizer, lr: float, grad_clip: float) -> float:
@@ -65,8 +66,9 @@ def sft_step(
     t0 = time.perf_counter()
     batch = demo_batch(policy, examples)
     set_activation_checkpointing(policy.module, cfg.optim.activation_checkpointing)
-    loss_sum = sft_backward(policy, batch, cfg.optim.micro_batch_size, chunk=cfg.optim.logprob_chunk,
-                            fused=cfg.optim.logprob_impl == "fused")
+    lean = settings(cfg.optim)  # optim.* = auto resolved by prepare (graft.train.lean)
+    loss_sum = sft_backward(policy, batch, lean.micro_batch_size, chunk=lean.logprob_chunk,
+                            fused=lean.logprob_impl == "fused")
     grad_norm = apply_update(policy.module, optimizer, lr, cfg.optim.grad_clip)
     dt = time.perf_counter() - t0
     c = compute_metrics(0.0, float(batch.attention_mask.sum()))

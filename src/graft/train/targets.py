@@ -28,6 +28,7 @@ from graft.rollout.partial import decoupled_truncated_is as truncated_is
 from graft.rollout.tree import tree_tensors
 from graft.rollout.types import Group
 from graft.train.batch import Batch, completion_logprobs, make_batch
+from graft.train.lean import settings
 
 
 def collate(groups: list[Group], pad_id: int, device: torch.device | str = "cpu") -> Batch:
@@ -89,7 +90,8 @@ def needs_prox(masks: TokenMasks, cfg: Config) -> bool:
 def frozen_forwards(learner, batch: Batch, masks: TokenMasks, cfg: Config) -> Frozen:
     """Every forward the step runs without gradients, in one place."""
     out = Frozen()
-    kw = {"chunk": cfg.optim.logprob_chunk, "fused": cfg.optim.logprob_impl == "fused"}
+    lean = settings(cfg.optim)
+    kw = {"chunk": lean.logprob_chunk, "fused": lean.logprob_impl == "fused"}
     if learner.ref is not None:
         out.ref_logprobs, _ = completion_logprobs(learner.ref, batch, cfg.rl.temperature, **kw)
         out.fwd_rows += 1
