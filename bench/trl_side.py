@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by path (tests/test_bench_ttt.py)
 from graft_side import cuda_memory  # this folder's module; it imports no graft at module level
 
 _ANSWER = re.compile(r"A: *(-?\d{1,40})")
