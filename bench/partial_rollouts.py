@@ -24,6 +24,7 @@ import torch
 from graft.config import build_config
 from graft.curriculum.uniform import UniformStream
 from graft.mix.schedules import Plan
+from graft.train.collect import step_seed
 from graft.train.loop import build_pipeline, prepare, start_rl
 from graft.train.rl import rl_step, step_requests
 from graft.train.steps import sft_step
@@ -62,7 +63,6 @@ def main() -> None:
     learners = {"full": start_rl(copy.deepcopy(policy), cfg), "partial": start_rl(copy.deepcopy(policy), cfg_p)}
     configs = {"full": cfg, "partial": cfg_p}
     pipes = {name: build_pipeline(c, task, UniformStream(task.train_examples(), 1)) for name, c in configs.items()}
-    generators = {name: torch.Generator().manual_seed(cfg.seed) for name in learners}
     rows: dict[str, list[dict]] = {name: [] for name in learners}
     extra = UniformStream(task.train_examples(), 2)
     for step in range(args.steps):
@@ -70,7 +70,7 @@ def main() -> None:
             c = configs[name]
             requests, refills = step_requests(pipes[name], learner.policy, step, extra)
             metrics = rl_step(learner, pipes[name], requests, refills, Plan(rl=True, lr=c.rl.lr), [],
-                              generators[name], version=step).metrics()
+                              step_seed(cfg.seed, step), version=step).metrics()
             metrics.setdefault("rollout/trained_groups", float(c.rl.num_prompts))
             rows[name].append(metrics)
 

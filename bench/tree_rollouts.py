@@ -28,13 +28,12 @@ G, MAX_NEW = 8, 64
 
 def run(policy, task, examples, strategy: str, seed: int, args) -> dict:
     prompts = [policy.tokenizer.encode(ex.prompt) for ex in examples]
-    gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     if strategy == "iid":
-        flat = sample(policy, prompts, max_new_tokens=MAX_NEW, temperature=1.0, generator=gen, repeats=G)
+        flat = sample(policy, prompts, max_new_tokens=MAX_NEW, temperature=1.0, keys=seed, repeats=G)
     else:
         flat = sample_tree(policy, prompts, num_generations=G, max_new_tokens=MAX_NEW, temperature=1.0,
-                           generator=gen, segment_len=args.segment_len, branch=args.branch,
+                           keys=seed, segment_len=args.segment_len, branch=args.branch,
                            max_depth=args.max_depth, branch_entropy=args.branch_entropy)
     seconds = time.perf_counter() - t0
     groups = [flat[i * G : (i + 1) * G] for i in range(len(examples))]

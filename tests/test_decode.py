@@ -1,12 +1,14 @@
-"""The shared decode loop (issue 12) samples exactly what the separate loops before it did.
+"""The shared decode loop (issue 12) samples exactly what the separate loops before it did, and,
+since issue 17, at each row's own keyed numbers (``graft.rollout.rng``).
 
 ``tests/fixtures/decode_reference.json`` holds the outputs of ``sample`` / ``sample_tree`` /
-``PartialRollouts.step`` recorded *before* their loops were merged into ``graft.rollout.decode``
-(see ``tests/fixtures/make_decode_reference.py``, which also runs the cases here). Every path is
+``PartialRollouts.step`` recorded *before* their loops were merged into ``graft.rollout.decode``,
+re-recorded once when the sampling numbers became keyed (issue 17; the greedy cases unchanged;
+see ``tests/fixtures/make_decode_reference.py``, which also runs the cases here). Every path is
 pinned: i.i.d. with and without shared prefill and compaction, top-p, greedy, the tree with and
 without the entropy rule and with its i.i.d. fallback, partial rollouts' budgets and group stop.
-Tokens, finish reasons, tree structure and the generator's state after sampling (so the number
-and order of random draws) must be equal; log-probabilities equal to 1e-6.
+Tokens, finish reasons, tree structure and every rollout's row key (so how keys are derived)
+must be equal; log-probabilities equal to 1e-6.
 """
 
 import importlib.util
@@ -42,7 +44,7 @@ def test_decode_matches_the_recorded_reference(name):
     assert got["tree_path"] == want["tree_path"] and got["tree_spans"] == want["tree_spans"]
     assert got["token_versions"] == want["token_versions"]
     assert got["fallback_rows"] == want["fallback_rows"]
-    assert got["generator"] == want["generator"]  # same draws, same order
+    assert got["keys"] == want["keys"]  # same row keys: the same numbers at every position
     for a, b in zip(got["logprobs"], want["logprobs"], strict=True):
         assert len(a) == len(b)
         assert all(abs(x - y) <= 1e-6 for x, y in zip(a, b))

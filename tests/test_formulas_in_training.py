@@ -47,7 +47,7 @@ def _setup(overrides, rewards=REWARDS):
 
 def _sample(policy, task, cfg, seed, rewards=REWARDS):
     groups = sample_groups(policy, task, task.train_examples()[:len(rewards)], cfg,
-                           torch.Generator().manual_seed(seed), version=0)
+                           seed, version=0)
     for g, row in zip(groups, rewards):
         for ro, r in zip(g, row):
             ro.shaped_reward = r
@@ -228,8 +228,8 @@ def test_dynamic_sampling_drops_zero_variance_groups_and_refills_in_order(want, 
     source = ROLLOUT_SOURCES[cfg.rollout.strategy](cfg)
     curriculum = Curriculum(cfg, UniformStream(examples, 0))
     got = collect(source, policy, task, [Request(ex, n=G) for ex in asked], refills, schedule,
-                  schedule.plan(cfg.sft.steps), curriculum, cfg, torch.Generator().manual_seed(0),
-                  version=0)
+                  schedule.plan(cfg.sft.steps), curriculum, cfg, 3,  # step key 3: asked[1]'s
+                  version=0)  # rewards differ (with keyed sampling, key 0's 4 completions shared a parity)
     sel, extra = got.select, int(got.select.extra_prompts)
     # sampled: the requests, then refills taken in order from the front
     assert [g.example for g in got.sampled] == asked + refills[:extra]

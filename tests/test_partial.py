@@ -74,10 +74,10 @@ def test_stop_condition_keeps_each_rows_samples_and_aborts_the_rest():
     prompts, G, K = [[k] for k in range(2, 8)], 4, 2
     groups = [g for g in range(6) for _ in range(G)]
     full = sample(pol, prompts, max_new_tokens=40, temperature=1.0, repeats=G,
-                  generator=torch.Generator().manual_seed(0))
+                  keys=0)
     cut = sample(pol, prompts, max_new_tokens=40, temperature=1.0, repeats=[G] * 6,
                  stop=GroupStop(budgets=[40] * 24, groups=groups, complete_groups=K),
-                 generator=torch.Generator().manual_seed(0))
+                 keys=0)
     complete = [g for g in range(6) if all(cut[i].finish_reason != "aborted" for i in range(g * G, g * G + G))]
     assert len(complete) >= K and len(complete) < 6
     steps = max(len(ro.completion_ids) for ro in cut)
@@ -95,13 +95,13 @@ def test_neutral_new_arguments_change_nothing():
     pol = TinyPolicy.create(TinyConfig(vocab_size=99, d_model=32, n_layers=2, n_heads=2), seed=0)
     prompts = [pol.tokenizer.encode(p) for p in ["12+3=", "7-5=", "99+99="]]
     a = sample(pol, prompts, max_new_tokens=10, temperature=1.0, repeats=3,
-               generator=torch.Generator().manual_seed(2))
+               keys=2)
     b = sample(pol, prompts, max_new_tokens=10, temperature=1.0, repeats=[3, 3, 3],
-               stop=GroupStop(budgets=[10] * 9), generator=torch.Generator().manual_seed(2))
+               stop=GroupStop(budgets=[10] * 9), keys=2)
     assert [(r.completion_ids, r.logprobs, r.finish_reason) for r in a] == \
         [(r.completion_ids, r.logprobs, r.finish_reason) for r in b]
     c = sample(pol, prompts, max_new_tokens=10, temperature=1.0, repeats=3,
-               stop=GroupStop(budgets=[4] * 9), generator=torch.Generator().manual_seed(2))
+               stop=GroupStop(budgets=[4] * 9), keys=2)
     for x, y in zip(a, c):
         assert y.completion_ids == x.completion_ids[:4]
         assert y.finish_reason == ("stop" if x.finish_reason == "stop" and len(x.completion_ids) <= 4 else "length")
@@ -109,12 +109,12 @@ def test_neutral_new_arguments_change_nothing():
 
 def test_partial_steps_decode_fewer_steps_and_train_only_complete_groups():
     pol, cfg = LongTailPolicy(), _cfg(num_prompts=3, num_generations=4, max_new_tokens=60)
-    state, gen_p, gen_f = PartialRollouts(), torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    state = PartialRollouts()
     steps_p = steps_f = trained = 0
     for step in range(8):
         new = _examples(state.new_prompts(cfg), start=step * 7)
         assert len(new) >= 3 and len(new) + len(state.pending) == math.ceil(2 * 3)
-        examples, groups, info = state.step(pol, new, cfg, gen_p, version=0)
+        examples, groups, info = state.step(pol, new, cfg, 0, seeds=[step * 7 + i for i in range(len(new))])
         assert len(groups) >= 3 and len(examples) == len(groups)
         assert all(ro.finish_reason in ("stop", "length") for g in groups for ro in g)
         assert all(len(g) == 4 and len({ro.prompt_ids[0] for ro in g}) == 1 for g in groups)
@@ -123,7 +123,7 @@ def test_partial_steps_decode_fewer_steps_and_train_only_complete_groups():
         assert info["rollout/buffered_groups"] == len(state.pending)
         steps_p, trained = steps_p + info["rollout/decode_steps"], trained + len(groups)
         full = sample(pol, [[int(ex.prompt)] for ex in _examples(3, start=step * 7)], max_new_tokens=60,
-                      temperature=1.0, repeats=4, generator=gen_f)
+                      temperature=1.0, repeats=4, keys=step)
         steps_f += max(len(ro.completion_ids) for ro in full)
     assert trained >= 8 * 3
     assert steps_p < 0.8 * steps_f  # fewer sequential decode steps per trained group set
@@ -136,12 +136,12 @@ def test_resumed_rows_continue_from_their_prefix_with_correct_logprobs():
     ex = Example(prompt="12+3=", answer="15")
     prompt = pol.tokenizer.encode(ex.prompt)
     head = sample(pol, [prompt], max_new_tokens=5, temperature=1.0, repeats=3,
-                  generator=torch.Generator().manual_seed(4))
+                  keys=4)
     rows = [Rollout(prompt_ids=prompt, completion_ids=ro.completion_ids, logprobs=ro.logprobs, policy_version=0,
                     finish_reason="aborted" if ro.finish_reason == "length" else ro.finish_reason,
                     token_versions=[0] * len(ro.completion_ids)) for ro in head]
     state = PartialRollouts(pending=[(ex, rows)])
-    _, groups, _ = state.step(pol, _examples_for(pol, 2), cfg, torch.Generator().manual_seed(5), version=1)
+    _, groups, _ = state.step(pol, _examples_for(pol, 2), cfg, 1, seeds=[5, 6])
     mine = [g for g in groups if g[0].prompt_ids == prompt]
     assert mine, "the buffered group completes first: it has a head start"
     for old, ro in zip(rows, mine[0]):
@@ -168,7 +168,7 @@ def test_expired_rows_restart_from_the_prompt():
     assert not expired(old, 2, 1) and expired(old, 3, 1) and not expired(Rollout([2], [], [], 0, "aborted",
                                                                                      token_versions=[]), 9, 0)
     state = PartialRollouts(pending=[(Example(prompt="2", answer=""), [old, old])])
-    _, groups, info = state.step(pol, [], cfg, torch.Generator().manual_seed(0), version=3)
+    _, groups, info = state.step(pol, [], cfg, 3, seeds=[])
     assert info["rollout/restarted_rows"] == 2 and len(groups) == 1
     assert all(ro.token_versions == [3] * len(ro.completion_ids) for ro in groups[0])
 

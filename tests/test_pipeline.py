@@ -8,14 +8,21 @@ Each test pins one change that moved golden numbers (tests/golden records them):
   after selection;
 - the proximal forward of decoupled IS (``rollout.stale_is_cap``) counts in ``perf/fwd_tokens``;
 - (the hint cost that counted only H of H x G hinted rows: tests/mix/test_mix_revisions.py).
+
+Issue 17 re-recorded every golden case: sampling numbers are keyed per request, row and position
+(``graft.rollout.rng``, docs/sampling_rng.md) instead of drawn from one generator per run, which
+changes every sampled token (at near-greedy temperature the golden metrics were checked to be
+unchanged). ``test_every_sampled_request_is_keyed_by_step_round_and_index`` pins the keys.
 """
 
 
 from graft.config import build_config
+from graft.rollout.rng import mix
+from graft.rollout.sources import IidSource
 from graft.rollout.types import Group, Rollout
 from graft.tasks.base import Example
 from graft.train import rl
-from graft.train.collect import informative
+from graft.train.collect import EXTRAS, PLAIN, REVISIONS, informative, step_seed
 from graft.train.logging import read_metrics
 from graft.train.loop import prepare, train
 
@@ -69,3 +76,29 @@ def test_the_proximal_forward_of_decoupled_is_counts_as_compute(tmp_path):
     assert all(plain[i]["perf/fwd_tokens"] == capped[i]["perf/fwd_tokens"] for i in range(first))
     extra = capped[first]["perf/fwd_tokens"] - plain[first]["perf/fwd_tokens"]
     assert extra == plain[first]["perf/train_tokens"] > 0
+
+
+def test_every_sampled_request_is_keyed_by_step_round_and_index(tmp_path, monkeypatch):
+    """Issue 17 (golden re-recorded): the requests of every sampling call of step k carry
+    ``mix(step_seed(seed, k), round, kind, index)``; a step's first call is round 0's own requests,
+    and the hint schedule's revisions are keyed as revisions."""
+    calls = []
+    real = IidSource.generate
+
+    def spy(self, policy, requests, version):
+        calls.append((version, [r.seed for r in requests], any(r.replaces is not None for r in requests)))
+        return real(self, policy, requests, version)
+
+    monkeypatch.setattr(IidSource, "generate", spy)
+    _run(tmp_path, "keyed", ["mix.schedule=hints", "seed=3"])
+    firsts = set()
+    for version, seeds, revision in calls:
+        key = step_seed(3, version)
+        kinds = [(r, k) for r in range(3) for k in (PLAIN, REVISIONS, EXTRAS)
+                 if seeds == [mix(key, r, k, i) for i in range(len(seeds))]]
+        assert len(kinds) == 1, (version, seeds)
+        assert kinds[0][1] == (REVISIONS if revision else PLAIN)
+        if kinds[0] == (0, PLAIN):
+            firsts.add(version)
+    assert firsts == set(range(60, 64))  # every RL step's first call
+    assert any(revision for *_, revision in calls)

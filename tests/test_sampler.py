@@ -12,18 +12,18 @@ def _policy():
 
 def test_pick_tokens_top_p_keeps_only_the_nucleus():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
-    gen = torch.Generator().manual_seed(0)
-    seen = {int(pick_tokens(logits, 1.0, 0.7, gen)[0]) for _ in range(200)}
-    assert seen == {0, 1}  # 0.5 + 0.3 reaches 0.7; tokens 2, 3 never drawn
-    tok, logp = pick_tokens(logits, 0.0, 1.0, None)
+    grid = (torch.arange(200, device="cpu") + 0.5) / 200  # (200,) uniforms over [0, 1), none on a boundary
+    tokens, _ = pick_tokens(logits.expand(200, 4), 1.0, 0.7, grid)
+    assert set(tokens.tolist()) == {0, 1}  # 0.5 + 0.3 reaches 0.7; tokens 2, 3 never drawn
+    assert int((tokens == 0).sum()) == 125  # 0.5 / 0.8 of the kept mass
+    tok, logp = pick_tokens(logits, 0.0, 1.0)
     assert int(tok) == 0 and abs(float(logp) - torch.log(torch.tensor(0.5)).item()) < 1e-6
 
 
 def test_sample_logprobs_match_training_forward_and_stop_at_eos():
     pol = _policy()
     prompts = [pol.tokenizer.encode(p) for p in ["12+3=", "7-5=", "99+99="]] * 2
-    gen = torch.Generator().manual_seed(1)
-    rollouts = sample(pol, prompts, max_new_tokens=12, temperature=1.0, generator=gen)
+    rollouts = sample(pol, prompts, max_new_tokens=12, temperature=1.0, keys=1)
     for ro in rollouts:
         assert len(ro.completion_ids) == len(ro.logprobs) <= 12
         assert (ro.finish_reason == "stop") == (pol.tokenizer.eos_id in ro.completion_ids)
@@ -36,11 +36,11 @@ def test_sample_logprobs_match_training_forward_and_stop_at_eos():
     assert float(((logp - batch.old_logprobs) * batch.loss_mask).abs().max()) < 1e-4
 
 
-def test_same_generator_state_same_samples():
+def test_same_keys_same_samples():
     pol = _policy()
     prompts = [pol.tokenizer.encode("1+1=")] * 4
-    a = sample(pol, prompts, max_new_tokens=8, temperature=1.0, generator=torch.Generator().manual_seed(3))
-    b = sample(pol, prompts, max_new_tokens=8, temperature=1.0, generator=torch.Generator().manual_seed(3))
+    a = sample(pol, prompts, max_new_tokens=8, temperature=1.0, keys=3)
+    b = sample(pol, prompts, max_new_tokens=8, temperature=1.0, keys=3)
     assert [r.completion_ids for r in a] == [r.completion_ids for r in b]
 
 
@@ -75,7 +75,7 @@ def _run(policy, temperature, compact, share, seed=0, max_new_tokens=16):
     counting = CountingPolicy(policy)
     prompts = [policy.tokenizer.encode(p) for p in PROMPTS]
     out = sample(counting, prompts, max_new_tokens=max_new_tokens, temperature=temperature, repeats=3,
-                 generator=torch.Generator().manual_seed(seed), compact=compact, share_prefill=share)
+                 keys=seed, compact=compact, share_prefill=share)
     return out, counting.rows
 
 
@@ -128,8 +128,8 @@ def test_pick_tokens_rounding_guard_keeps_to_tokens_with_mass():
     # u * total may round up to the total) must still return the last token with mass, not one past it
     logits = torch.tensor([[0.1, 0.2, 0.7]]).log().repeat(3, 1)  # (3, V)
     uniform = torch.tensor([0.0, 0.5, 1.0 - 2.0**-24])
-    tokens, logp = pick_tokens(logits, 1.0, 0.5, None, uniform)
+    tokens, logp = pick_tokens(logits, 1.0, 0.5, uniform)
     assert tokens.tolist() == [2, 2, 2]
     assert torch.allclose(logp, torch.tensor(0.7).log().expand(3))
-    tokens, _ = pick_tokens(logits, 1.0, 1.0, None, uniform)  # full distribution: inverse CDF
+    tokens, _ = pick_tokens(logits, 1.0, 1.0, uniform)  # full distribution: inverse CDF
     assert tokens.tolist() == [0, 2, 2]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from graft.config import build_config
 from graft.models.hf import HFPolicy, HFTokenizer
@@ -87,7 +86,7 @@ def test_stop_strings_cut_each_row_where_its_text_ends_with_one(model_dir, share
 
     def run(**kw):
         return sample(policy, ids, max_new_tokens=20, temperature=1.0, repeats=3, share_prefill=share,
-                      compact=compact, generator=torch.Generator().manual_seed(5), **kw)
+                      compact=compact, keys=5, **kw)
 
     free = run()
     strings = [free[0].text[4:6], free[5].text[2:3]]  # two strings some rows contain
@@ -108,10 +107,10 @@ def test_tree_and_partial_rows_stop_on_strings_too(model_dir):
     tok = policy.tokenizer
     ids = [tok.encode(p) for p in PROMPTS[:2]]
     free = sample_tree(policy, ids, num_generations=2, max_new_tokens=12, temperature=0.0, segment_len=4,
-                       branch=2, max_depth=2, generator=torch.Generator().manual_seed(0))
+                       branch=2, max_depth=2, keys=0)
     s = free[0].text[5:7]
     tree = sample_tree(policy, ids, num_generations=2, max_new_tokens=12, temperature=0.0, segment_len=4,
-                       branch=2, max_depth=2, generator=torch.Generator().manual_seed(0), stop_strings=[s])
+                       branch=2, max_depth=2, keys=0, stop_strings=[s])
     assert tree[0].finish_reason == "stop_string" and tree[0].text.endswith(s)
     assert tree[0].completion_ids == _cut_at_string(tok, free[0].completion_ids, [s])[0]
 
@@ -144,13 +143,12 @@ def test_partial_rollouts_carry_a_rows_tokens_into_stop_string_matching(model_di
 
     monkeypatch.setattr(partial, "sample", spy)
     buffer = PartialRollouts()
-    gen = torch.Generator().manual_seed(0)
     examples = [Example(prompt=p, answer="") for p in PROMPTS]
-    buffer.step(policy, examples[:3], cfg, gen, version=0)
+    buffer.step(policy, examples[:3], cfg, 0, seeds=[0, 1, 2])
     held = {tuple(ro.prompt_ids + ro.completion_ids): ro.completion_ids
             for _, g in buffer.pending for ro in g if ro.finish_reason == "aborted" and ro.completion_ids}
     assert held, "no row was left running: nothing would be resumed"
-    buffer.step(policy, examples[3:], cfg, gen, version=1)
+    buffer.step(policy, examples[3:], cfg, 1, seeds=list(range(3, len(examples))))
     contexts, strings, carried = seen[1]
     assert strings == many
     resumed = [(c, k) for c, k in zip(contexts, carried) if k]

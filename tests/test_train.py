@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import torch
@@ -90,3 +91,32 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_overrides)
                 assert abs(want[key] - got[key]) <= 1e-6, (want["step"], key, want[key], got[key])
     assert json.loads((cut_dir / "summary.json").read_text())["accuracy_after_rl"] == \
         json.loads((ref_dir / "summary.json").read_text())["accuracy_after_rl"]
+
+
+def test_a_checkpoint_from_before_keyed_sampling_resumes(tmp_path, tiny_overrides):
+    """Checkpoints written before issue 17 hold the sampling generator's state ("generator"); the
+    sampling numbers are keyed by (seed, step, ...) now, so resuming ignores it and continues
+    exactly as the uninterrupted run does."""
+    overrides = tiny_overrides + ["checkpoint.every=1", "checkpoint.keep=100", "shaping.overlong_cache=8"]
+    _, reference = _run(tmp_path / "ref", overrides)
+    rl_start = next(r["step"] for r in reference if "rollout/reward_mean" in r)
+    cut = tmp_path / "cut"
+    _run(cut, overrides)
+    for ckpt_dir in (cut / "checkpoints").iterdir():  # keep the checkpoint after the first RL step
+        if int(ckpt_dir.name.split("_")[1]) > rl_start + 1:
+            shutil.rmtree(ckpt_dir)
+    state_file = cut / "checkpoints" / f"step_{rl_start + 1}" / "trainer.pt"
+    state = torch.load(state_file, weights_only=False)
+    assert "generator" not in state
+    state["generator"] = torch.Generator().manual_seed(123).get_state()  # what an old run saved
+    torch.save(state, state_file)
+    summary = train(prepare(build_config({}, overrides)), cut, resume=True)
+    resumed = read_metrics(cut / "metrics.jsonl")
+    assert [r["step"] for r in resumed] == [r["step"] for r in reference]
+    assert any("rollout/reward_mean" in r for r in resumed[rl_start + 1:])
+    for want, got in zip(reference, resumed):
+        for key in COMPARED:
+            if key in want:
+                assert abs(want[key] - got[key]) <= 1e-6, (want["step"], key, want[key], got[key])
+    assert summary["accuracy_after_rl"] == json.loads((tmp_path / "ref" / "summary.json").read_text())[
+        "accuracy_after_rl"]

@@ -51,7 +51,7 @@ def _tree(policy, seed=0, **kw):
     prompts = [policy.tokenizer.encode(p) for p in PROMPTS]
     args = {"num_generations": G, "max_new_tokens": 24, "temperature": 1.0, "segment_len": 4, "branch": 2,
             "max_depth": 3}
-    out = sample_tree(policy, prompts, generator=torch.Generator().manual_seed(seed), **(args | kw))
+    out = sample_tree(policy, prompts, keys=seed, **(args | kw))
     return [out[i * G : (i + 1) * G] for i in range(len(PROMPTS))]
 
 
@@ -95,7 +95,7 @@ def test_deep_tree_shares_prefixes_generates_fewer_tokens_and_keeps_logprobs():
     iid_counting = CountingPolicy(pol)
     prompts = [pol.tokenizer.encode(p) for p in PROMPTS]
     iid = sample(iid_counting, prompts, max_new_tokens=24, temperature=1.0, repeats=G,
-                 generator=torch.Generator().manual_seed(0))
+                 keys=0)
     tree_m = token_metrics(groups)
     iid_m = token_metrics([iid[i * G : (i + 1) * G] for i in range(len(PROMPTS))])
     assert tree_m["rollout/tokens_per_rollout"] < iid_m["rollout/tokens_per_rollout"]
@@ -115,7 +115,7 @@ def test_entropy_rule_decides_where_to_branch():
     assert nodes[1] < nodes[0]
 
 
-def test_same_generator_same_tree():
+def test_same_keys_same_tree():
     pol = _policy()
     a, b = _tree(pol, seed=3), _tree(pol, seed=3)
     assert [[r.completion_ids for r in g] for g in a] == [[r.completion_ids for r in g] for g in b]
@@ -142,7 +142,7 @@ def test_tree_advantages_reach_the_batch_per_token():
     check_names(cfg)
     policy = _policy()
     task = ArithmeticTask(difficulty=1, num_train=20, num_test=4)
-    groups = sample_groups(policy, task, task.train_examples()[:3], cfg, torch.Generator().manual_seed(0), 0)
+    groups = sample_groups(policy, task, task.train_examples()[:3], cfg, 0, 0)
     for i, ro in enumerate(ro for g in groups for ro in g):
         ro.shaped_reward = float(i % 3)
     batch, _ = build_batch(Learner(policy, torch.optim.SGD(policy.module.parameters(), lr=0.0)), groups, cfg)

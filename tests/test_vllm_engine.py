@@ -19,6 +19,7 @@ from graft.config import build_config
 from graft.models.hf_testing import build_tiny_hf_model
 from graft.models.load import create_policy
 from graft.rollout.decode import tempered_logprobs
+from graft.rollout.rng import mix, row_keys
 from graft.rollout.sampler import sample
 from graft.rollout.types import Request
 from graft.rollout.vllm_engine import VllmSource, finish_reason, state_for_engine
@@ -54,6 +55,11 @@ def engine(model_dir):
     source.close()
 
 
+def _keys(seed: int, counts: list[int]) -> list[int]:
+    """Row keys as the driver makes them: request i gets mix(seed, i), its row j mix(that, j)."""
+    return row_keys([mix(seed, i) for i in range(len(counts))], counts)
+
+
 def _with_temperature(source: VllmSource, temperature: float):
     source.cfg = source.cfg.model_copy(update={"rl": source.cfg.rl.model_copy(update={"temperature": temperature})})
 
@@ -77,13 +83,13 @@ def test_greedy_tokens_equal_graft_sampler_before_and_after_a_weight_update(engi
                     p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(version)))
         loads = source.loads
         ours = sample(policy, prompts, max_new_tokens=12, temperature=0.0, repeats=[2, 1, 1])
-        theirs = source.sample_rows(policy, prompts, [2, 1, 1], torch.Generator().manual_seed(0), version)
+        theirs = source.sample_rows(policy, prompts, [2, 1, 1], _keys(0, [2, 1, 1]), version)
         assert source.loads == loads + 1  # the new version's weights were loaded once
         assert [r.completion_ids for r in theirs] == [r.completion_ids for r in ours]
         assert [r.finish_reason for r in theirs] == [r.finish_reason for r in ours]
         assert all(r.policy_version == version for r in theirs)
     # the same version again: no reload, same tokens
-    again = source.sample_rows(policy, prompts, [2, 1, 1], torch.Generator().manual_seed(0), 2)
+    again = source.sample_rows(policy, prompts, [2, 1, 1], _keys(0, [2, 1, 1]), 2)
     assert source.loads == loads + 1 and [r.completion_ids for r in again] == [r.completion_ids for r in theirs]
     _with_temperature(source, 1.0)
 
@@ -95,7 +101,7 @@ def test_behaviour_logprobs_are_the_tempered_policys(engine):
     tok = policy.tokenizer
     for temperature in (1.0, 0.7):
         _with_temperature(source, temperature)
-        rows = source.sample_rows(policy, [tok.encode("3+4=")], [6], torch.Generator().manual_seed(1), 7)
+        rows = source.sample_rows(policy, [tok.encode("3+4=")], [6], _keys(1, [6]), 7)
         assert len({tuple(r.completion_ids) for r in rows}) > 1  # sampled, not all alike
         for r in rows:
             ref = _teacher_forced(policy, r.prompt_ids, r.completion_ids, temperature)
@@ -108,11 +114,12 @@ def test_a_completion_depends_on_its_seed_not_its_batch(engine):
     policy, source = engine
     tok = policy.tokenizer
     prompts = [tok.encode("1+1="), tok.encode("22*3=")]
-    both = source.sample_rows(policy, prompts, [3, 3], torch.Generator().manual_seed(5), 9)
-    # the same generator stream (so the same seeds, in order), each prompt's rows alone in a batch
-    gen = torch.Generator().manual_seed(5)
-    first = source.sample_rows(policy, prompts[:1], [3], gen, 9)
-    second = source.sample_rows(policy, prompts[1:], [3], gen, 9)
+    keys = _keys(5, [3, 3])
+    both = source.sample_rows(policy, prompts, [3, 3], keys, 9)
+    # the same row keys, each prompt's rows alone in a batch, the second prompt first
+    second = source.sample_rows(policy, prompts[1:], [3], keys[3:], 9)
+    first = source.sample_rows(policy, prompts[:1], [3], keys[:3], 9)
+    assert [r.key for r in both] == keys
     assert [r.completion_ids for r in first + second] == [r.completion_ids for r in both]
 
 
@@ -121,7 +128,7 @@ def test_stop_ids_and_stop_strings_set_the_finish_reason(engine):
     plain = source.cfg
     source.cfg = plain.model_copy(update={"rl": plain.rl.model_copy(update={"stop": ("=",), "max_new_tokens": 24})})
     try:
-        rows = source.sample_rows(policy, [policy.tokenizer.encode("9+9")], [16], torch.Generator().manual_seed(3), 0)
+        rows = source.sample_rows(policy, [policy.tokenizer.encode("9+9")], [16], _keys(3, [16]), 0)
     finally:
         source.cfg = plain
     reasons = {r.finish_reason for r in rows}
@@ -166,15 +173,15 @@ def test_generate_keeps_request_order_and_places_hints(engine):
     policy, source = engine
     tok = policy.tokenizer
     ex = [Example(prompt=p, answer="0", demonstration="42") for p in ("1+2=", "3+4=")]
-    plain = [Request(ex[0], n=2), Request(ex[1], n=3)]
-    groups, report = source.generate(policy, plain, 11, torch.Generator().manual_seed(0))
+    plain = [Request(ex[0], n=2, seed=mix(0, 0)), Request(ex[1], n=3, seed=mix(0, 1))]
+    groups, report = source.generate(policy, plain, 11)
     assert [len(g) for g in groups] == [2, 3]
     assert [g.example.prompt for g in groups] == ["1+2=", "3+4="]
     assert report.generated_tokens == sum(len(r.completion_ids) for g in groups for r in g)
     hint = tok.encode("4")
-    revised, _ = source.generate(policy, [Request(ex[0], n=2, prefix=tuple(hint), replaces=0),
-                                          Request(ex[1], n=0, demonstration=True, replaces=1)],
-                                 11, torch.Generator().manual_seed(0))
+    revised, _ = source.generate(policy, [Request(ex[0], n=2, prefix=tuple(hint), replaces=0, seed=mix(1, 0)),
+                                          Request(ex[1], n=0, demonstration=True, replaces=1, seed=mix(1, 1))],
+                                 11)
     assert all(r.completion_ids[: len(hint)] == hint and r.demo_len == len(hint) for r in revised[0])
     assert revised[1][0].policy_shaping and revised[1][0].text == "42"
 
@@ -227,13 +234,13 @@ def test_sleep_gives_the_update_the_engines_gpu_memory(model_dir):
     source = VllmSource(cfg)
     try:
         prompt = [policy.tokenizer.encode("1+1=")]
-        source.sample_rows(policy, prompt, [4], torch.Generator().manual_seed(0), 0)
+        source.sample_rows(policy, prompt, [4], _keys(0, [4]), 0)
         assert source.asleep
         free_asleep, total = torch.cuda.mem_get_info()
         source._wake()
         free_awake, _ = torch.cuda.mem_get_info()
         assert free_asleep - free_awake > 0.1 * total  # most of its 20% share came back
-        rows = source.sample_rows(policy, prompt, [4], torch.Generator().manual_seed(0), 0)
+        rows = source.sample_rows(policy, prompt, [4], _keys(0, [4]), 0)
         assert len(rows) == 4 and source.loads == 1  # same version: woken, not reloaded
     finally:
         source.close()

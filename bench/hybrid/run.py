@@ -101,15 +101,13 @@ def warm_start(work: Path) -> Path:
 
 def pass_at_ks(policy, task, cfg, n: int, ks: list[int], seed: int) -> dict:
     """Unbiased pass@k on the held-out examples from n samples per prompt at temperature 1."""
-    import torch
-
     from graft.eval.evaluate import decode
     from graft.eval.metrics import mean_pass_at_k
 
     examples = task.test_examples()[: cfg.eval.num_examples]
     graded = decode(policy, task, examples, repeats=n, max_new_tokens=cfg.eval.max_new_tokens,
                     batch_size=cfg.eval.batch_size, temperature=1.0,
-                    generator=torch.Generator().manual_seed(10_007 + seed))
+                    seed=10_007 + seed)
     correct = [0] * len(examples)
     for g in graded:
         correct[g.index] += g.correct

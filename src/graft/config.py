@@ -429,7 +429,7 @@ class EvalConfig(_Section):
     sampled_every: int = Field(0, ge=0)
     """Periodic sampled accuracy (one completion per example at `temperature`) after every N steps
     (0 = off), independent of `every`: `eval/sampled_accuracy` and `eval/sampled_completion_len`.
-    Its sampling RNG is seeded from (seed, steps done), never the training generator, so it changes
+    Its sampling keys are functions of (seed, steps done, example), never training's, so it changes
     no training number and a resumed run draws the same samples."""
 
 

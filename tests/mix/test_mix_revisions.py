@@ -16,12 +16,13 @@ from graft.models.tiny import TinyConfig
 from graft.models.tiny_policy import TinyPolicy
 from graft.models.tokenizer import CharTokenizer
 from graft.rewards.scoring import shape_groups, verify_groups
+from graft.rollout.rng import row_keys
 from graft.rollout.sources import IidSource
 from graft.rollout.types import Group, apply_revisions
 from graft.tasks.arithmetic import ArithmeticTask
 from graft.tasks.base import DemoSubset
 from graft.train.batch import completion_logprobs
-from graft.train.collect import sample_groups
+from graft.train.collect import REVISIONS, keyed, sample_groups
 from graft.train.rl import Learner, _policy_loss
 from graft.train.targets import build_batch
 
@@ -34,13 +35,13 @@ def _setup(overrides=()):
                                           n_heads=2), seed=0)
     task = ArithmeticTask(difficulty=1, num_train=20, num_test=4)
     examples = task.train_examples()[:3]
-    groups = sample_groups(policy, task, examples, cfg, torch.Generator().manual_seed(0), version=0)
+    groups = sample_groups(policy, task, examples, cfg, 0, version=0)
     return cfg, policy, task, examples, groups
 
 
-def _revise(cfg, policy, task, groups, requests, generator=None, version=0):
-    """Carry out revision requests as the step does: sample, verify, put in place, shape."""
-    revised, report = IidSource(cfg).generate(policy, requests, version, generator)
+def _revise(cfg, policy, task, groups, requests, seed=0, version=0):
+    """Carry out revision requests as the step does: key, sample, verify, put in place, shape."""
+    revised, report = IidSource(cfg).generate(policy, keyed(requests, seed, 0, REVISIONS), version)
     verify_groups(task, revised)
     out, _ = apply_revisions(groups, requests, revised)
     shape_groups(out, cfg.shaping, cfg.rl.max_new_tokens)
@@ -116,7 +117,7 @@ def test_hints_resample_failing_groups_with_a_demonstration_prefix():
     before = copy.deepcopy(groups)
     requests = hint_requests(groups, failing(groups), policy.tokenizer, 1.0, torch.Generator().manual_seed(0),
                              G, cfg.rl.max_new_tokens)
-    out, report = _revise(cfg, policy, task, groups, requests, torch.Generator().manual_seed(1), 3)
+    out, report = _revise(cfg, policy, task, groups, requests, 1, 3)
     tok = policy.tokenizer
     hint_total = 0
     for ex, g in zip(examples, out):
@@ -146,10 +147,12 @@ def test_hint_cost_counts_every_hinted_row():
     source = IidSource(cfg)
     policy.module.eval()
     contexts = [policy.tokenizer.encode(r.example.prompt) + list(r.prefix) for r in requests]
-    raw = source.sample_rows(policy, contexts, [G] * len(requests), torch.Generator().manual_seed(1), 0,
-                             max_new_tokens=cfg.rl.max_new_tokens - min(len(r.prefix) for r in requests))
+    raw = source.sample_rows(policy, contexts, [G] * len(requests), row_keys([r.seed for r in requests],
+                             [G] * len(requests)), 0,
+                             max_new_tokens=cfg.rl.max_new_tokens - min(len(r.prefix) for r in requests),
+                             stop_context=[list(r.prefix) for r in requests for _ in range(G)])
     want = sum(len(contexts[i // G]) + len(ro.completion_ids) for i, ro in enumerate(raw))
-    _, report = source.generate(policy, requests, 0, torch.Generator().manual_seed(1))
+    _, report = source.generate(policy, requests, 0)
     assert report.fwd_tokens == want
 
 
@@ -157,7 +160,7 @@ def test_hint_tokens_take_the_ratio_to_behaviour_probability_one():
     cfg, policy, task, _examples, groups = _setup()
     requests = hint_requests(groups, failing(groups), policy.tokenizer, 0.5, torch.Generator().manual_seed(0),
                              G, cfg.rl.max_new_tokens)
-    out, _ = _revise(cfg, policy, task, groups, requests, torch.Generator().manual_seed(1))
+    out, _ = _revise(cfg, policy, task, groups, requests, 1)
     learner = Learner(policy, torch.optim.SGD(policy.module.parameters(), lr=0.0))
     batch, _ = build_batch(learner, out, cfg)
     assert batch.policy_shaping_mask.sum() == 0

@@ -1,16 +1,21 @@
 """Held-out evaluation: greedy accuracy, and from n samples per prompt sampled accuracy,
-unbiased pass@k, maj@k, completion length, and a per-difficulty breakdown."""
+unbiased pass@k, maj@k, completion length, and a per-difficulty breakdown.
+
+Sampled completions are keyed, not drawn from a shared generator: sample r of example i (its
+index in the evaluated list) draws from row key ``mix(key, i, r)`` (``graft.rollout.rng``), where
+``key`` is the evaluation's (``sampling_key(seed)``, or ``periodic_seed(seed, step)``). So the
+results do not depend on ``eval.batch_size`` or on which examples share a batch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from graft.eval.metrics import maj_at_k, pass_at_k
 from graft.models.policy import Policy
 from graft.rewards.scoring import score_pairs
+from graft.rollout.rng import mix
 from graft.rollout.sampler import sample
 from graft.tasks.base import Example, Task
 
@@ -37,22 +42,23 @@ def answer_of(task: Task, completion: str) -> str | None:
 
 def decode(
     policy: Policy, task: Task, examples: list[Example], *, repeats: int, max_new_tokens: int,
-    batch_size: int, temperature: float, generator: torch.Generator | None = None,
+    batch_size: int, temperature: float, seed: int = 0,
     stop: tuple[str, ...] | list[str] = (),
 ) -> list[Graded]:
     """``repeats`` completions per example (example-major order), ``batch_size`` rows per batch;
-    ``stop``: stop strings (``rl.stop``), besides the model's stop ids."""
+    sample r of example i from row key ``mix(seed, i, r)``; ``stop``: stop strings (``rl.stop``),
+    besides the model's stop ids."""
     was_training = policy.module.training
     policy.module.eval()
-    rows = [i for i in range(len(examples)) for _ in range(repeats)]
+    rows = [(i, r) for i in range(len(examples)) for r in range(repeats)]
     graded = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        prompts = [policy.tokenizer.encode(examples[i].prompt) for i in chunk]
+        prompts = [policy.tokenizer.encode(examples[i].prompt) for i, _ in chunk]
         rollouts = sample(policy, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
-                          generator=generator, stop_strings=stop)
-        scores = score_pairs(task, [(examples[i], ro.text) for i, ro in zip(chunk, rollouts)])
-        for i, ro, score in zip(chunk, rollouts, scores):
+                          keys=[mix(seed, i, r) for i, r in chunk], stop_strings=stop)
+        scores = score_pairs(task, [(examples[i], ro.text) for (i, _), ro in zip(chunk, rollouts)])
+        for (i, _), ro, score in zip(chunk, rollouts, scores):
             graded.append(Graded(i, bool(score.correct), float(score.reward), answer_of(task, ro.text),
                                  len(ro.completion_ids)))
     policy.module.train(was_training)
@@ -67,19 +73,24 @@ def evaluate(
     max_new_tokens: int,
     batch_size: int,
     temperature: float = 0.0,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
     stop: tuple[str, ...] | list[str] = (),
 ) -> dict:
-    """One completion per example; ``temperature=0`` is greedy. Returns accuracy and friends."""
+    """One completion per example (example i from row key ``mix(seed, i, 0)``); ``temperature=0``
+    is greedy. Returns accuracy and friends."""
     graded = decode(policy, task, examples, repeats=1, max_new_tokens=max_new_tokens,
-                    batch_size=batch_size, temperature=temperature, generator=generator, stop=stop)
+                    batch_size=batch_size, temperature=temperature, seed=seed, stop=stop)
     n = len(examples)
     return {"accuracy": sum(g.correct for g in graded) / n, "reward_mean": sum(g.reward for g in graded) / n,
             "completion_len": sum(g.length for g in graded) / n, "n": n}
 
 
-def _sampling_seed(seed: int) -> torch.Generator:
-    return torch.Generator(device="cpu").manual_seed(seed + 7919)  # private stream: eval never shifts training's
+SAMPLED_SALT = 7919  # keeps the end-of-phase evaluation's keys apart from training's and periodic's
+
+
+def sampling_key(seed: int) -> int:
+    """The key of the sampled pass of ``evaluate_both`` / ``evaluate_full`` for run seed ``seed``."""
+    return mix(seed, SAMPLED_SALT)
 
 
 def evaluate_both(policy: Policy, task: Task, eval_cfg, seed: int, stop: tuple[str, ...] | list[str] = ()
@@ -93,7 +104,7 @@ def evaluate_both(policy: Policy, task: Task, eval_cfg, seed: int, stop: tuple[s
     )
     sampled = evaluate(
         policy, task, examples, max_new_tokens=eval_cfg.max_new_tokens,
-        batch_size=eval_cfg.batch_size, temperature=eval_cfg.temperature, generator=_sampling_seed(seed),
+        batch_size=eval_cfg.batch_size, temperature=eval_cfg.temperature, seed=sampling_key(seed),
         stop=stop,
     )
     return {
@@ -104,25 +115,25 @@ def evaluate_both(policy: Policy, task: Task, eval_cfg, seed: int, stop: tuple[s
     }
 
 
-PERIODIC_SALT = 7919  # keeps the periodic streams apart from any other use of SeedSequence([seed, step])
+PERIODIC_SALT = 7919  # with the step, keeps the periodic keys apart from every other key
 PERIODIC_KEYS = ("accuracy", "completion_len", "sampled_accuracy", "sampled_completion_len")
 
 
 def periodic_seed(seed: int, step: int) -> int:
-    """Seed of the sampled pass of the periodic evaluation after ``step`` training steps: a function
-    of (seed, step) alone (numpy's SeedSequence hashes them), so the same step of a resumed or
-    uninterrupted run draws the same samples, and no two steps share a stream."""
-    return int(np.random.SeedSequence([seed, step, PERIODIC_SALT]).generate_state(1)[0])
+    """Key of the sampled pass of the periodic evaluation after ``step`` training steps: a function
+    of (seed, step) alone (``mix(seed, step, PERIODIC_SALT)``), so the same step of a resumed or
+    uninterrupted run draws the same samples, and no two steps share keys."""
+    return mix(seed, step, PERIODIC_SALT)
 
 
 def evaluate_periodic(policy: Policy, task: Task, eval_cfg, seed: int, step: int, *, greedy: bool,
                       sampled: bool) -> dict:
     """The periodic evaluation after ``step`` steps (``eval.every`` / ``eval.sampled_every``) on the
     first ``eval.num_examples`` test examples: greedy accuracy and mean completion length when
-    ``greedy``; sampled accuracy (one completion each at ``eval.temperature``, from a generator
-    seeded by ``periodic_seed(seed, step)``) and its mean length when ``sampled``.
+    ``greedy``; sampled accuracy (one completion each at ``eval.temperature``, keyed by
+    ``periodic_seed(seed, step)``) and its mean length when ``sampled``.
 
-    The policy's weights are only read; no other generator is touched, so training is unchanged."""
+    The policy's weights are only read and no training state is touched, so training is unchanged."""
     examples = task.test_examples()[: eval_cfg.num_examples]
     common = {"max_new_tokens": eval_cfg.max_new_tokens, "batch_size": eval_cfg.batch_size}
     out: dict = {"kind": "periodic", "step": step, "n": len(examples)}
@@ -130,8 +141,8 @@ def evaluate_periodic(policy: Policy, task: Task, eval_cfg, seed: int, step: int
         result = evaluate(policy, task, examples, **common)
         out.update(accuracy=result["accuracy"], completion_len=result["completion_len"])
     if sampled:
-        generator = torch.Generator().manual_seed(periodic_seed(seed, step))
-        result = evaluate(policy, task, examples, temperature=eval_cfg.temperature, generator=generator, **common)
+        result = evaluate(policy, task, examples, temperature=eval_cfg.temperature, seed=periodic_seed(seed, step),
+                          **common)
         out.update(sampled_accuracy=result["accuracy"], sampled_completion_len=result["completion_len"])
     return out
 
@@ -172,7 +183,7 @@ def evaluate_full(policy: Policy, task: Task, eval_cfg, seed: int, ks: list[int]
     common = {"max_new_tokens": eval_cfg.max_new_tokens, "batch_size": eval_cfg.batch_size, "stop": stop}
     greedy = decode(policy, task, examples, repeats=1, temperature=0.0, **common)
     sampled = decode(policy, task, examples, repeats=samples, temperature=eval_cfg.temperature,
-                     generator=_sampling_seed(seed), **common)
+                     seed=sampling_key(seed), **common)
     return {"samples": samples, "k": list(ks), "temperature": eval_cfg.temperature,
             **breakdown(examples, greedy, sampled, samples, ks)}
 

@@ -9,9 +9,9 @@
 - ``bf16``: the weights themselves are bfloat16 (half the memory of weights, gradients and Adam
   moments); no autocast. A Hugging Face model loads in bf16 and saves back in bf16.
 
-The sampling generator stays on the CPU for every device: uniforms are drawn there and moved, so
-a seed gives the same random numbers on CPU and GPU (the tokens can still differ where the
-logits do, in their last bits).
+Sampling numbers are exact integer functions of (row key, position) (``graft.rollout.rng``),
+computed on the policy's device: a seed gives the same random numbers on CPU and GPU (the tokens
+can still differ where the logits do, in their last bits).
 """
 
 from __future__ import annotations

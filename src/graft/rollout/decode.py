@@ -5,8 +5,8 @@ through ``sample``) decides *which* rows decode, branch or stop and what it reco
 rows decodes is the same for all of them and lives here, once, in ``DecodeBatch``:
 
 - ``prefill``: left-pad the contexts and run them through the policy once;
-- ``pick``: choose each row's next token from its logits at the caller's uniform numbers (the
-  caller decides how numbers are drawn: that is what keeps each strategy's samples reproducible);
+- ``pick``: choose each row's next token from its logits at the caller's uniform numbers (each
+  row's own, from its key and position: ``graft.rollout.rng``);
 - ``branch``: re-index the rows before a pick (copy a prompt's cache for each completion, or a
   tree node's for each child);
 - ``advance``: drop finished rows from the batch and the cache, append one token per row to the
@@ -41,14 +41,14 @@ def pick_tokens(
     logits: torch.Tensor,
     temperature: float,
     top_p: float,
-    generator: torch.Generator | None,
     uniform: torch.Tensor | None = None,
     logprobs: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Choose one token per row; return (tokens (B,), logprobs (B,)) under the tempered policy.
 
-    Sampling inverts each row's CDF at ``uniform`` (B,) in [0, 1); without it, B numbers are
-    drawn from ``generator``. A row's token depends only on its logits and its own number.
+    Sampling inverts each row's CDF at ``uniform`` (B,) in [0, 1) (``graft.rollout.rng``; only
+    greedy, ``temperature=0``, needs none). A row's token depends only on its logits and its own
+    number.
     ``logprobs``: ``tempered_logprobs(logits, temperature)`` when the caller already has it."""
     logits = logits.float()  # (B, V)
     if temperature == 0:
@@ -63,9 +63,8 @@ def pick_tokens(
         drop = (sorted_p.cumsum(-1) - sorted_p) >= top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    if uniform is None:  # drawn where the generator lives (the CPU for graft's), used on the logits' device
-        where = generator.device if generator is not None else "cpu"
-        uniform = torch.rand(probs.shape[0], generator=generator, device=where).to(probs.device)  # (B,)
+    if uniform is None:
+        raise ValueError("sampling needs one uniform number per row; only greedy draws none")
     cdf = probs.cumsum(-1)  # (B, V)
     # first token whose cumulative mass exceeds u * total: a zero-probability token never is
     target = (uniform.to(cdf.dtype) * cdf[:, -1])[:, None]  # (B, 1)
@@ -115,13 +114,11 @@ class DecodeBatch:
         draws nothing). Returns tokens (b,), their tempered log-probabilities (b,) and, with
         ``entropy``, the entropy of each row's sampling distribution (b,) (else None), computed
         from the same log-softmax the token is sampled from."""
-        if uniform is None and temperature != 0:
-            raise ValueError("sampling needs one uniform number per row; only greedy draws none")
         if not entropy:
-            tokens, logp = pick_tokens(self.next_logits, temperature, top_p, None, uniform)  # (b,)
+            tokens, logp = pick_tokens(self.next_logits, temperature, top_p, uniform)  # (b,)
             return tokens, logp, None
         tempered = tempered_logprobs(self.next_logits, temperature)  # (b, V)
-        tokens, logp = pick_tokens(self.next_logits, temperature, top_p, None, uniform, tempered)
+        tokens, logp = pick_tokens(self.next_logits, temperature, top_p, uniform, tempered)
         return tokens, logp, -(tempered.exp() * tempered).sum(-1)  # (b,), (b,), (b,)
 
     def branch(self, rows: torch.Tensor) -> None:

@@ -27,6 +27,12 @@ batch per step, a group is the unit (a group is trained only when all its rows a
 a group that completes on the same token as the P-th is trained too (rather than wait a step
 and become stale), and staleness is bounded per completion by ``max_staleness``.
 
+Randomness: row j of a request's group has row key ``mix(request.seed, j)`` and keeps it in the
+buffer (``Rollout.key``); its token at completion position t is drawn at ``uniforms(key, t)``
+whichever step decodes it, so a row's tokens do not depend on when it is finished or on the other
+groups in flight (only on the weights that sample them). A restarted row (too stale) takes the key
+``mix(old key, version)``.
+
 The buffer is training state: ``PartialRollouts.state_dict`` goes into every checkpoint.
 """
 
@@ -40,6 +46,7 @@ import torch
 
 from graft.config import Config
 from graft.models.policy import Policy
+from graft.rollout import rng
 from graft.rollout.sampler import Group, GroupStop, Rollout, sample
 from graft.tasks.base import Example
 
@@ -52,9 +59,9 @@ def in_flight(cfg: Config) -> int:
     return math.ceil(cfg.rollout.over_provision * cfg.rl.num_prompts)
 
 
-def _empty_row(prompt_ids: list[int], version: int) -> Rollout:
+def _empty_row(prompt_ids: list[int], version: int, key: int) -> Rollout:
     return Rollout(prompt_ids=list(prompt_ids), completion_ids=[], logprobs=[], policy_version=version,
-                   finish_reason=RUNNING, token_versions=[])
+                   finish_reason=RUNNING, token_versions=[], key=key)
 
 
 def expired(ro: Rollout, version: int, max_staleness: int) -> bool:
@@ -82,9 +89,10 @@ class PartialRollouts:
         return in_flight(cfg) - len(self.pending)
 
     def step(
-        self, policy: Policy, examples: list[Example], cfg: Config, generator: torch.Generator, version: int,
+        self, policy: Policy, examples: list[Example], cfg: Config, version: int, seeds: list[int],
     ) -> tuple[list[Example], list[Group], dict]:
-        """Continue the buffered groups and start ``examples``, all in one decode batch, until
+        """Continue the buffered groups and start ``examples`` (their requests' keys ``seeds``), all
+        in one decode batch, until
         ``rl.num_prompts`` groups are complete. Returns the complete groups' examples, the groups
         (new Rollout objects, unscored, oldest first) and the step's rollout metrics; the others
         stay buffered."""
@@ -95,12 +103,13 @@ class PartialRollouts:
             rows = []
             for ro in g:
                 if expired(ro, version, cfg.rollout.max_staleness):  # too old: start the row again
-                    ro, restarted = _empty_row(ro.prompt_ids, version), restarted + 1
+                    ro, restarted = _empty_row(ro.prompt_ids, version, rng.mix(ro.key, version)), restarted + 1
                 rows.append(ro)
             pending.append((ex, rows))
         resumed = len(pending)
         tok = policy.tokenizer
-        pending += [(ex, [_empty_row(tok.encode(ex.prompt), version) for _ in range(G)]) for ex in examples]
+        pending += [(ex, [_empty_row(tok.encode(ex.prompt), version, rng.mix(seed, j)) for j in range(G)])
+                    for ex, seed in zip(examples, seeds, strict=True)]
 
         # rows to decode: a fresh group shares its prompt's prefill; a resumed row's context is
         # its prompt plus its completion so far, with the rest of rl.max_new_tokens as its budget
@@ -122,7 +131,9 @@ class PartialRollouts:
             policy.module.eval()
             out = sample(
                 policy, contexts, max_new_tokens=max_new, temperature=cfg.rl.temperature, top_p=cfg.rl.top_p,
-                generator=generator, policy_version=version, repeats=counts,
+                keys=[pending[gi][1][j].key for gi, j in slots],
+                offsets=[len(pending[gi][1][j].completion_ids) for gi, j in slots],
+                policy_version=version, repeats=counts,
                 share_prefill=cfg.rollout.share_prefill, compact=cfg.rollout.compact,
                 stop=GroupStop(budgets, group_of, complete_groups=want - complete_before),
                 stop_strings=cfg.rl.stop, stop_context=[pending[gi][1][j].completion_ids for gi, j in slots],

@@ -15,13 +15,13 @@ Two savings, both exact (issue 7), each switchable:
 - ``compact``: a row that has finished (EOS or ``max_new_tokens``) leaves the
   decode batch and the cache, so no compute is spent on padding after EOS.
 
-Randomness is drawn per *original* row, independent of which rows are still
-decoding: every step draws one uniform number for each of the B rows (from the
-one ``generator``) and a row samples its token by inverting its own CDF at its
-number. So the sampled tokens do not depend on ``compact`` or ``share_prefill``;
-they are a deterministic function of the generator's state. (Logits of a row can
-still differ in the last float bits when the batch has a different shape, which
-can flip a token only on a near-exact tie.)
+Randomness is per row and per position, never shared by the batch: row i has a key
+(``keys``, from its request: ``graft.rollout.rng``) and its token at completion position t is
+drawn at ``rng.uniforms(key_i, t)``, inverting the row's own CDF. So a row's tokens do not depend
+on ``compact``, ``share_prefill``, which other rows share the call, or their order; they are a
+function of the weights, the row's context and its key. (Logits of a row can still differ in the
+last float bits when the batch has a different shape, which can flip a token only on a
+near-exact tie.)
 
 Log-probabilities are those of the policy at the sampling temperature,
 ``log_softmax(logits / T)``, taken over the full vocabulary (not the top-p
@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from graft.models.policy import Policy, device_of, left_pad  # noqa: F401 (left_pad re-exported)
+from graft.rollout import rng
 from graft.rollout.decode import DecodeBatch, Stops, pick_tokens, tempered_logprobs  # noqa: F401 (re-exported)
 from graft.rollout.types import Group, Rollout  # noqa: F401 (re-exported)
 
@@ -92,7 +93,8 @@ def sample(
     max_new_tokens: int,
     temperature: float,
     top_p: float = 1.0,
-    generator: torch.Generator | None = None,
+    keys: int | list[int] = 0,
+    offsets: list[int] | None = None,
     policy_version: int = 0,
     repeats: int | list[int] = 1,
     share_prefill: bool = True,
@@ -103,6 +105,12 @@ def sample(
 ) -> list[Rollout]:
     """Complete each prompt ``repeats`` times (prompt-major order: all of prompt 0's, then 1's ...);
     ``repeats`` may be a count per prompt.
+
+    ``keys``: each row's key (B, ``rng.row_keys`` of the requests), or one int ``s`` for row i
+    to get ``rng.mix(s, i)`` (then a row's draws depend on its index in this call).
+    ``offsets``: per row (B), the completion position of its first new token (a resumed partial
+    row, a hint prefix: the tokens it already has); None = 0. Row i's token at step t is drawn
+    at ``rng.uniforms(keys[i], offsets[i] + t)``.
 
     ``share_prefill``: prefill each distinct prompt once and copy its cache rows ``repeats``
     times (else prefill every copy). ``compact``: drop finished rows from the decode batch and
@@ -125,6 +133,12 @@ def sample(
     else:
         batch = DecodeBatch.prefill(policy, rows)  # B rows
     B = len(rows)
+    uniform_table, row_key = None, [0] * B  # (B, max_new_tokens) every number a row may use, drawn once
+    if temperature != 0:
+        row_key = [rng.mix(keys, i) for i in range(B)] if isinstance(keys, int) else list(keys)
+        if len(row_key) != B or (offsets is not None and len(offsets) != B):
+            raise ValueError(f"sample: {B} rows need {B} keys and offsets")
+        uniform_table = rng.table(row_key, offsets or [0] * B, max_new_tokens, device)
     if stop is not None and torch.device(stop.device) != device:
         stop = replace(stop, device=device)
     text_rows = [list(c) for c in stop_context] if stop_context else [[] for _ in range(B)]
@@ -136,9 +150,8 @@ def sample(
     done = torch.zeros(B, dtype=torch.bool, device=device)  # (b,) finished rows among them (compact: none)
     finished = torch.zeros(B, dtype=torch.bool, device=device)  # (B,) by original row, for the group stop
     for t in range(max_new_tokens):
-        # one number per original row, every step: a row's draw never depends on the others. The
-        # generator lives on the CPU: the same draws on every device
-        uniform = None if temperature == 0 else torch.rand(B, generator=generator).to(device)[live]  # (b,)
+        # each live row's own number at its own position: a row's draw never depends on the others
+        uniform = None if uniform_table is None else uniform_table[live, t]  # (b,)
         tokens, logp, _ = batch.pick(temperature, top_p, uniform)  # (b,)
         tokens = tokens.masked_fill(done, tok.pad_id)
         out_tokens[live, t] = tokens
@@ -180,6 +193,7 @@ def sample(
                 policy_version=policy_version,
                 finish_reason=reason,
                 text=tok.decode(completion),
+                key=row_key[i],
             )
         )
     return rollouts

@@ -8,9 +8,10 @@
   earlier steps, decoding stops once ``rl.num_prompts`` groups are complete, the rest stay
   buffered (``graft.rollout.partial``). Its groups are the *complete* ones, not one per request.
 
-Every source samples with one policy version and one generator and returns groups that are not
-verified yet (``graft.rewards.scoring`` does that), plus a ``SourceReport`` of what the sampling
-cost. Revision requests (``replaces`` set: hints with a ``prefix``, LUFFY's ``demonstration``)
+Every source samples with one policy version and returns groups that are not verified yet (``graft.rewards.scoring`` does that), plus a ``SourceReport`` of what the sampling
+cost. Randomness comes from each request's ``seed`` (row j of a request draws from row key
+``mix(seed, j)``, ``graft.rollout.rng``), so a request's completions do not depend on which other
+requests share the call, their order or the worker that samples them. Revision requests (``replaces`` set: hints with a ``prefix``, LUFFY's ``demonstration``)
 are handled the same way by every source (``place_requests``): all of a call's sampled revisions
 in one i.i.d. batch that continues prompt + prefix, the demonstration placed. ``state_dict`` / ``load_state_dict`` hold what a source keeps between
 steps (the partial buffer), for checkpoints.
@@ -21,11 +22,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import torch
-
 from graft.config import Config
 from graft.models.policy import Policy
 from graft.rollout.partial import PartialRollouts
+from graft.rollout.rng import row_keys
 from graft.rollout.sampler import sample
 from graft.rollout.tree import generated_tokens, sample_tree
 from graft.rollout.types import Group, Request, Rollout
@@ -85,23 +85,26 @@ class IidSource:
     def __init__(self, cfg: Config):
         self.cfg = cfg
 
-    def sample_rows(self, policy: Policy, prompts: list[list[int]], counts: list[int], generator, version,
+    def sample_rows(self, policy: Policy, prompts: list[list[int]], counts: list[int], keys: list[int], version,
                     max_new_tokens: int | None = None, stop_context: list[list[int]] | None = None
                     ) -> list[Rollout]:
-        """``counts[i]`` i.i.d. completions of token prompt ``i`` at the config's sampling settings
-        (``stop_context``: per row, tokens before the completion that ``rl.stop`` strings may span)."""
+        """``counts[i]`` i.i.d. completions of token prompt ``i`` at the config's sampling settings,
+        row keys ``keys`` (``stop_context``: per row, completion tokens it already has, which
+        ``rl.stop`` strings may span and its positions start after)."""
         cfg = self.cfg
         return sample(policy, prompts, max_new_tokens=max_new_tokens or cfg.rl.max_new_tokens,
-                      temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, generator=generator,
+                      temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, keys=keys,
+                      offsets=[len(c) for c in stop_context] if stop_context else None,
                       policy_version=version, repeats=counts, share_prefill=cfg.rollout.share_prefill,
                       compact=cfg.rollout.compact, stop_strings=cfg.rl.stop, stop_context=stop_context)
 
-    def sample_plain(self, policy: Policy, requests: list[Request], generator, version) -> list[Group]:
+    def sample_plain(self, policy: Policy, requests: list[Request], version) -> list[Group]:
         prompts = [policy.tokenizer.encode(r.example.prompt) for r in requests]
-        return _grouped(requests, self.sample_rows(policy, prompts, [r.n for r in requests], generator, version))
+        counts = [r.n for r in requests]
+        keys = row_keys([r.seed for r in requests], counts)
+        return _grouped(requests, self.sample_rows(policy, prompts, counts, keys, version))
 
-    def generate(self, policy: Policy, requests: list[Request], version: int,
-                 generator: torch.Generator) -> tuple[list[Group], SourceReport]:
+    def generate(self, policy: Policy, requests: list[Request], version: int) -> tuple[list[Group], SourceReport]:
         """One group per request, in order: the plain ones sampled together first, then the
         revisions (``place_requests``)."""
         plain = [i for i, r in enumerate(requests) if _plain(r)]
@@ -110,13 +113,13 @@ class IidSource:
         report = SourceReport()
         if plain:
             policy.module.eval()
-            sampled = self.sample_plain(policy, [requests[i] for i in plain], generator, version)
+            sampled = self.sample_plain(policy, [requests[i] for i in plain], version)
             policy.module.train()
             report = SourceReport(_fwd([ro for g in sampled for ro in g]), _generated(sampled),
                                   _decode_steps(sampled))
             for i, g in zip(plain, sampled):
                 out[i] = g
-        placed, cost = place_requests(self, policy, [requests[i] for i in revisions], generator, version)
+        placed, cost = place_requests(self, policy, [requests[i] for i in revisions], version)
         for i, g in zip(revisions, placed):
             out[i] = g
         report.fwd_tokens += cost
@@ -151,13 +154,13 @@ class TreeSource(IidSource):
 
         return check_tree_config(cfg)
 
-    def sample_plain(self, policy: Policy, requests: list[Request], generator, version) -> list[Group]:
+    def sample_plain(self, policy: Policy, requests: list[Request], version) -> list[Group]:
         cfg, ro = self.cfg, self.cfg.rollout
         G = cfg.rl.num_generations
         assert all(r.n == G for r in requests), "tree rollouts sample whole groups of rl.num_generations"
         prompts = [policy.tokenizer.encode(r.example.prompt) for r in requests]
         flat = sample_tree(policy, prompts, num_generations=G, max_new_tokens=cfg.rl.max_new_tokens,
-                           temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, generator=generator,
+                           temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, keys=[r.seed for r in requests],
                            policy_version=version, segment_len=ro.segment_len, branch=ro.branch,
                            max_depth=ro.max_depth, branch_entropy=ro.branch_entropy, stop_strings=cfg.rl.stop)
         return _grouped(requests, flat)
@@ -188,16 +191,15 @@ class PartialSource(IidSource):
         """The in-flight count less the buffered groups (>= rl.num_prompts)."""
         return max(requested, self.buffer.new_prompts(self.cfg))
 
-    def generate(self, policy: Policy, requests: list[Request], version: int,
-                 generator: torch.Generator) -> tuple[list[Group], SourceReport]:
+    def generate(self, policy: Policy, requests: list[Request], version: int) -> tuple[list[Group], SourceReport]:
         plain = [r for r in requests if _plain(r)]
         others = [r for r in requests if not _plain(r)]
         if others and plain:
             raise ValueError("partial rollouts: a request list mixes new prompts and revisions")
         if others:
-            return super().generate(policy, others, version, generator)
-        examples, groups, info = self.buffer.step(policy, [r.example for r in plain], self.cfg,
-                                                  generator, version)
+            return super().generate(policy, others, version)
+        examples, groups, info = self.buffer.step(policy, [r.example for r in plain], self.cfg, version,
+                                                  [r.seed for r in plain])
         fwd = info.pop("perf/rollout_fwd_tokens")
         generated, steps = info.pop("rollout/generated_tokens"), info.pop("rollout/decode_steps")
         out = [Group(ex, g) for ex, g in zip(examples, groups)]
@@ -211,15 +213,16 @@ class PartialSource(IidSource):
             self.buffer.load_state_dict(state)
 
 
-def place_requests(source: IidSource, policy: Policy, requests: list[Request], generator, version: int
+def place_requests(source: IidSource, policy: Policy, requests: list[Request], version: int
                    ) -> tuple[list[Group], float]:
     """One group per request with a ``prefix`` (hint) or a ``demonstration`` (LUFFY), in order,
     and the sampling's forward tokens.
 
     Every request that samples (``n > 0``) goes into one i.i.d. batch that continues prompt +
     prefix, with room for the longest continuation: each completion is prefix + continuation cut
-    so that the whole stays within ``rl.max_new_tokens`` (cut rows end with 'length'); prefix
-    tokens get behaviour log-probability 0 (probability 1, they were placed) and count in
+    so that the whole stays within ``rl.max_new_tokens`` (cut rows end with 'length'); row j of a
+    request continues from row key ``mix(request.seed, j)`` at the positions after its prefix;
+    prefix tokens get behaviour log-probability 0 (probability 1, they were placed) and count in
     ``demo_len``. A demonstration becomes one rollout demonstration + EOS with log-probabilities
     0, ``demo_len`` = its length and ``policy_shaping`` on, after the request's sampled ones."""
     tok, budget = policy.tokenizer, source.cfg.rl.max_new_tokens
@@ -231,7 +234,8 @@ def place_requests(source: IidSource, policy: Policy, requests: list[Request], g
         contexts = [prompts[i] + list(requests[i].prefix) for i in hinted]
         counts = [requests[i].n for i in hinted]
         policy.module.eval()
-        flat = source.sample_rows(policy, contexts, counts, generator, version,
+        flat = source.sample_rows(policy, contexts, counts, row_keys([requests[i].seed for i in hinted], counts),
+                                  version,
                                   max_new_tokens=budget - min(len(requests[i].prefix) for i in hinted),
                                   stop_context=[list(requests[i].prefix) for i in hinted
                                                 for _ in range(requests[i].n)])

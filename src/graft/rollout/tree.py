@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import torch
 
 from graft.models.policy import Policy, device_of
+from graft.rollout import rng
 from graft.rollout.decode import DecodeBatch, Stops
 from graft.rollout.sampler import Group, Rollout, sample
 
@@ -46,6 +47,7 @@ class _Node:
 
     prompt: int
     path: tuple[int, ...]  # node ids from the prompt's first node down to this one
+    key: int  # its tokens' row key (graft.rollout.rng): mix(parent's key, branch index)
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
 
@@ -64,7 +66,7 @@ def sample_tree(
     max_new_tokens: int,
     temperature: float,
     top_p: float = 1.0,
-    generator: torch.Generator | None = None,
+    keys: int | list[int] = 0,
     policy_version: int = 0,
     segment_len: int,
     branch: int,
@@ -78,30 +80,48 @@ def sample_tree(
     step), so segment boundaries are the steps ``t = segment_len, 2 segment_len, ...``. Finished
     rows leave the decode batch and the cache. Each leaf's ``logprobs`` are the tempered
     log-probabilities its tokens were sampled with, shared prefix included. A row ends on a stop
-    id or when its text (the whole path's) ends with one of ``stop_strings``."""
+    id or when its text (the whole path's) ends with one of ``stop_strings``.
+
+    ``keys``: each prompt's tree key (P; a request's seed), or one int ``s`` for prompt p's to be
+    ``rng.mix(s, p)``. The root's i-th first node has row key ``mix(tree key, i)``, a child the
+    key ``mix(parent's key, its branch index)``, and a node's token at depth t (tokens from the
+    prompt) is drawn at ``rng.uniforms(node key, t)``: a tree depends only on its prompt, its
+    key and the weights, not on the other trees of the call. The fallback's m-th chain of a prompt
+    has key ``mix(tree key, num_generations + m)``."""
     tok, G = policy.tokenizer, num_generations
     device = device_of(policy)
     stops = Stops(tok, stop_strings, device)
     by_string: set[int] = set()  # leaves ended by a stop string
     batch = DecodeBatch.prefill(policy, prompts)  # P rows
     nodes: list[_Node] = []
+    tree_key = [rng.mix(keys, p) for p in range(len(prompts))] if isinstance(keys, int) else list(keys)
+    if len(tree_key) != len(prompts):
+        raise ValueError(f"sample_tree: {len(prompts)} prompts need {len(prompts)} keys")
 
-    def new_node(prompt: int, parent: tuple[int, ...]) -> int:
-        nodes.append(_Node(prompt, (*parent, len(nodes))))
+    def new_node(prompt: int, parent: tuple[int, ...], key: int) -> int:
+        nodes.append(_Node(prompt, (*parent, len(nodes)), key))
         return len(nodes) - 1
+
+    def numbers(t: int) -> torch.Tensor | None:
+        """(b, L) the live rows' uniforms for depths t .. the next branch point (or the end)."""
+        if temperature == 0:
+            return None
+        length = min(segment_len if t < last_boundary else max_new_tokens, max_new_tokens - t)
+        return rng.table([nodes[n].key for n in row_node], [t] * len(row_node), length, device)
 
     # the root: every prompt branches into its first nodes
     index, row_node, row_budget = [], [], []
     for p in range(len(prompts)):
-        for share in split_budget(G, min(branch, G)):
+        for i, share in enumerate(split_budget(G, min(branch, G))):
             index.append(p)
-            row_node.append(new_node(p, ()))
+            row_node.append(new_node(p, (), rng.mix(tree_key[p], i)))
             row_budget.append(share)
     batch.branch(torch.tensor(index, device=device))  # (b,) row -> prompt
     seg_entropy = torch.zeros(len(row_node), device=device)  # (b,) entropy summed over the current segment
     leaves: list[int] = []  # finished node ids, one leaf each
     leftover = [0] * len(prompts)  # budget no open node could take
     last_boundary = (max_depth - 1) * segment_len  # no branching after this step
+    table, table_start = numbers(0), 0  # (b, L) uniforms of the current segment, from depth table_start
 
     for t in range(max_new_tokens):
         if 0 < t <= last_boundary and t % segment_len == 0:  # ---- a branch point
@@ -110,9 +130,9 @@ def sample_tree(
             for r, (nid, n) in enumerate(zip(row_node, row_budget)):
                 uncertain = branch_entropy <= 0 or float(seg_entropy[r]) / segment_len >= branch_entropy
                 if n > 1 and (last or uncertain):
-                    for share in split_budget(n, n if last else min(branch, n)):
+                    for c, share in enumerate(split_budget(n, n if last else min(branch, n))):
                         index.append(r)
-                        nxt_node.append(new_node(nodes[nid].prompt, nodes[nid].path))
+                        nxt_node.append(new_node(nodes[nid].prompt, nodes[nid].path, rng.mix(nodes[nid].key, c)))
                         nxt_budget.append(share)
                 else:
                     index.append(r)
@@ -122,8 +142,9 @@ def sample_tree(
                 batch.branch(torch.tensor(index, device=device))  # (b',) child -> parent row
             row_node, row_budget = nxt_node, nxt_budget
             seg_entropy = torch.zeros(len(row_node), device=device)
+            table, table_start = numbers(t), t
 
-        uniform = torch.rand(batch.size, generator=generator).to(device)  # (b,) one draw per live row (CPU generator)
+        uniform = None if table is None else table[:, t - table_start]  # (b,) each row's own number
         tokens, logp, entropy = batch.pick(
             temperature, top_p, uniform, entropy=branch_entropy > 0)  # (b,), (b,), (b,) or None
         if entropy is not None:
@@ -154,6 +175,7 @@ def sample_tree(
             row_node = [row_node[r] for r in open_rows]
             row_budget = [row_budget[r] for r in open_rows]
             seg_entropy = seg_entropy[keep]
+            table = None if table is None else table[keep]
         batch.advance(tokens, keep)
 
     groups: list[list[Rollout]] = [[] for _ in prompts]
@@ -168,15 +190,16 @@ def sample_tree(
             prompt_ids=list(prompts[nodes[nid].prompt]), completion_ids=completion,
             logprobs=[x for n in path for x in nodes[n].logprobs], policy_version=policy_version,
             finish_reason=stops.reason(completion, nid in by_string) or "length",
-            text=tok.decode(completion), tree_path=path, tree_spans=tuple(spans),
+            text=tok.decode(completion), tree_path=path, tree_spans=tuple(spans), key=nodes[nid].key,
         ))
     if any(leftover):  # fallback: every branch of a prompt stopped early; the rest as i.i.d. chains
         owners = [p for p, n in enumerate(leftover) for _ in range(n)]
+        chain_keys = [rng.mix(tree_key[p], G + m) for p, n in enumerate(leftover) for m in range(n)]
         extra = sample(policy, [prompts[p] for p in owners], max_new_tokens=max_new_tokens,
-                       temperature=temperature, top_p=top_p, generator=generator,
+                       temperature=temperature, top_p=top_p, keys=chain_keys,
                        policy_version=policy_version, stop_strings=stop_strings)
-        for p, ro in zip(owners, extra):
-            ro.tree_path, ro.tree_spans = (new_node(p, ()),), (len(ro.completion_ids),)
+        for p, k, ro in zip(owners, chain_keys, extra):
+            ro.tree_path, ro.tree_spans = (new_node(p, (), k),), (len(ro.completion_ids),)
             groups[p].append(ro)
     assert all(len(g) == G for g in groups), [len(g) for g in groups]
     return [ro for g in groups for ro in g]

@@ -33,6 +33,10 @@ class Request:
                    result replaces (a mixer revision); None = a new group (a DARS extra, a
                    refill).
     keep:          with ``replaces``: how many of the replaced group's first rollouts stay in front.
+    seed:          the request's key (``graft.rollout.rng``), set by the driver from (run seed,
+                   step, round, index in the round; ``graft.train.collect.keyed``): completion j
+                   draws its tokens from row key ``mix(seed, j)``, so what it samples does not
+                   depend on the other requests of a call, their order or the worker.
     """
 
     example: Example
@@ -41,6 +45,7 @@ class Request:
     demonstration: bool = False
     replaces: int | None = None
     keep: int = 0
+    seed: int = 0
 
 
 @dataclass
@@ -70,6 +75,10 @@ class Rollout:
                      of its own (i.i.d. sampling).
     tree_spans:      tree rollouts only: the completion offset where each node of ``tree_path``
                      ends (so node j holds completion tokens ``tree_spans[j-1]:tree_spans[j]``).
+    key:             the row key its sampled tokens were drawn with (``graft.rollout.rng``): the
+                     token at completion position t was drawn at ``uniforms(key, t)`` (a tree
+                     leaf's is its last node's, whose ancestors drew the shared tokens). A
+                     partial row resumes with it. 0 when greedy.
     """
 
     prompt_ids: list[int]
@@ -87,6 +96,7 @@ class Rollout:
     token_versions: list[int] | None = None
     tree_path: tuple[int, ...] = ()
     tree_spans: tuple[int, ...] = ()
+    key: int = 0
 
 
 @dataclass

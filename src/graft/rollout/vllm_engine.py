@@ -18,9 +18,9 @@ log-probabilities kept as the behaviour log-probabilities. What it does differen
   with ``rollout.vllm.sleep``, sleeps between rollouts (level 1: weights offloaded to host
   memory, KV cache freed) so the update has the memory; it wakes before the next rollout. The
   CPU build has no sleep mode; its KV cache is ``rollout.vllm.cpu_kv_cache_gib`` GiB.
-- **Randomness.** Every completion is its own request with its own seed
-  (``SamplingParams.seed``): a completion's tokens depend on its seed and the weights only, not
-  on which other requests share the batch.
+- **Randomness.** Every completion is its own request seeded with its row key (the key graft's
+  sampler draws that row's uniforms from, ``graft.rollout.rng``): a completion's tokens depend on
+  its key and the weights only, not on which other requests share the batch or the worker.
 - **Log-probabilities.** vLLM's ``processed_logprobs`` (after temperature) equal graft's
   ``log_softmax(logits / T)``, the convention of graft's sampler and of the update. With
   ``rl.top_p < 1`` vLLM's processed log-probs are renormalised over the nucleus, graft's are
@@ -49,7 +49,7 @@ from graft.models.policy import Policy, device_of, stop_ids
 from graft.rollout.sources import IidSource
 from graft.rollout.types import Rollout
 
-_SEED_RANGE = 2**62
+_SEED_MASK = 2**63 - 1
 
 
 def quiet_vllm() -> None:
@@ -195,19 +195,20 @@ class VllmSource(IidSource):
 
     # ------------------------------------------------------------------ sampling
 
-    def generate(self, policy: Policy, requests, version: int, generator):
+    def generate(self, policy: Policy, requests, version: int):
         """``IidSource.generate`` on the engine; its report counts the weight loads it took
         (``rollout/weight_loads``) and their time (``perf/weight_sync_s``)."""
         loads, spent = self.loads, self.sync_time
-        groups, report = super().generate(policy, requests, version, generator)
+        groups, report = super().generate(policy, requests, version)
         report.counters["rollout/weight_loads"] = float(self.loads - loads)
         report.counters["perf/weight_sync_s"] = self.sync_time - spent
         return groups, report
 
-    def sample_rows(self, policy: Policy, prompts: list[list[int]], counts: list[int], generator, version,
+    def sample_rows(self, policy: Policy, prompts: list[list[int]], counts: list[int], keys: list[int], version,
                     max_new_tokens: int | None = None, stop_context: list[list[int]] | None = None
                     ) -> list[Rollout]:
-        """``counts[i]`` completions of token prompt ``i``, one vLLM request (and seed) each.
+        """``counts[i]`` completions of token prompt ``i``, one vLLM request each, seeded with its row
+        key (``graft.rollout.rng``; the key's low 63 bits, vLLM takes a non-negative int).
         ``stop_context`` is not seen by vLLM's stop strings (it checks the generated text only)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -216,7 +217,7 @@ class VllmSource(IidSource):
         self.sync(policy, version)
         self._wake()
         rows = [p for p, n in zip(prompts, counts) for _ in range(n)]
-        seeds = torch.randint(0, _SEED_RANGE, (len(rows),), generator=generator).tolist()
+        seeds = [k & _SEED_MASK for k in keys]
         budget = max_new_tokens or cfg.rl.max_new_tokens
         params = [SamplingParams(n=1, temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, max_tokens=budget,
                                  logprobs=0, seed=int(s), stop_token_ids=list(stop_ids(tok)),
@@ -226,13 +227,13 @@ class VllmSource(IidSource):
                                     use_tqdm=False)
         self._sleep()
         out = []
-        for prompt, o in zip(rows, outputs):
+        for prompt, key, o in zip(rows, keys, outputs):
             c = o.outputs[0]
             ids = list(c.token_ids)
             logprobs = [float(step[t].logprob) for step, t in zip(c.logprobs, ids)]
             out.append(Rollout(prompt_ids=list(prompt), completion_ids=ids, logprobs=logprobs,
                                policy_version=version, finish_reason=finish_reason(c.finish_reason, c.stop_reason),
-                               text=tok.decode(ids)))
+                               text=tok.decode(ids), key=key))
         return out
 
     def close(self) -> None:

@@ -6,7 +6,8 @@ steps whose kind the mixer schedule decides (``mix.schedule``, see
 that can fail on bad input (config names, task, model files, prompts that do
 not tokenize) is checked in ``prepare`` before the run directory is touched. A run killed at any moment continues with
 ``resume=True`` exactly as if it had not stopped: data order is a function of
-the step, the sampling RNG, optimizer and the schedule's state (buffers, RNG)
+the step, sampling randomness is a function of (seed, step, request) (``graft.rollout.rng``; older
+checkpoints' "generator" entry is not read), the optimizer and the schedule's state (buffers, RNG)
 are checkpointed, and metrics past the checkpoint are dropped and recomputed. The periodic
 evaluation (``eval.every``, ``eval.sampled_every``) is a function of the weights and of
 (seed, step) only, so a resumed run logs the same ``eval/*`` values at the same steps.
@@ -38,6 +39,7 @@ from graft.tasks.base import Task
 from graft.tasks.build import build_task
 from graft.train import checkpoint as ckpt
 from graft.train import lean
+from graft.train.collect import step_seed
 from graft.train.logging import MetricsLogger, truncate_metrics
 from graft.train.rl import Learner, Pipeline, rl_step, step_requests
 from graft.train.steps import sft_step
@@ -170,7 +172,6 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
     sft_stream = UniformStream(with_demos, cfg.seed) if with_demos else None  # prepare checked the need
     rl_stream = UniformStream(task.train_examples(), cfg.seed + 1)
     extra_stream = UniformStream(task.train_examples(), cfg.seed + 2)  # dynamic-sampling refills
-    generator = torch.Generator().manual_seed(cfg.seed)
     learner = Learner(policy, _optimizer(policy.module, cfg, cfg.sft.lr))
     pipe = build_pipeline(cfg, task, rl_stream)
     schedule, curriculum, source = pipe.schedule, pipe.curriculum, pipe.source
@@ -180,7 +181,6 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
     if found:  # restore weights, optimizers, RNG and counters of the newest complete checkpoint
         saved = ckpt.load_trainer_state(found[-1])
         learner = _restore(found[-1], cfg, saved)
-        generator.set_state(saved["generator"])
         schedule.load_state_dict(saved["mix"])
         curriculum.load_state_dict(saved.get("curriculum"))
         source.load_state_dict(saved.get("source", saved.get("partial")))  # "partial": older checkpoints
@@ -202,7 +202,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
                 "state": state, "optimizer": learner.optimizer.state_dict(),
                 "critic_optimizer": None if learner.critic is None else learner.critic_optimizer.state_dict(),
                 "reference": "base" if base_ref else None,
-                "generator": generator.get_state(), "mix": schedule.state_dict(),
+                "mix": schedule.state_dict(),
                 "curriculum": curriculum.state_dict(), "source": source.state_dict(),
             })
         ckpt.save_checkpoint(run_dir / "checkpoints", step, write, keep=cfg.checkpoint.keep)
@@ -238,7 +238,8 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
             stats = sft_step(learner.policy, learner.optimizer, list(demos), cfg, plan.lr)
         else:  # ---- reinforcement: requests -> rollouts -> rewards -> advantages -> loss -> update
             requests, refills = step_requests(pipe, learner.policy, step - cfg.sft.steps, extra_stream)
-            stats = rl_step(learner, pipe, requests, refills, plan, list(demos or ()), generator, version=step)
+            stats = rl_step(learner, pipe, requests, refills, plan, list(demos or ()), step_seed(cfg.seed, step),
+                            version=step)
             stats.counters.update(curriculum.observe())
         stats.counters.update(plan.info)
         stats.counters.update(schedule.observe(step, plan, stats))

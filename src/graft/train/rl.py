@@ -76,13 +76,14 @@ def step_requests(pipe: Pipeline, policy: Policy, rl_index: int, refill_stream) 
 
 
 def rl_step(learner: Learner, pipe: Pipeline, requests: list[Request], refills: list[Example], plan: Plan,
-            demos: list[Example], generator: torch.Generator, version: int) -> StepStats:
+            demos: list[Example], seed: int, version: int) -> StepStats:
     """Sample, verify and select groups for ``requests`` (``refills``: dynamic sampling's spare
-    prompts), shape rewards, build the batch, update (plus ``plan.sft_weight`` x SFT on ``demos``)."""
+    prompts; ``seed``: the step's sampling key, ``train.collect.step_seed``), shape rewards, build
+    the batch, update (plus ``plan.sft_weight`` x SFT on ``demos``)."""
     cfg, policy = pipe.cfg, learner.policy
     t0 = time.perf_counter()
     got = collect(pipe.source, policy, pipe.task, requests, refills, pipe.schedule, plan, pipe.curriculum, cfg,
-                  generator, version)  # requests -> rollouts -> verified groups -> selection
+                  seed, version)  # requests -> rollouts -> verified groups -> selection
     t_rollout = time.perf_counter() - t0
     shape_groups(got.groups, cfg.shaping, cfg.rl.max_new_tokens)  # once, over the trained groups
     sft_batch = demo_batch(policy, list(demos)) if plan.sft_weight and demos else None
