@@ -10,7 +10,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned: on this kind of machine 2.13.0 resolves to the local CPU wheel
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[dev]"
+	# ray: the Ray backend's tests (tests/distributed) run in `make test`, so CI installs the extra
+	$(PY) -m pip install -q -e ".[dev,ray]"
 	touch $(STAMP)
 
 quickstart: $(STAMP)

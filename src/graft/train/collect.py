@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from graft.algos.selection import informative_groups
-from graft.rewards.scoring import shape_groups, verify_groups
+from graft.rewards.scoring import InProcessVerifier, shape_groups, verify_groups
 from graft.rollout.sources import ROLLOUT_SOURCES, SourceReport
 from graft.rollout.types import Group, Request, apply_revisions
 from graft.step_stats import SelectStats
@@ -49,13 +49,15 @@ def informative(groups: list[Group]) -> list[bool]:
 
 
 def collect(source, policy, task: Task, requests: list[Request], refills: list[Example], schedule, plan,
-            curriculum, cfg, generator: torch.Generator, version: int) -> Collected:
-    """Run the step's rounds (see the module docstring) and return what to train on."""
+            curriculum, cfg, generator: torch.Generator, version: int, verifier=None) -> Collected:
+    """Run the step's rounds (see the module docstring) and return what to train on. ``verifier``:
+    the backend's verifier stage (``verify(task, groups)``; None = in this process)."""
+    verifier = verifier or InProcessVerifier()
     reports: list[tuple[bool, SourceReport]] = []  # (the policy's own samples?, report) per call
 
     def sample(reqs: list[Request], own: bool) -> list[Group]:
         groups, report = source.generate(policy, reqs, version, generator)
-        verify_groups(task, groups)
+        verifier.verify(task, groups)
         reports.append((own, report))
         return groups
 
