@@ -34,6 +34,12 @@ BAD = [  # (overrides, the key the message must name)
     (["curriculum.dars=true", "curriculum.dars_extra=6"], "curriculum.dars_extra"),
     (["curriculum.dars=true", "curriculum.dars_extra=8", "select.dynamic_sampling=true"], "curriculum.dars"),
     (["curriculum.name=pcl", "rollout.strategy=partial"], "curriculum.name"),
+    (["distributed.rollout_workers=2"], "distributed.rollout_workers"),
+    (["distributed.max_staleness=1"], "distributed.max_staleness"),
+    (["distributed.backend=ray", "rollout.strategy=partial"], "rollout.strategy"),
+    (["distributed.backend=ray", "distributed.max_staleness=1", "curriculum.name=pcl"], "curriculum.name"),
+    (["distributed.backend=ray", "distributed.max_staleness=2", "curriculum.dars=true",
+      "curriculum.dars_extra=8"], "curriculum.dars"),
 ]
 
 

@@ -49,6 +49,7 @@ from graft.rollout.types import Group, Request
 log = logging.getLogger("graft.distributed")
 
 _DEAD = (RayActorError, WorkerCrashedError, GetTimeoutError)
+STARTUP_TIMEOUT_S = 120.0
 
 
 # ---------------------------------------------------------------- the actors (plain classes)
@@ -68,11 +69,9 @@ class RolloutWorker:
         self.version: int | None = None
         self.delay = 0.0  # tests: seconds to sleep before each call (a hung worker)
 
-    def pid(self) -> int:
-        return os.getpid()
-
-    def node_id(self) -> str:
-        return ray.get_runtime_context().get_node_id()
+    def where(self) -> tuple[int, str]:
+        """(process id, Ray node id)."""
+        return os.getpid(), ray.get_runtime_context().get_node_id()
 
     def set_delay(self, seconds: float) -> None:
         self.delay = seconds
@@ -106,8 +105,8 @@ class RewardWorker:
         self.task = build_task(cfg.task)
         self.delay = 0.0
 
-    def pid(self) -> int:
-        return os.getpid()
+    def where(self) -> tuple[int, str]:
+        return os.getpid(), ray.get_runtime_context().get_node_id()
 
     def set_delay(self, seconds: float) -> None:
         self.delay = seconds
@@ -176,16 +175,34 @@ class WorkerPool:
         self.role, self.cfg, self.size = role, cfg, size
         self.remote_cls = ray.remote(cls)
         self.placement = placement  # slot -> scheduling_strategy (None: anywhere)
-        self.actors = [self._start(slot) for slot in range(size)]
+        self.actors = [self._create(slot) for slot in range(size)]
+        self.where = self._ready(list(range(size)))  # per slot: (pid, node id)
         self.gens = [0] * size  # how many times each slot was replaced
         self.replaced: list[str] = []  # one line per replacement (also logged)
 
-    def _start(self, slot: int):
-        options = {"num_cpus": self.cfg.distributed.worker_cpus, "max_restarts": 0,
-                   "name": None, "max_concurrency": 1}
+    def _create(self, slot: int):
+        options = {"num_cpus": self.cfg.distributed.worker_cpus, "max_restarts": 0}
         if self.placement is not None:
             options["scheduling_strategy"] = self.placement(slot)
         return self.remote_cls.options(**options).remote(self.cfg)
+
+    def _ready(self, slots: list[int]) -> list[tuple[int, str]]:
+        """Wait until the actors in ``slots`` are up (built their policy or task; this wait is
+        not a call's ``worker_timeout_s``: ``STARTUP_TIMEOUT_S`` at least) and log where they run."""
+        timeout = max(STARTUP_TIMEOUT_S, self.cfg.distributed.worker_timeout_s)
+        try:
+            where = ray.get([self.actors[s].where.remote() for s in slots], timeout=timeout)
+        except GetTimeoutError:
+            raise GraftError(f"{self.role} workers did not start within {timeout} s (does the cluster have "
+                             f"distributed.worker_cpus={self.cfg.distributed.worker_cpus} free per worker?)"
+                             ) from None
+        for slot, (pid, node) in zip(slots, where):
+            log.info("%s worker %d: pid %d on node %s", self.role, slot, pid, node)
+        return where
+
+    def _start(self, slot: int):
+        self.actors[slot] = self._create(slot)
+        self.where[slot] = self._ready([slot])[0]
 
     def submit(self, call: Call) -> Call:
         call.actor_gen = self.gens[call.slot]
@@ -199,9 +216,11 @@ class WorkerPool:
                              f"(distributed.max_replacements={self.cfg.distributed.max_replacements})")
         if call.actor_gen == self.gens[call.slot]:  # not replaced yet by another call's failure
             _kill(self.actors[call.slot])
-            self.actors[call.slot] = self._start(call.slot)
+            old = self.where[call.slot][0]
+            self._start(call.slot)
             self.gens[call.slot] += 1
-            line = f"{self.role} worker {call.slot} {why}: replaced by a new actor; re-issued {call.what}"
+            line = (f"{self.role} worker {call.slot} (pid {old}) {why}: replaced by a new actor "
+                    f"(pid {self.where[call.slot][0]}); re-issued {call.what}")
             self.replaced.append(line)
             log.warning(line)
         call.reissued = True
