@@ -8,20 +8,19 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 
 import pytest
 
 pytest.importorskip("ray")
 
-import ray  # noqa: E402
-from killed_runs import Trainer  # noqa: E402
+import ray
+from killed_runs import Trainer
 
-import graft.distributed.ray_backend as rb  # noqa: E402
-from graft.config import build_config  # noqa: E402
-from graft.distributed.ray_backend import chunk_seed, chunks  # noqa: E402
-from graft.train.logging import read_metrics  # noqa: E402
-from graft.train.loop import prepare, train  # noqa: E402
+import graft.distributed.ray_backend as rb
+from graft.config import build_config
+from graft.distributed.ray_backend import chunk_seed, chunks
+from graft.train.logging import read_metrics
+from graft.train.loop import prepare, train
 
 # the golden tier's base (tests/golden/configs.py): 60 cheap SFT steps so that some rollouts are
 # right and the RL losses are not trivially 0; then 4 RL steps (seed 2: two of them have informative groups)
@@ -107,50 +106,51 @@ def _capture_backends(monkeypatch, then=lambda backend: None) -> list:
     return made
 
 
-def _kill_soon(pool, slot: int, delay: float) -> None:
-    """Make worker ``slot`` slow, then SIGKILL its process while it is inside a call."""
-    pid = ray.get(pool.actors[slot].where.remote(), timeout=30)[0]
-    ray.get(pool.actors[slot].set_delay.remote(3.0), timeout=30)
-    threading.Timer(delay, os.kill, (pid, signal.SIGKILL)).start()
+def _faults(backend) -> None:
+    """Rollout worker 0 hangs (sleeps past the timeout); rollout worker 1 and reward worker 0 are
+    SIGKILLed while inside their first call of the run (their calls sleep 3 s, long enough)."""
+    rollouts, rewards = backend.rollouts, backend.rewards
+    ray.get([rollouts.actors[0].set_delay.remote(60.0), rollouts.actors[1].set_delay.remote(3.0),
+             rewards.actors[0].set_delay.remote(3.0)], timeout=30)
+    for pool, slot in ((rollouts, 1), (rewards, 0)):
+        pid, gather = pool.where[slot][0], pool.gather
+
+        def kill_then_gather(calls, pool=pool, pid=pid, gather=gather):
+            pool.gather = gather  # once: the first gather, with the calls in flight
+            os.kill(pid, signal.SIGKILL)
+            return gather(calls)
+
+        pool.gather = kill_then_gather
 
 
-def test_a_killed_rollout_worker_is_replaced_and_nothing_is_lost(tmp_path, monkeypatch, caplog, two_workers):
-    made = _capture_backends(monkeypatch, lambda b: _kill_soon(b.rollouts, 1, 1.0))
+def test_killed_and_hung_workers_are_replaced_and_nothing_is_lost(tmp_path, monkeypatch, caplog, two_workers):
+    made = _capture_backends(monkeypatch, _faults)
     with caplog.at_level(logging.WARNING, logger="graft.distributed"):
-        got = _train(tmp_path, "killed", [*RAY, "distributed.rollout_workers=2", "distributed.reward_workers=2"])
-    assert_same_metrics(got, two_workers)  # same groups, each trained once
-    assert len(made[0].rollouts.replaced) == 1 and "rollout worker 1" in made[0].rollouts.replaced[0]
-    assert "re-issued 2 requests of step 60" in caplog.text
+        got = _train(tmp_path, "faults", [*RAY, "distributed.rollout_workers=2", "distributed.reward_workers=2",
+                                          "distributed.worker_timeout_s=3"])
+    assert_same_metrics(got, two_workers)  # the same groups, each trained once
+    rollouts, rewards = made[0].rollouts.replaced, made[0].rewards.replaced
+    assert len(rollouts) == 2 and len(rewards) == 1, (rollouts, rewards)
+    assert any(line.startswith("rollout worker 0") and "did not answer within distributed.worker_timeout_s=3.0"
+               in line for line in rollouts)
+    assert any(line.startswith("rollout worker 1") and "died" in line for line in rollouts)
+    assert rewards[0].startswith("reward worker 0") and "died" in rewards[0]
+    assert "re-issued 2 requests of step 60" in caplog.text  # what the run's log says
 
 
-def test_a_killed_reward_worker_is_replaced(tmp_path, monkeypatch, caplog, local):
-    made = _capture_backends(monkeypatch, lambda b: _kill_soon(b.rewards, 0, 1.0))
-    with caplog.at_level(logging.WARNING, logger="graft.distributed"):
-        got = _train(tmp_path, "killed", RAY)
-    assert_same_metrics(got, local)
-    assert len(made[0].rewards.replaced) == 1 and "reward worker 0" in caplog.text
-
-
-def test_a_hung_worker_is_treated_as_dead_after_the_timeout(tmp_path, monkeypatch, local):
-    def hang(backend):
-        ray.get(backend.rollouts.actors[0].set_delay.remote(60.0), timeout=30)
-
-    made = _capture_backends(monkeypatch, hang)
-    got = _train(tmp_path, "hung", [*RAY, "distributed.worker_timeout_s=3"])
-    assert_same_metrics(got, local)
-    assert "did not answer within distributed.worker_timeout_s=3.0" in made[0].rollouts.replaced[0]
-
-
-def test_a_killed_driver_resumes_like_an_uninterrupted_run(tmp_path, local, ray_cluster, monkeypatch):
+@pytest.mark.slow  # about 30 s: two subprocesses that each import torch, graft and Ray
+def test_a_killed_driver_resumes_like_an_uninterrupted_run(tmp_path, ray_cluster, monkeypatch):
+    short = ["sft.steps=4", "checkpoint.every=1"]  # the subprocesses start torch, graft and Ray: keep them short
+    want = _train(tmp_path, "local", short)
     monkeypatch.setenv("RAY_ADDRESS", ray_cluster)  # the subprocess joins this cluster
-    trainer = Trainer(tmp_path, [*RUN, *RAY, "checkpoint.every=1"])
+    trainer = Trainer(tmp_path, [*RUN, *short, *RAY])
     out = tmp_path / "run"
-    trainer.kill_after(out, rows=61)  # after the first RL step
-    assert 61 <= len(read_metrics(out / "metrics.jsonl")) < len(local)
-    assert_same_metrics(trainer.run(out, resume=True), local)
+    trainer.kill_after(out, rows=6)  # after two RL steps
+    assert 6 <= len(read_metrics(out / "metrics.jsonl")) < len(want)
+    assert_same_metrics(trainer.run(out, resume=True), want)
 
 
-@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("k", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_max_staleness_bounds_how_old_trained_rollouts_are(tmp_path, ray_cluster, k):
     rows = _train(tmp_path, f"async{k}", [*RAY, f"distributed.max_staleness={k}"])
     rl = [m for m in rows if "losses/policy" in m]
