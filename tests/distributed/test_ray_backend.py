@@ -151,8 +151,22 @@ def test_a_killed_driver_resumes_like_an_uninterrupted_run(tmp_path, ray_cluster
 
 
 @pytest.mark.parametrize("k", [1, pytest.param(2, marks=pytest.mark.slow)])
-def test_max_staleness_bounds_how_old_trained_rollouts_are(tmp_path, ray_cluster, k):
+def test_max_staleness_bounds_how_old_trained_rollouts_are(tmp_path, ray_cluster, monkeypatch, k):
+    seen = {"chained": 0, "rollouts": 0}
+    verify = rb.RayVerifier.verify
+
+    def checked(self, task, groups):  # every group collect() sees ends up with the task's own verdicts
+        seen["chained"] += sum(id(g) in self.verified for g in groups)
+        verify(self, task, groups)
+        for g in groups:
+            for ro in g:
+                score = task.score(g.example, ro.text)
+                assert (ro.verifier_reward, ro.correct) == (score.reward, score.correct)
+                seen["rollouts"] += 1
+
+    monkeypatch.setattr(rb.RayVerifier, "verify", checked)
     rows = _train(tmp_path, f"async{k}", [*RAY, f"distributed.max_staleness={k}"])
+    assert seen["chained"] == 3 * 4 and seen["rollouts"] == 4 * 16  # steps 2-4 verified ahead, on workers
     rl = [m for m in rows if "losses/policy" in m]
     assert [m["rollout/staleness_max"] for m in rl] == [0.0] + [float(min(i, k)) for i in range(1, 4)]
     assert len(rl) == 4
