@@ -10,7 +10,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned: on this kind of machine 2.13.0 resolves to the local CPU wheel
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[dev]"
+	# ray: the Ray backend's tests (tests/distributed) run in `make test`, so CI installs the extra
+	$(PY) -m pip install -q -e ".[dev,ray]"
 	touch $(STAMP)
 
 quickstart: $(STAMP)
@@ -26,7 +27,8 @@ test: $(STAMP)
 
 # the tests marked slow, which `make test` (and so CI) leaves out: genuinely long runs that add to
 # the default suite's coverage, never tests moved out of it. Today: the whole quickstart, seed 0,
-# one thread, checked to learn (tests/test_quickstart_slow.py, about 2.5 min on 2 cores).
+# one thread, checked to learn (tests/test_quickstart_slow.py, about 2.5 min on 2 cores); the Ray backend's
+# two-node run, killed-driver resume and max_staleness=2 runs (tests/distributed, about 1 min).
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 

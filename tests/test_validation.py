@@ -37,6 +37,13 @@ BAD = [  # (overrides, the key the message must name)
     (["rollout.engine=vllm"], "rollout.engine"),  # the tiny transformer: vLLM serves HF models only
     (["rollout.engine=vllm", "model.path=m", "rollout.strategy=tree"], "rollout.engine"),
     (["rollout.engine=vllm", "model.path=m", "rl.top_p=0.9", "rl.temperature=0.7"], "rl.top_p"),
+    (["distributed.rollout_workers=2"], "distributed.rollout_workers"),
+    (["distributed.max_staleness=1"], "distributed.max_staleness"),
+    (["distributed.backend=ray", "rollout.strategy=partial"], "rollout.strategy"),
+    (["distributed.backend=ray", "rollout.engine=vllm", "model.path=m"], "rollout.engine"),
+    (["distributed.backend=ray", "distributed.max_staleness=1", "curriculum.name=pcl"], "curriculum.name"),
+    (["distributed.backend=ray", "distributed.max_staleness=2", "curriculum.dars=true",
+      "curriculum.dars_extra=8"], "curriculum.dars"),
 ]
 
 

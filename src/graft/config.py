@@ -459,6 +459,40 @@ class LogConfig(_Section):
     `wandb sync`). `online`: streams to the W&B server (needs `wandb login` or WANDB_API_KEY)."""
 
 
+class DistributedConfig(_Section):
+    """Where rollouts and verification run (docs/distributed.md). `local`: in this process (no Ray
+    needed). `ray`: rollout and reward worker actors on a Ray cluster (`pip install 'graft[ray]'`);
+    the learner stays in this process and sends its weights to the rollout workers once per
+    version through Ray's object store."""
+
+    backend: Literal["local", "ray"] = "local"
+    """`local` (in-process) or `ray` (worker actors; graft.distributed)."""
+    rollout_workers: int = Field(1, ge=1)
+    """ray: rollout worker actors, each holding a copy of the policy; a step's requests are split
+    over them in contiguous chunks."""
+    reward_workers: int = Field(1, ge=1)
+    """ray: reward worker actors running the task's verifier (the code sandbox included)."""
+    max_staleness: int = Field(0, ge=0)
+    """ray: how many policy versions generation may run ahead of the learner. 0 = synchronous
+    (every step samples with the current weights). k >= 1: the requests of step s may be sampled,
+    while the learner trains earlier steps, by weights of version >= s - k; every rollout records
+    its version and the loss corrects stale tokens like partial rollouts' (rollout.stale,
+    rollout.stale_is_cap). Not rollout.max_staleness, which is partial rollouts' own bound."""
+    address: str | None = None
+    """ray: the cluster to join (`ray://host:10001`, `host:6379` or `auto`). None = the RAY_ADDRESS
+    environment variable when set, else a local cluster started for the run."""
+    worker_timeout_s: float = Field(600.0, gt=0)
+    """ray: a worker call that has not answered after this many seconds is treated as dead: the
+    worker is replaced and its requests re-issued."""
+    rollout_placement: Literal["any", "spread"] = "any"
+    """ray: `any`: where Ray finds room. `spread`: one rollout worker per node (a STRICT_SPREAD
+    placement group of rollout_workers bundles of worker_cpus CPUs); needs that many nodes."""
+    worker_cpus: float = Field(1.0, ge=0)
+    """ray: CPUs each worker actor reserves (fractions allowed; 0 = schedule anywhere)."""
+    max_replacements: int = Field(3, ge=0)
+    """ray: how many times one call's worker may be replaced before the run stops with an error."""
+
+
 class Config(_Section):
     name: str = "run"
     """Run name (also the default run directory name)."""
@@ -480,6 +514,7 @@ class Config(_Section):
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     log: LogConfig = LogConfig()
+    distributed: DistributedConfig = DistributedConfig()
 
     @property
     def total_steps(self) -> int:

@@ -39,6 +39,8 @@ class RolloutStats:
     decode_steps: float
     off_policy_token_frac: float | None = None  # tokens an older policy sampled (partial)
     kl: float | None = None  # mean per-token KL to the reference folded into the reward
+    staleness_mean: float | None = None  # asynchronous backends: versions between sampler and learner,
+    staleness_max: float | None = None  # over the trained rollouts (distributed.max_staleness >= 1)
 
 
 @dataclass

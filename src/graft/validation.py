@@ -11,13 +11,15 @@ before any run directory exists. Each registered component owns the checks of it
   ``graft.rollout.sources.ROLLOUT_SOURCES`` (tree shape, partial's budget);
 - the mixer schedule (``mix.schedule``): ``check_config`` of its class in ``MIX_SCHEDULES``;
 - the curriculum: ``Curriculum.check_config``;
+- the backend (``distributed.*``): ``graft.distributed.checks`` (what the Ray backend refuses);
 - the advantage estimator: its level's needs (a tree needs tree rollouts);
 - KL and shaping: an estimator when ``algo.kl_coef > 0``; the overlong window within the budget;
 - the model: LoRA (``model.lora.rank > 0``) needs a Hugging Face model (``model.path``).
 
 What needs the data or the model (the task's files, demonstrations for SFT, prompts the
 tokenizer can encode) is checked by ``graft.train.loop.prepare``, which builds them. So are the
-optional packages the config asks for (``dependency_problems``: ``log.tensorboard``, ``log.wandb``):
+optional packages the config asks for (``dependency_problems``: ``log.tensorboard``, ``log.wandb``,
+``distributed.backend: ray``):
 training needs them, reading a finished run (``graft eval`` loads its config) does not.
 """
 
@@ -91,10 +93,11 @@ def dependency_problems(cfg: Config) -> list[str]:
     refused (naming its key) before a run directory exists; ``prepare`` runs this."""
     from graft.optional import missing_package
 
-    wanted = [("log.tensorboard", cfg.log.tensorboard, "torch.utils.tensorboard", "tensorboard"),
-              ("log.wandb", cfg.log.wandb, "wandb", "wandb")]
-    problems = [problem for key, on, module, extra in wanted if on
-                for problem in [missing_package(key, module, extra)] if problem]
+    wanted = [("log.tensorboard", cfg.log.tensorboard, "torch.utils.tensorboard", "tensorboard", "false"),
+              ("log.wandb", cfg.log.wandb, "wandb", "wandb", "false"),
+              ("distributed.backend", cfg.distributed.backend == "ray", "ray", "ray", "local")]
+    problems = [problem for key, on, module, extra, off in wanted if on
+                for problem in [missing_package(key, module, extra, off=off)] if problem]
     if cfg.rollout.engine == "vllm":
         from graft.rollout.vllm_engine import quiet_vllm
 
@@ -112,11 +115,13 @@ def config_problems(cfg: Config) -> list[str]:
         return names
     from graft.algos import ADVANTAGES
     from graft.curriculum.step import Curriculum
+    from graft.distributed import distributed_problems
     from graft.mix.schedules import MIX_SCHEDULES
     from graft.rollout.sources import source_class
 
     problems = [*source_class(cfg).check_config(cfg),
-                *MIX_SCHEDULES[cfg.mix.schedule].check_config(cfg), *Curriculum.check_config(cfg)]
+                *MIX_SCHEDULES[cfg.mix.schedule].check_config(cfg), *Curriculum.check_config(cfg),
+                *distributed_problems(cfg)]
     if ADVANTAGES[cfg.algo.advantage].level == "tree" and cfg.rollout.strategy != "tree":
         problems.append(f"config key 'algo.advantage': {cfg.algo.advantage!r} needs the tree structure of "
                         f"rollout.strategy='tree' (got {cfg.rollout.strategy!r})")

@@ -41,6 +41,15 @@ def verify_groups(task: Task, groups: list[Group]) -> None:
         ro.verifier_reward, ro.correct, ro.parts = score.reward, score.correct, dict(score.parts)
 
 
+class InProcessVerifier:
+    """The verifier stage of the local backend: ``verify_groups`` in this process. The Ray backend
+    has one with the same method that sends the groups to reward workers
+    (``graft.distributed.ray_backend``)."""
+
+    def verify(self, task: Task, groups: list[Group]) -> None:
+        verify_groups(task, groups)
+
+
 def shape_groups(groups: list[Group], shaping, max_new_tokens: int) -> None:
     """Set ``shaped_reward`` of every rollout: length shaping ``shaping.length`` over the batch's
     groups (P, G), plus DAPO's overlong penalty over the last ``shaping.overlong_cache`` tokens

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from graft.algos.selection import informative_groups
-from graft.rewards.scoring import shape_groups, verify_groups
+from graft.rewards.scoring import InProcessVerifier, shape_groups, verify_groups
 from graft.rollout.rng import mix
 from graft.rollout.sources import ROLLOUT_SOURCES, SourceReport
 from graft.rollout.types import Group, Request, apply_revisions
@@ -70,14 +70,16 @@ def informative(groups: list[Group]) -> list[bool]:
 
 
 def collect(source, policy, task: Task, requests: list[Request], refills: list[Example], schedule, plan,
-            curriculum, cfg, seed: int, version: int) -> Collected:
+            curriculum, cfg, seed: int, version: int, verifier=None) -> Collected:
     """Run the step's rounds (see the module docstring) and return what to train on; ``seed``:
-    the step's sampling key (``step_seed``)."""
+    the step's sampling key (``step_seed``); ``verifier``: the backend's verifier stage
+    (``verify(task, groups)``; None = in this process)."""
+    verifier = verifier or InProcessVerifier()
     reports: list[tuple[bool, SourceReport]] = []  # (the policy's own samples?, report) per call
 
     def sample(reqs: list[Request], own: bool, round: int, kind: int) -> list[Group]:
         groups, report = source.generate(policy, keyed(reqs, seed, round, kind), version)
-        verify_groups(task, groups)
+        verifier.verify(task, groups)
         reports.append((own, report))
         return groups
 

@@ -27,6 +27,7 @@ from graft.algos import ADVANTAGES
 from graft.config import Config, dump_config
 from graft.curriculum.step import Curriculum
 from graft.curriculum.uniform import UniformStream
+from graft.distributed import build_backend
 from graft.errors import GraftError
 from graft.eval.evaluate import PERIODIC_KEYS, evaluate_both, evaluate_periodic
 from graft.mix.schedules import MIX_SCHEDULES
@@ -34,14 +35,13 @@ from graft.models.critic import Critic
 from graft.models.load import create_policy, load_saved_policy
 from graft.models.lora import BaseReference, is_lora
 from graft.models.policy import Policy, device_of
-from graft.rollout.sources import source_class
 from graft.tasks.base import Task
 from graft.tasks.build import build_task
 from graft.train import checkpoint as ckpt
 from graft.train import lean
 from graft.train.collect import step_seed
 from graft.train.logging import MetricsLogger, truncate_metrics
-from graft.train.rl import Learner, Pipeline, rl_step, step_requests
+from graft.train.rl import Learner, Pipeline, announce_ahead, rl_step, step_requests
 from graft.train.steps import sft_step
 from graft.validation import validate_config, validate_dependencies
 
@@ -104,9 +104,11 @@ def resolve_lean(cfg: Config, policy: Policy, longest_prompt: int, longest_demon
 
 def build_pipeline(cfg: Config, task: Task, rl_stream: UniformStream) -> Pipeline:
     """The RL components named by the config: the mixer schedule (SFT or RL, revisions), the
-    curriculum (which prompts from ``rl_stream``, DARS), the rollout source (iid / tree / partial)."""
-    return Pipeline(cfg, task, source=source_class(cfg)(cfg),
-                    schedule=MIX_SCHEDULES[cfg.mix.schedule](cfg), curriculum=Curriculum(cfg, rl_stream))
+    curriculum (which prompts from ``rl_stream``, DARS), the rollout source (iid / tree / partial)
+    and the verifier, in this process or on Ray workers (``distributed.backend``)."""
+    backend = build_backend(cfg)
+    return Pipeline(cfg, task, source=backend.source, schedule=MIX_SCHEDULES[cfg.mix.schedule](cfg),
+                    curriculum=Curriculum(cfg, rl_stream), verifier=backend.verifier, backend=backend)
 
 
 def _optimizer(module: torch.nn.Module, cfg: Config, lr: float) -> torch.optim.Optimizer:
@@ -237,6 +239,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         if not plan.rl:  # ---- imitation
             stats = sft_step(learner.policy, learner.optimizer, list(demos), cfg, plan.lr)
         else:  # ---- reinforcement: requests -> rollouts -> rewards -> advantages -> loss -> update
+            announce_ahead(pipe, learner.policy, step, cfg.total_steps, extra_stream)  # max_staleness >= 1
             requests, refills = step_requests(pipe, learner.policy, step - cfg.sft.steps, extra_stream)
             stats = rl_step(learner, pipe, requests, refills, plan, list(demos or ()), step_seed(cfg.seed, step),
                             version=step)
@@ -256,7 +259,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         if state["step"] % cfg.checkpoint.every == 0 or state["step"] in (cfg.sft.steps, cfg.total_steps):
             save(state["step"])
 
-    source.close()  # an engine's memory (rollout.engine: vllm) is the final evaluation's now
+    pipe.backend.close()  # the workers, an engine's memory (rollout.engine: vllm): the final evaluation's now
     final = run_eval("final")
     if state["eval_after_sft"] is None:
         state["eval_after_sft"] = final  # rl.steps == 0: SFT's result is the final one

@@ -34,7 +34,7 @@ from graft.rollout.types import Group, Request
 from graft.step_stats import BatchStats, LossStats, OptimStats, PerfStats, RolloutStats, StepStats
 from graft.tasks.base import Example, Task
 from graft.train.batch import Batch, completion_logprobs, padding_fraction
-from graft.train.collect import Collected, collect, informative
+from graft.train.collect import PLAIN, Collected, collect, informative, keyed, step_seed
 from graft.train.lean import settings
 from graft.train.steps import apply_update, compute_metrics, demo_batch, sft_backward
 from graft.train.targets import collate, frozen_forwards, targets, token_masks
@@ -58,9 +58,11 @@ class Pipeline:
 
     cfg: Config
     task: Task
-    source: object  # rollout.strategy (graft.rollout.sources)
+    source: object  # rollout.strategy (graft.rollout.sources), run where distributed.backend says
     schedule: Schedule  # mix.schedule
     curriculum: Curriculum  # curriculum.name / dars
+    verifier: object = None  # distributed.backend's verifier stage (None = in this process)
+    backend: object = None  # distributed.backend (graft.distributed), closed when the run ends
 
 
 def step_requests(pipe: Pipeline, policy: Policy, rl_index: int, refill_stream) -> tuple[list[Request], list]:
@@ -75,6 +77,18 @@ def step_requests(pipe: Pipeline, policy: Policy, rl_index: int, refill_stream) 
     return requests + [Request(ex, n=cfg.rl.num_generations) for ex in refills[:more]], refills
 
 
+def announce_ahead(pipe: Pipeline, policy: Policy, step: int, total_steps: int, refill_stream) -> None:
+    """An asynchronous source (``lookahead`` k > 0: ``distributed.max_staleness``) learns the
+    requests of steps step+1 .. step+k now, to sample them while this step trains. The requests
+    are the ones ``step_requests`` will return at those steps (the checks allow this only with a
+    curriculum whose prompts are a function of the step)."""
+    sft_steps = pipe.cfg.sft.steps
+    for later in range(step + 1, min(step + getattr(pipe.source, "lookahead", 0), total_steps - 1) + 1):
+        requests = step_requests(pipe, policy, later - sft_steps, refill_stream)[0]
+        # keyed as collect() keys that step's first round, so the job sampled ahead is the one asked for
+        pipe.source.ahead(later, keyed(requests, step_seed(pipe.cfg.seed, later), 0, PLAIN))
+
+
 def rl_step(learner: Learner, pipe: Pipeline, requests: list[Request], refills: list[Example], plan: Plan,
             demos: list[Example], seed: int, version: int) -> StepStats:
     """Sample, verify and select groups for ``requests`` (``refills``: dynamic sampling's spare
@@ -83,7 +97,7 @@ def rl_step(learner: Learner, pipe: Pipeline, requests: list[Request], refills: 
     cfg, policy = pipe.cfg, learner.policy
     t0 = time.perf_counter()
     got = collect(pipe.source, policy, pipe.task, requests, refills, pipe.schedule, plan, pipe.curriculum, cfg,
-                  seed, version)  # requests -> rollouts -> verified groups -> selection
+                  seed, version, pipe.verifier)  # requests -> rollouts -> verified groups -> selection
     t_rollout = time.perf_counter() - t0
     shape_groups(got.groups, cfg.shaping, cfg.rl.max_new_tokens)  # once, over the trained groups
     sft_batch = demo_batch(policy, list(demos)) if plan.sft_weight and demos else None
@@ -102,7 +116,8 @@ def rl_step(learner: Learner, pipe: Pipeline, requests: list[Request], refills: 
         losses=losses, optim=OptimStats(grad_norm, plan.lr),
         perf=_perf(got, batch, sft_batch, frozen_rows, learner.critic is not None, cfg,
                    time.perf_counter() - t0, t_rollout, padding, pipe.curriculum.fwd_tokens),
-        sft_share=_share(batch, sft_weight), rollout=_rollout_stats(got, kl, off_policy),
+        sft_share=_share(batch, sft_weight),
+        rollout=_rollout_stats(got, kl, off_policy, _staleness(got.groups, version, pipe.source)),
         batch=_batch_stats(got.groups), select=got.select, counters=dict(got.report.counters),
     )
 
@@ -110,7 +125,17 @@ def rl_step(learner: Learner, pipe: Pipeline, requests: list[Request], refills: 
 # ---------------------------------------------------------------- statistics of the step
 
 
-def _rollout_stats(got: Collected, kl: float | None, off_policy: float | None) -> RolloutStats:
+def _staleness(groups: list[Group], version: int, source) -> tuple[float, float] | None:
+    """(mean, max) of version - the version that sampled each trained rollout, for a source that
+    samples ahead of the learner (``lookahead`` > 0); None otherwise."""
+    if not getattr(source, "lookahead", 0) or not groups:
+        return None
+    lags = [version - ro.policy_version for g in groups for ro in g]
+    return sum(lags) / len(lags), float(max(lags))
+
+
+def _rollout_stats(got: Collected, kl: float | None, off_policy: float | None,
+                   staleness: tuple[float, float] | None = None) -> RolloutStats:
     sampled = got.sampled
     flat = [ro for g in sampled for ro in g]
     rewards = torch.tensor([[ro.verifier_reward for ro in g] for g in sampled], device="cpu")  # (P', G)
@@ -125,6 +150,8 @@ def _rollout_stats(got: Collected, kl: float | None, off_policy: float | None) -
         tokens_per_rollout=tm["rollout/tokens_per_rollout"], prefix_share=tm["rollout/prefix_share"],
         generated_tokens=got.own.generated_tokens, decode_steps=got.own.decode_steps,
         off_policy_token_frac=off_policy, kl=kl,
+        staleness_mean=None if staleness is None else staleness[0],
+        staleness_max=None if staleness is None else staleness[1],
     )
 
 

@@ -1,0 +1,32 @@
+"""Config checks of the ``distributed`` section: what the Ray backend refuses, naming the key.
+
+Kept apart from the Ray code so that validating a config never imports Ray; whether Ray itself
+is installed is checked with the other optional packages (``graft.validation.dependency_problems``).
+"""
+
+from __future__ import annotations
+
+
+def distributed_problems(cfg) -> list[str]:
+    d, out = cfg.distributed, []
+    if d.backend == "local":
+        changed = [key for key, default in (("rollout_workers", 1), ("reward_workers", 1), ("max_staleness", 0))
+                   if getattr(d, key) != default]
+        out += [f"config key 'distributed.{key}': applies to distributed.backend=ray only (backend is local)"
+                for key in changed]
+        return out
+    if cfg.rollout.strategy == "partial":
+        out.append("config key 'rollout.strategy': partial keeps a buffer of unfinished rollouts across "
+                   "steps inside one source; it does not run with distributed.backend=ray (use iid or tree)")
+    if cfg.rollout.engine == "vllm":
+        out.append("config key 'rollout.engine': vllm runs in the learner's process only for now; "
+                   "with distributed.backend=ray the rollout workers use graft's engine (rollout.engine=graft)")
+    if d.max_staleness == 0:
+        return out
+    c = cfg.curriculum
+    if c.name != "uniform" or c.dars:
+        key = "curriculum.name" if c.name != "uniform" else "curriculum.dars"
+        out.append(f"config key '{key}': distributed.max_staleness={d.max_staleness} samples later steps' "
+                   "prompts before the current step is trained; only curriculum.name=uniform without dars "
+                   "chooses prompts that do not depend on the step's results")
+    return out

@@ -1,0 +1,430 @@
+"""The Ray backend: rollout and reward worker actors driven from the learner's process.
+
+    learner (this process) --ray.put(weights) once per version--> object store
+    RaySource.generate: requests --contiguous chunks--> RolloutWorker x rollout_workers
+                        (each: its policy copy, the configured rollout source) --> groups, in order
+    RayVerifier.verify: groups --contiguous chunks--> RewardWorker x reward_workers (the task's
+                        verifier, the code sandbox included) --> verdicts filled in place
+
+The driver-side ``RaySource`` has the local sources' interface (``generate``, ``prompts_wanted``,
+``state_dict``, ``check_config``), so the step does not know where it samples.
+
+Randomness. Every request arrives keyed by the driver (``Request.seed``, ``graft.rollout.rng``):
+a completion's tokens are a function of its key and the weights, so 1 worker, 2 workers and the
+local backend draw the same tokens, and a re-issued chunk draws what the lost one would have.
+
+Faults (``WorkerPool``). A worker whose call fails with a dead actor, or does not answer within
+``distributed.worker_timeout_s``, is killed and replaced by a fresh actor (a rollout worker loads
+the weights of the call's version from the object store) and the call is re-issued with the same
+requests, weights and randomness: no group is lost or sampled twice. Each replacement is logged
+(logger ``graft.distributed``).
+
+Asynchronous mode (``max_staleness`` k >= 1). The loop announces the next k steps' requests
+(``ahead``); after taking step s's groups, ``generate`` submits every announced step t that has no
+job yet, with the current weights (version s >= t - k: admission control, checked), and chains
+each chunk's verification to its generation on the reward workers. Those jobs run while the
+learner trains step s. Their rollouts carry the version that sampled them (``policy_version`` and
+``token_versions``), so the loss treats older tokens like partial rollouts' stale ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import ray
+import torch
+from ray.exceptions import GetTimeoutError, RayActorError, WorkerCrashedError
+
+from graft.config import Config
+from graft.errors import GraftError
+from graft.rollout.sources import SourceReport
+from graft.rollout.types import Group, Request
+
+log = logging.getLogger("graft.distributed")
+
+_DEAD = (RayActorError, WorkerCrashedError, GetTimeoutError)
+STARTUP_TIMEOUT_S = 120.0
+
+
+# ---------------------------------------------------------------- the actors (plain classes)
+
+
+class RolloutWorker:
+    """A policy copy and the configured rollout source, in a worker process."""
+
+    def __init__(self, cfg: Config):
+        from graft.models.load import create_policy
+        from graft.rollout.sources import source_class
+
+        torch.set_num_threads(cfg.threads)
+        self.cfg = cfg
+        self.policy = create_policy(cfg.model, cfg.seed)
+        self.source = source_class(cfg)(cfg)
+        self.version: int | None = None
+        self.delay = 0.0  # tests: seconds to sleep before each call (a hung worker)
+
+    def where(self) -> tuple[int, str]:
+        """(process id, Ray node id)."""
+        return os.getpid(), ray.get_runtime_context().get_node_id()
+
+    def set_delay(self, seconds: float) -> None:
+        self.delay = seconds
+
+    def generate(self, weights: list, version: int, requests: list[Request]):
+        """Groups for ``requests`` (keyed) with the weights of ``version`` (``weights[0]``: their
+        object ref, fetched only when this copy holds another version)."""
+        if self.delay:
+            time.sleep(self.delay)
+        if version != self.version:
+            state = ray.get(weights[0], timeout=self.cfg.distributed.worker_timeout_s)
+            self.policy.module.load_state_dict(state)
+            self.version = version
+        return self.source.generate(self.policy, requests, version)
+
+
+class RewardWorker:
+    """The task's verifier in a worker process."""
+
+    def __init__(self, cfg: Config):
+        from graft.tasks.build import build_task
+
+        torch.set_num_threads(cfg.threads)
+        self.task = build_task(cfg.task)
+        self.delay = 0.0
+
+    def where(self) -> tuple[int, str]:
+        return os.getpid(), ray.get_runtime_context().get_node_id()
+
+    def set_delay(self, seconds: float) -> None:
+        self.delay = seconds
+
+    def verify(self, payload) -> list[list[tuple[float, bool, dict]]]:
+        """Verdicts (reward, correct, parts) per rollout per group; ``payload``: groups, or a
+        rollout worker's answer (groups, report, state) when chained to its generation."""
+        from graft.rewards.scoring import verify_groups
+
+        if self.delay:
+            time.sleep(self.delay)
+        groups = payload[0] if isinstance(payload, tuple) else payload
+        verify_groups(self.task, groups)
+        return [[(ro.verifier_reward, ro.correct, ro.parts) for ro in g] for g in groups]
+
+
+def apply_verdicts(groups: list[Group], verdicts) -> None:
+    for g, row in zip(groups, verdicts):
+        for ro, (reward, correct, parts) in zip(g, row):
+            ro.verifier_reward, ro.correct, ro.parts = reward, correct, dict(parts)
+
+
+# ---------------------------------------------------------------- splitting and seeds
+
+
+def chunks(n_items: int, n_workers: int) -> list[slice]:
+    """``n_items`` split into at most ``n_workers`` contiguous, non-empty, balanced slices."""
+    n = min(n_items, n_workers)
+    bounds = [round(i * n_items / n) for i in range(n + 1)] if n else [0]
+    return [slice(a, b) for a, b in itertools.pairwise(bounds)]
+
+
+# ---------------------------------------------------------------- workers that can die
+
+
+def _kill(actor) -> None:
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception as exc:  # noqa: BLE001 -- already gone is fine
+        log.debug("ray.kill: %s", exc)
+
+
+@dataclass
+class Call:
+    """One remote call to the worker in ``slot``: ``submit(actor) -> ObjectRef`` (re-run as is
+    on a replacement); ``what`` says what it carries (for the log)."""
+
+    slot: int
+    submit: object
+    what: str
+    ref: object = None
+    actor_gen: int = -1
+    reissued: bool = False
+    replacements: int = 0
+
+
+class WorkerPool:
+    """``size`` actors of ``cls`` (one role), each replaced when it dies or hangs."""
+
+    def __init__(self, role: str, cls: type, cfg: Config, size: int, placement=None):
+        self.role, self.cfg, self.size = role, cfg, size
+        self.remote_cls = ray.remote(cls)
+        self.placement = placement  # slot -> scheduling_strategy (None: anywhere)
+        self.actors = [self._create(slot) for slot in range(size)]
+        self.where = self._ready(list(range(size)))  # per slot: (pid, node id)
+        self.gens = [0] * size  # how many times each slot was replaced
+        self.replaced: list[str] = []  # one line per replacement (also logged)
+
+    def _create(self, slot: int):
+        options = {"num_cpus": self.cfg.distributed.worker_cpus, "max_restarts": 0}
+        if self.placement is not None:
+            options["scheduling_strategy"] = self.placement(slot)
+        return self.remote_cls.options(**options).remote(self.cfg)
+
+    def _ready(self, slots: list[int]) -> list[tuple[int, str]]:
+        """Wait until the actors in ``slots`` are up (built their policy or task; this wait is
+        not a call's ``worker_timeout_s``: ``STARTUP_TIMEOUT_S`` at least) and log where they run."""
+        timeout = max(STARTUP_TIMEOUT_S, self.cfg.distributed.worker_timeout_s)
+        try:
+            where = ray.get([self.actors[s].where.remote() for s in slots], timeout=timeout)
+        except GetTimeoutError:
+            raise GraftError(f"{self.role} workers did not start within {timeout} s (does the cluster have "
+                             f"distributed.worker_cpus={self.cfg.distributed.worker_cpus} free per worker?)"
+                             ) from None
+        for slot, (pid, node) in zip(slots, where):
+            log.info("%s worker %d: pid %d on node %s", self.role, slot, pid, node)
+        return where
+
+    def _start(self, slot: int):
+        self.actors[slot] = self._create(slot)
+        self.where[slot] = self._ready([slot])[0]
+
+    def submit(self, call: Call) -> Call:
+        call.actor_gen = self.gens[call.slot]
+        call.ref = call.submit(self.actors[call.slot])
+        return call
+
+    def _replace(self, call: Call, why: str) -> None:
+        call.replacements += 1
+        if call.replacements > self.cfg.distributed.max_replacements:
+            raise GraftError(f"{self.role} worker {call.slot}: {why}, and its replacements failed too "
+                             f"(distributed.max_replacements={self.cfg.distributed.max_replacements})")
+        if call.actor_gen == self.gens[call.slot]:  # not replaced yet by another call's failure
+            _kill(self.actors[call.slot])
+            old = self.where[call.slot][0]
+            self._start(call.slot)
+            self.gens[call.slot] += 1
+            line = (f"{self.role} worker {call.slot} (pid {old}) {why}: replaced by a new actor "
+                    f"(pid {self.where[call.slot][0]}); re-issued {call.what}")
+            self.replaced.append(line)
+            log.warning(line)
+        call.reissued = True
+        self.submit(call)
+
+    def gather(self, calls: list[Call]) -> list:
+        """Every call's result, in order; each call gets ``worker_timeout_s`` from now, and from
+        each re-issue."""
+        timeout = self.cfg.distributed.worker_timeout_s
+        results: list = [None] * len(calls)
+        deadline = {i: time.monotonic() + timeout for i in range(len(calls))}
+        pending = {c.ref: i for i, c in enumerate(calls)}
+        while pending:
+            wait = max(0.0, min(deadline[i] for i in pending.values()) - time.monotonic())
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait)
+            for ref in ready:
+                i = pending.pop(ref)
+                try:
+                    results[i] = ray.get(ref, timeout=timeout)
+                except _DEAD as exc:
+                    self._replace(calls[i], f"died ({type(exc).__name__})")
+                    pending[calls[i].ref], deadline[i] = i, time.monotonic() + timeout
+            now = time.monotonic()
+            for ref, i in list(pending.items()):
+                if deadline[i] <= now:
+                    del pending[ref]
+                    self._replace(calls[i], f"did not answer within distributed.worker_timeout_s={timeout}")
+                    pending[calls[i].ref], deadline[i] = i, time.monotonic() + timeout
+        return results
+
+    def close(self) -> None:
+        for actor in self.actors:
+            _kill(actor)
+        self.actors = []
+
+
+# ---------------------------------------------------------------- the driver-side stages
+
+
+@dataclass
+class Job:
+    """One step's requests, submitted: the generation calls per chunk and, when chained, the
+    verification calls (asynchronous jobs); ``version``: the weights that sample them."""
+
+    step: int
+    requests: list[Request]
+    version: int
+    slices: list[slice]
+    gen: list[Call]
+    verify: list[Call] = field(default_factory=list)
+
+
+class RaySource:
+    """The rollout source of the Ray backend (same interface as ``graft.rollout.sources``')."""
+
+    def __init__(self, cfg: Config, rollouts: WorkerPool, rewards: WorkerPool, verified: set[int]):
+        self.cfg, self.rollouts, self.rewards, self.verified = cfg, rollouts, rewards, verified
+        self.lookahead = cfg.distributed.max_staleness  # steps the loop announces ahead (0 = sync)
+        self.weights: ray.ObjectRef | None = None
+        self.version: int | None = None
+        self.pending: dict[int, Job] = {}  # step -> its job, submitted ahead
+        self.wanted: dict[int, list[Request]] = {}  # step -> requests announced, not yet submitted
+
+    @staticmethod
+    def check_config(cfg: Config) -> list[str]:
+        from graft.distributed.checks import distributed_problems
+
+        return distributed_problems(cfg)
+
+    def prompts_wanted(self, requested: int) -> int:
+        return requested
+
+    def state_dict(self) -> dict:
+        return {}  # jobs in flight are not saved: a resumed run samples them again
+
+    def load_state_dict(self, state: dict | None) -> None:
+        pass
+
+    def ahead(self, step: int, requests: list[Request]) -> None:
+        """The requests of a later ``step``, to sample early (``lookahead`` > 0)."""
+        if step not in self.pending:
+            self.wanted[step] = requests
+
+    def _sync(self, policy, version: int) -> None:
+        """One ``ray.put`` of the learner's weights (on the CPU) per version."""
+        if version != self.version:
+            state = {k: v.detach().to("cpu") for k, v in policy.module.state_dict().items()}
+            self.weights, self.version = ray.put(state), version
+
+    def _submit(self, requests: list[Request], step: int, chain_verify: bool) -> Job:
+        slices = chunks(len(requests), self.rollouts.size)
+        box, version = [self.weights], self.version
+        job = Job(step, requests, version, slices, [])
+        for c, sl in enumerate(slices):
+            part = requests[sl]
+            call = Call(c, lambda actor, part=part: actor.generate.remote(box, version, part),
+                        f"{len(part)} requests of step {step}")
+            job.gen.append(self.rollouts.submit(call))
+        if chain_verify:
+            for c, gen in enumerate(job.gen):
+                slot = c % self.rewards.size
+                call = Call(slot, lambda actor, gen=gen: actor.verify.remote(gen.ref),
+                            f"verification of {len(requests[slices[c]])} groups of step {step}")
+                job.verify.append(self.rewards.submit(call))
+        return job
+
+    def _take(self, job: Job) -> tuple[list[Group], SourceReport]:
+        answers = self.rollouts.gather(job.gen)
+        groups: list[Group] = []
+        report = SourceReport()
+        for groups_c, report_c in answers:
+            groups += groups_c
+            steps = max(report.decode_steps, report_c.decode_steps)  # the longest row of the step
+            report = report.add(report_c)
+            report.decode_steps = steps
+        if job.verify:
+            for gen, ver in zip(job.gen, job.verify):
+                if gen.reissued:  # chained to the lost generation: verify the new one
+                    self.rewards.submit(ver)
+            for sl, verdicts in zip(job.slices, self.rewards.gather(job.verify)):
+                apply_verdicts(groups[sl], verdicts)
+            self.verified.update(id(g) for g in groups)
+        if self.lookahead:  # every token records the version that sampled it
+            for g in groups:
+                for ro in g:
+                    ro.token_versions = [ro.policy_version] * len(ro.completion_ids)
+        return groups, report
+
+    def generate(self, policy, requests: list[Request], version: int) -> tuple[list[Group], SourceReport]:
+        """One group per request, in order; asynchronous: the job submitted ahead for this step
+        when its requests are these, then the announced later steps are submitted."""
+        self._sync(policy, version)
+        job = self.pending.pop(version, None)
+        for step in [s for s in self.pending if s < version]:  # announced, never asked (an SFT step)
+            del self.pending[step]
+        if job is None or job.requests != requests:
+            job = self._submit(requests, version, chain_verify=False)
+        for step in sorted(self.wanted):
+            if step <= version or step in self.pending:
+                del self.wanted[step]
+            elif step - self.lookahead <= self.version:  # admission control: fresh enough to start
+                self.pending[step] = self._submit(self.wanted.pop(step), step, chain_verify=True)
+        return self._take(job)
+
+
+class RayVerifier:
+    """The verifier stage of the Ray backend: groups split over the reward workers."""
+
+    def __init__(self, rewards: WorkerPool, verified: set[int]):
+        self.rewards, self.verified = rewards, verified
+
+    def verify(self, task, groups: list[Group]) -> None:
+        todo = [g for g in groups if id(g) not in self.verified]
+        self.verified.difference_update(id(g) for g in groups)  # verified once, by their chained job
+        if not todo or not any(len(g) for g in todo):
+            return
+        slices = chunks(len(todo), self.rewards.size)
+        calls = [self.rewards.submit(Call(c, lambda actor, part=todo[sl]: actor.verify.remote(part),
+                                          f"verification of {len(todo[sl])} groups"))
+                 for c, sl in enumerate(slices)]
+        for sl, verdicts in zip(slices, self.rewards.gather(calls)):
+            apply_verdicts(todo[sl], verdicts)
+
+
+# ---------------------------------------------------------------- the backend
+
+
+def connect(d) -> bool:
+    """Join the cluster ``distributed.address`` (else RAY_ADDRESS) names, or start a local one;
+    True when this call started Ray (and so should shut it down). A Ray already initialised in
+    this process (a test's cluster) is used as it is."""
+    if ray.is_initialized():
+        return False
+    address = d.address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        key = "distributed.address" if d.address else "RAY_ADDRESS"
+        raise GraftError(f"config key '{key}': cannot reach the Ray cluster at {address!r} ({exc})") from None
+    return True
+
+
+class RayBackend:
+    """``distributed.backend: ray``: the pools of workers, the source and the verifier over them."""
+
+    def __init__(self, cfg: Config):
+        d = cfg.distributed
+        self.started = connect(d)
+        self.group = None
+        placement = None
+        if d.rollout_placement == "spread":  # one rollout worker per node
+            from ray.util.placement_group import placement_group
+            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+            bundle = {"CPU": max(d.worker_cpus, 0.01)}
+            self.group = placement_group([bundle] * d.rollout_workers, strategy="STRICT_SPREAD")
+            try:
+                ray.get(self.group.ready(), timeout=d.worker_timeout_s)
+            except GetTimeoutError:
+                raise GraftError(f"config key 'distributed.rollout_placement': spread needs "
+                                 f"{d.rollout_workers} nodes with {bundle['CPU']} free CPU each; the cluster "
+                                 f"could not place them within {d.worker_timeout_s} s") from None
+            group = self.group
+
+            def placement(slot: int):
+                return PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=slot)
+        self.rollouts = WorkerPool("rollout", RolloutWorker, cfg, d.rollout_workers, placement)
+        self.rewards = WorkerPool("reward", RewardWorker, cfg, d.reward_workers)
+        verified: set[int] = set()
+        self.source = RaySource(cfg, self.rollouts, self.rewards, verified)
+        self.verifier = RayVerifier(self.rewards, verified)
+
+    def close(self) -> None:
+        self.rollouts.close()
+        self.rewards.close()
+        if self.group is not None:
+            from ray.util.placement_group import remove_placement_group
+
+            remove_placement_group(self.group)
+        if self.started:
+            ray.shutdown()

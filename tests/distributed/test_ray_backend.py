@@ -1,0 +1,172 @@
+"""The Ray backend trains like the local one: same per-step metrics (to 1e-6) with one rollout
+worker; with two, once sampling is keyed per request (branch rng); a worker killed with SIGKILL or
+hung past distributed.worker_timeout_s is replaced and its requests re-issued, nothing lost or
+sampled twice; a SIGKILLed driver resumes; max_staleness k bounds how stale trained data is."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+import pytest
+
+pytest.importorskip("ray")
+
+import ray
+from killed_runs import Trainer
+
+import graft.distributed.ray_backend as rb
+from graft.config import build_config
+from graft.distributed.ray_backend import chunks
+from graft.train.logging import read_metrics
+from graft.train.loop import prepare, train
+
+# the golden tier's base (tests/golden/configs.py): 60 cheap SFT steps so that some rollouts are
+# right and the RL losses are not trivially 0; then 4 RL steps (seed 2: two of them have informative groups)
+RUN = [
+    "seed=2", "threads=1", "log.progress=false", "model.d_model=32", "model.n_layers=2", "model.n_heads=2",
+    "task.name=arithmetic", "task.difficulty=1", "task.num_train=128", "task.num_test=16",
+    "sft.steps=60", "sft.batch_size=32", "sft.lr=0.01", "sft.warmup_steps=1",
+    "rl.steps=4", "rl.num_prompts=4", "rl.num_generations=4", "rl.max_new_tokens=16",
+    "eval.num_examples=8", "eval.max_new_tokens=16", "eval.batch_size=8", "checkpoint.every=1000",
+]
+RAY = ["distributed.backend=ray", "distributed.worker_cpus=0"]
+TIMING = ("perf/step_time", "perf/tokens_per_s", "perf/rollout_time")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs, no dashboard) for the module: a Ray start costs seconds.
+    Workers reserve no CPU (distributed.worker_cpus=0), so 2-4 actors fit."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def _train(tmp_path, name, extra=()) -> list[dict]:
+    out = tmp_path / name
+    train(prepare(build_config({}, [*RUN, *extra])), out)
+    return read_metrics(out / "metrics.jsonl")
+
+
+def assert_same_metrics(got: list[dict], want: list[dict]) -> None:
+    assert len(got) == len(want) > 0
+    for g, w in zip(got, want):
+        keys = [k for k in w if k not in TIMING]
+        assert [k for k in g if k not in TIMING] == keys
+        for k in keys:
+            assert g[k] == pytest.approx(w[k], abs=1e-6), (w["step"], k)
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    return _train(tmp_path_factory.mktemp("local"), "run")
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory, ray_cluster):
+    return _train(tmp_path_factory.mktemp("ray2"), "run",
+                  [*RAY, "distributed.rollout_workers=2", "distributed.reward_workers=2"])
+
+
+def test_chunks_are_contiguous_balanced_and_cover_everything():
+    assert chunks(5, 2) == [slice(0, 2), slice(2, 5)]
+    assert chunks(1, 3) == [slice(0, 1)]
+    assert chunks(6, 3) == [slice(0, 2), slice(2, 4), slice(4, 6)]
+    assert chunks(0, 2) == []
+
+
+def test_the_run_learns_something_to_compare(local):
+    rl = [m for m in local if "losses/policy" in m]
+    assert any(m["losses/policy"] != 0 for m in rl) and any(m["rollout/accuracy"] > 0 for m in rl)
+
+
+def test_one_rollout_worker_trains_exactly_like_the_local_backend(tmp_path, local, ray_cluster):
+    assert_same_metrics(_train(tmp_path, "ray1", RAY), local)
+
+
+def test_two_rollout_workers_train_exactly_like_the_local_backend(local, two_workers):
+    assert_same_metrics(two_workers, local)
+
+
+def _capture_backends(monkeypatch, then=lambda backend: None) -> list:
+    """Every RayBackend the run builds (and ``then`` run on it once its workers are up)."""
+    made = []
+    init = rb.RayBackend.__init__
+
+    def spy(self, cfg):
+        init(self, cfg)
+        made.append(self)
+        then(self)
+
+    monkeypatch.setattr(rb.RayBackend, "__init__", spy)
+    return made
+
+
+def _faults(backend) -> None:
+    """Rollout worker 0 hangs (sleeps past the timeout); rollout worker 1 and reward worker 0 are
+    SIGKILLed while inside their first call of the run (their calls sleep 3 s, long enough)."""
+    rollouts, rewards = backend.rollouts, backend.rewards
+    ray.get([rollouts.actors[0].set_delay.remote(60.0), rollouts.actors[1].set_delay.remote(3.0),
+             rewards.actors[0].set_delay.remote(3.0)], timeout=30)
+    for pool, slot in ((rollouts, 1), (rewards, 0)):
+        pid, gather = pool.where[slot][0], pool.gather
+
+        def kill_then_gather(calls, pool=pool, pid=pid, gather=gather):
+            pool.gather = gather  # once: the first gather, with the calls in flight
+            os.kill(pid, signal.SIGKILL)
+            return gather(calls)
+
+        pool.gather = kill_then_gather
+
+
+def test_killed_and_hung_workers_are_replaced_and_nothing_is_lost(tmp_path, monkeypatch, caplog, two_workers):
+    made = _capture_backends(monkeypatch, _faults)
+    with caplog.at_level(logging.WARNING, logger="graft.distributed"):
+        got = _train(tmp_path, "faults", [*RAY, "distributed.rollout_workers=2", "distributed.reward_workers=2",
+                                          "distributed.worker_timeout_s=3"])
+    assert_same_metrics(got, two_workers)  # the same groups, each trained once
+    rollouts, rewards = made[0].rollouts.replaced, made[0].rewards.replaced
+    assert len(rollouts) == 2 and len(rewards) == 1, (rollouts, rewards)
+    assert any(line.startswith("rollout worker 0") and "did not answer within distributed.worker_timeout_s=3.0"
+               in line for line in rollouts)
+    assert any(line.startswith("rollout worker 1") and "died" in line for line in rollouts)
+    assert rewards[0].startswith("reward worker 0") and "died" in rewards[0]
+    assert "re-issued 2 requests of step 60" in caplog.text  # what the run's log says
+
+
+@pytest.mark.slow  # about 30 s: two subprocesses that each import torch, graft and Ray
+def test_a_killed_driver_resumes_like_an_uninterrupted_run(tmp_path, ray_cluster, monkeypatch):
+    short = ["sft.steps=4", "checkpoint.every=1"]  # the subprocesses start torch, graft and Ray: keep them short
+    want = _train(tmp_path, "local", short)
+    monkeypatch.setenv("RAY_ADDRESS", ray_cluster)  # the subprocess joins this cluster
+    trainer = Trainer(tmp_path, [*RUN, *short, *RAY])
+    out = tmp_path / "run"
+    trainer.kill_after(out, rows=6)  # after two RL steps
+    assert 6 <= len(read_metrics(out / "metrics.jsonl")) < len(want)
+    assert_same_metrics(trainer.run(out, resume=True), want)
+
+
+@pytest.mark.parametrize("k", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_max_staleness_bounds_how_old_trained_rollouts_are(tmp_path, ray_cluster, monkeypatch, k):
+    seen = {"chained": 0, "rollouts": 0}
+    verify = rb.RayVerifier.verify
+
+    def checked(self, task, groups):  # every group collect() sees ends up with the task's own verdicts
+        seen["chained"] += sum(id(g) in self.verified for g in groups)
+        verify(self, task, groups)
+        for g in groups:
+            for ro in g:
+                score = task.score(g.example, ro.text)
+                assert (ro.verifier_reward, ro.correct) == (score.reward, score.correct)
+                seen["rollouts"] += 1
+
+    monkeypatch.setattr(rb.RayVerifier, "verify", checked)
+    rows = _train(tmp_path, f"async{k}", [*RAY, f"distributed.max_staleness={k}"])
+    assert seen["chained"] == 3 * 4 and seen["rollouts"] == 4 * 16  # steps 2-4 verified ahead, on workers
+    rl = [m for m in rows if "losses/policy" in m]
+    assert [m["rollout/staleness_max"] for m in rl] == [0.0] + [float(min(i, k)) for i in range(1, 4)]
+    assert len(rl) == 4
+    assert all(0 <= m["rollout/staleness_mean"] <= m["rollout/staleness_max"] for m in rl)
+    assert rl[-1]["rollout/off_policy_token_frac"] == 1.0  # every token of a stale rollout is stale
