@@ -74,7 +74,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--staleness", default="0,1,2,4", help="max_staleness values (0 first: the baseline)")
-    p.add_argument("--sft-steps", type=int, default=150, help="SFT warm-up steps (cached)")
+    p.add_argument("--sft-steps", type=int, default=300, help="SFT warm-up steps (cached)")
     p.add_argument("--rl-steps", type=int, default=30)
     p.add_argument("--prompts", type=int, default=16, help="rl.num_prompts")
     p.add_argument("--eval-examples", type=int, default=300)
