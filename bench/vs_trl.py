@@ -161,6 +161,11 @@ def summarise(result: dict, warmup: int, n_matmul: int, peak: float, batch: int)
         upd = statistics.median([s["step_time"] - s["rollout_time"] for s in steps])
         out["update_time_median_s"] = upd
         out["update_fraction_of_matmul_peak"] = 6 * n_matmul * tokens / upd / peak
+    phases = {}  # the stages a side times, medians over the measured steps (None: not timed there)
+    for key in ("rollout", "verify", "frozen", "update", "optimizer"):
+        vals = [s.get(f"{key}_time") for s in steps]
+        phases[key] = statistics.median(vals) if vals and all(v is not None for v in vals) else None
+    out["phase_medians_s"] = phases
     if "versions" in result:
         out["versions"] = result["versions"]
     return out
@@ -289,6 +294,18 @@ def print_table(rec: dict) -> None:
             cells.append(f"{fmt.format(v):>14}" if v is not None else f"{'error':>14}")
         ratio = f"   {vals[0] / vals[1]:.2f}" if len(vals) == 2 and None not in vals and vals[1] else ""
         print(f"{label:28}" + "".join(cells) + ratio)
+    # per phase: graft times sampling (with verification), the verifier, the frozen forwards, the
+    # update and its optimizer steps; TRL's side times its generation only (the rest is "other")
+    print("per phase, median s (rollout includes verify; update includes optimizer):")
+    for phase in ("rollout", "verify", "frozen", "update", "optimizer", "other"):
+        cells = []
+        for n in names:
+            p = sides[n].get("phase_medians_s") or {}
+            v = p.get(phase)
+            if phase == "other" and p.get("rollout") is not None:
+                v = sides[n]["step_time_median_s"] - p["rollout"] - (p.get("frozen") or 0) - (p.get("update") or 0)
+            cells.append(f"{v:>14.3f}" if v is not None else f"{'-':>14}")
+        print(f"  {phase:26}" + "".join(cells))
     print()
 
 

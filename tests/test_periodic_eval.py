@@ -11,11 +11,12 @@ from killed_runs import Trainer
 from graft.config import build_config
 from graft.eval.evaluate import evaluate_periodic, periodic_seed
 from graft.models.load import load_saved_policy
+from graft.step_stats import TIMING_KEYS
 from graft.tasks.build import build_task
 from graft.train.logging import read_metrics
 from graft.train.loop import bind_tokenizer, prepare, train
 
-TIMING = ("perf/step_time", "perf/rollout_time", "perf/tokens_per_s")
+TIMING = TIMING_KEYS  # wall-clock keys (graft.step_stats)
 PERIODIC = ["eval.every=2", "eval.sampled_every=4"]
 
 

@@ -97,6 +97,15 @@ class PerfStats:
     compute: float
     rollout_time: float | None = None
     padding_frac: float | None = None
+    verify_time: float | None = None  # of rollout_time: the verifier's share
+    frozen_time: float | None = None  # the no-grad forwards: reference, critic, proximal log-probs
+    update_time: float | None = None  # forward + backward of the losses and the optimizer steps
+    optimizer_time: float | None = None  # of update_time: clipping and the optimizer steps
+
+
+TIMING_KEYS = ("perf/step_time", "perf/rollout_time", "perf/tokens_per_s", "perf/verify_time", "perf/frozen_time",
+               "perf/update_time", "perf/optimizer_time", "perf/weight_sync_s")
+"""The wall-clock metric keys: they differ run to run, so comparisons of runs leave them out."""
 
 
 @dataclass

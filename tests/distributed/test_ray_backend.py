@@ -19,6 +19,7 @@ from killed_runs import Trainer
 import graft.distributed.ray_backend as rb
 from graft.config import build_config
 from graft.distributed.ray_backend import chunks
+from graft.step_stats import TIMING_KEYS
 from graft.train.logging import read_metrics
 from graft.train.loop import prepare, train
 
@@ -32,7 +33,7 @@ RUN = [
     "eval.num_examples=8", "eval.max_new_tokens=16", "eval.batch_size=8", "checkpoint.every=1000",
 ]
 RAY = ["distributed.backend=ray", "distributed.worker_cpus=0"]
-TIMING = ("perf/step_time", "perf/tokens_per_s", "perf/rollout_time")
+TIMING = TIMING_KEYS  # wall-clock keys (graft.step_stats)
 
 
 @pytest.fixture(scope="module")

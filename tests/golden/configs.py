@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from graft.config import Config, load_config
+from graft.step_stats import TIMING_KEYS
 from graft.train.logging import read_metrics
 from graft.train.loop import prepare, train
 
@@ -103,7 +104,7 @@ def config(name: str) -> Config:
     return load_config(None, overrides(name))
 
 
-TIMING = ("perf/step_time", "perf/rollout_time", "perf/tokens_per_s")
+TIMING = TIMING_KEYS  # wall-clock keys (graft.step_stats)
 """Wall-clock metrics (seconds, tokens per second): not recorded, never compared."""
 SUMMARY_KEYS = ("accuracy_after_sft", "accuracy_after_rl", "sampled_accuracy_after_sft",
                 "sampled_accuracy_after_rl", "eval_examples")

@@ -20,6 +20,7 @@ source, schedule or curriculum it runs.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 import torch
@@ -44,6 +45,7 @@ class Collected:
     own: SourceReport
     report: SourceReport
     select: SelectStats | None
+    verify_time: float = 0.0  # seconds in the verifier (the learner's wait for it on a Ray backend)
 
 
 ROLLOUT_STREAM = 0x524F4C4C  # "ROLL": keeps training's sampling keys apart from eval's
@@ -76,10 +78,13 @@ def collect(source, policy, task: Task, requests: list[Request], refills: list[E
     (``verify(task, groups)``; None = in this process)."""
     verifier = verifier or InProcessVerifier()
     reports: list[tuple[bool, SourceReport]] = []  # (the policy's own samples?, report) per call
+    spent = [0.0]  # seconds verifying
 
     def sample(reqs: list[Request], own: bool, round: int, kind: int) -> list[Group]:
         groups, report = source.generate(policy, keyed(reqs, seed, round, kind), version)
+        t0 = time.perf_counter()
         verifier.verify(task, groups)
+        spent[0] += time.perf_counter() - t0
         reports.append((own, report))
         return groups
 
@@ -102,7 +107,7 @@ def collect(source, policy, task: Task, requests: list[Request], refills: list[E
 
     sampled, groups = one_round(requests, 0)
     if not cfg.select.dynamic_sampling:
-        return Collected(groups, sampled, totals(True), totals(False), None)
+        return Collected(groups, sampled, totals(True), totals(False), None, spent[0])
     want, budget, G = cfg.rl.num_prompts, cfg.select.max_extra_prompts, cfg.rl.num_generations
     sampled = list(sampled)
     kept = [g for g, ok in zip(groups, informative(groups)) if ok]
@@ -117,7 +122,7 @@ def collect(source, policy, task: Task, requests: list[Request], refills: list[E
     kept = kept[:want]
     select = SelectStats(kept_groups=float(len(kept)), extra_prompts=float(extra),
                          extra_rollouts=float(extra * G), filled=float(len(kept) == want))
-    return Collected(kept, sampled, totals(True), totals(False), select)
+    return Collected(kept, sampled, totals(True), totals(False), select, spent[0])
 
 
 

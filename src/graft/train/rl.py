@@ -104,18 +104,23 @@ def rl_step(learner: Learner, pipe: Pipeline, requests: list[Request], refills: 
     sft_weight = plan.sft_weight if sft_batch is not None else 0.0
     batch, kl, frozen_rows, off_policy = None, None, 0, None
     losses, grad_norm, padding = LossStats(policy=0.0, total=0.0), 0.0, None  # nothing to learn from
+    phases: dict[str, float] = {}  # seconds per stage of the update (perf/*_time)
     if got.groups:
         batch = collate(got.groups, policy.tokenizer.pad_id, device_of(policy))
         masks = token_masks(got.groups, batch, cfg, version)
+        t1 = time.perf_counter()
         frozen = frozen_forwards(learner, batch, masks, cfg)  # reference, critic, proximal
+        phases["frozen"] = time.perf_counter() - t1
         batch, kl = targets(got.groups, batch, masks, frozen, cfg)  # advantages, weights
-        losses, grad_norm, padding = update(learner, batch, cfg, plan.lr, sft_batch, sft_weight)
+        t1 = time.perf_counter()
+        losses, grad_norm, padding = update(learner, batch, cfg, plan.lr, sft_batch, sft_weight, phases)
+        phases["update"] = time.perf_counter() - t1
         frozen_rows = frozen.fwd_rows
         off_policy = float(masks.stale.sum() / masks.tokens.sum().clamp(min=1)) if masks.has_versions else None
     return StepStats(
         losses=losses, optim=OptimStats(grad_norm, plan.lr),
         perf=_perf(got, batch, sft_batch, frozen_rows, learner.critic is not None, cfg,
-                   time.perf_counter() - t0, t_rollout, padding, pipe.curriculum.fwd_tokens),
+                   time.perf_counter() - t0, t_rollout, padding, pipe.curriculum.fwd_tokens, phases),
         sft_share=_share(batch, sft_weight),
         rollout=_rollout_stats(got, kl, off_policy, _staleness(got.groups, version, pipe.source)),
         batch=_batch_stats(got.groups), select=got.select, counters=dict(got.report.counters),
@@ -173,8 +178,8 @@ def _share(batch: Batch | None, sft_weight: float) -> float:
 
 
 def _perf(got: Collected, batch: Batch | None, sft_batch: Batch | None, frozen_rows: int, has_critic: bool,
-          cfg: Config, step_time: float, t_rollout: float, padding: float | None, curriculum_fwd: float
-          ) -> PerfStats:
+          cfg: Config, step_time: float, t_rollout: float, padding: float | None, curriculum_fwd: float,
+          phases: dict[str, float]) -> PerfStats:
     """Compute in forward-token equivalents: sampling (every call of the step), the curriculum's
     feature forward, the frozen forwards; trained tokens count once per PPO iteration."""
     fwd = got.report.fwd_tokens + curriculum_fwd
@@ -189,7 +194,9 @@ def _perf(got: Collected, batch: Batch | None, sft_batch: Batch | None, frozen_r
     c = compute_metrics(fwd, train_tokens)
     return PerfStats(step_time=step_time, tokens_per_s=got.own.generated_tokens / t_rollout,
                      fwd_tokens=c["perf/fwd_tokens"], train_tokens=c["perf/train_tokens"],
-                     compute=c["perf/compute"], rollout_time=t_rollout, padding_frac=padding)
+                     compute=c["perf/compute"], rollout_time=t_rollout, padding_frac=padding,
+                     verify_time=got.verify_time, frozen_time=phases.get("frozen"),
+                     update_time=phases.get("update"), optimizer_time=phases.get("optimizer"))
 
 
 # ---------------------------------------------------------------- losses and update
@@ -238,12 +245,13 @@ def _value_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float) -
 
 
 def update(learner: Learner, batch: Batch, cfg: Config, lr: float, sft_batch: Batch | None = None,
-           sft_weight: float = 0.0) -> tuple[LossStats, float, float]:
+           sft_weight: float = 0.0, phases: dict[str, float] | None = None) -> tuple[LossStats, float, float]:
     """``num_iterations`` passes over the batch, one optimizer step each (PPO epochs).
 
     With ``sft_batch``, every pass also backwards ``sft_weight`` x the token-mean NLL of its
     demonstrations into the same gradient (the ``weighted`` mixer). Returns the losses (mean over
-    passes), the mean gradient norm before clipping and the micro-batches' padding share."""
+    passes), the mean gradient norm before clipping and the micro-batches' padding share;
+    ``phases["optimizer"]``: the seconds of clipping and optimizer steps, when ``phases`` is given."""
     total_tokens = max(float(batch.loss_mask.sum()), 1.0)
     set_activation_checkpointing(learner.policy.module, cfg.optim.activation_checkpointing)
     sums: dict[str, float] = {}
@@ -251,6 +259,7 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float, sft_batch: Ba
     lean = settings(cfg.optim)  # optim.* = auto resolved by prepare (graft.train.lean)
     split = batch.split_by_length if lean.sort_by_length else batch.split
     micro_batches = split(lean.micro_batch_size)
+    optimizer_s = 0.0
     for _ in range(cfg.rl.num_iterations):
         for mb in micro_batches:
             parts = _policy_loss(learner, mb, cfg, total_tokens)
@@ -262,7 +271,11 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float, sft_batch: Ba
             sft = sft_backward(learner.policy, sft_batch, lean.micro_batch_size, sft_weight,
                                lean.logprob_chunk, fused=_fused(cfg))
             sums["sft"] = sums.get("sft", 0.0) + sft / cfg.rl.num_iterations
+        t0 = time.perf_counter()
         grad_norms.append(apply_update(learner.policy.module, learner.optimizer, lr, cfg.optim.grad_clip))
         if learner.critic is not None:
             apply_update(learner.critic, learner.critic_optimizer, cfg.algo.critic_lr, cfg.optim.grad_clip)
+        optimizer_s += time.perf_counter() - t0
+    if phases is not None:
+        phases["optimizer"] = optimizer_s
     return LossStats(**sums), sum(grad_norms) / len(grad_norms), padding_fraction(micro_batches)
