@@ -44,3 +44,13 @@ class Trainer:
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def assert_resumed_like(reference: list[dict], resumed: list[dict], keys) -> None:
+    """A resumed run logged the same steps as the uninterrupted ``reference``, and every metric of
+    ``keys`` that the reference has agrees to 1e-6 at each step."""
+    assert [r["step"] for r in resumed] == [r["step"] for r in reference]
+    for want, got in zip(reference, resumed):
+        for key in keys:
+            if key in want:
+                assert abs(want[key] - got[key]) <= 1e-6, (want["step"], key, want[key], got[key])

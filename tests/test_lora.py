@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 import torch
-from killed_runs import Trainer
+from killed_runs import Trainer, assert_resumed_like
 from killed_runs import cli as _cli
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -140,11 +140,7 @@ def test_lora_resume_after_sigkill_matches_the_uninterrupted_run(tmp_path, base_
         assert len(read_metrics(cut_dir / "metrics.jsonl")) < len(reference)  # killed mid-run
     assert not (cut_dir / "summary.json").exists()
     resumed = trainer.run(cut_dir, resume=True)
-    assert [r["step"] for r in resumed] == [r["step"] for r in reference]
-    for want, got in zip(reference, resumed):
-        for key in COMPARED:
-            if key in want:
-                assert abs(want[key] - got[key]) <= 1e-6, (want["step"], key, want[key], got[key])
+    assert_resumed_like(reference, resumed, COMPARED)
     final = f"checkpoints/step_{len(reference)}/model/adapter_model.safetensors"
     assert (ref_dir / final).read_bytes() == (cut_dir / final).read_bytes()
 

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from killed_runs import Trainer
+from killed_runs import Trainer, assert_resumed_like
 
 from graft.config import build_config
 from graft.models.load import load_saved_policy
@@ -84,11 +84,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_overrides)
         assert not any(p.name.startswith("step_") and not (p / "trainer.pt").exists()
                        for p in (cut_dir / "checkpoints").iterdir())
     resumed = trainer.run(cut_dir, resume=True)
-    assert [r["step"] for r in resumed] == [r["step"] for r in reference]
-    for want, got in zip(reference, resumed):
-        for key in COMPARED:
-            if key in want:
-                assert abs(want[key] - got[key]) <= 1e-6, (want["step"], key, want[key], got[key])
+    assert_resumed_like(reference, resumed, COMPARED)
     assert json.loads((cut_dir / "summary.json").read_text())["accuracy_after_rl"] == \
         json.loads((ref_dir / "summary.json").read_text())["accuracy_after_rl"]
 
@@ -112,11 +108,7 @@ def test_a_checkpoint_from_before_keyed_sampling_resumes(tmp_path, tiny_override
     torch.save(state, state_file)
     summary = train(prepare(build_config({}, overrides)), cut, resume=True)
     resumed = read_metrics(cut / "metrics.jsonl")
-    assert [r["step"] for r in resumed] == [r["step"] for r in reference]
     assert any("rollout/reward_mean" in r for r in resumed[rl_start + 1:])
-    for want, got in zip(reference, resumed):
-        for key in COMPARED:
-            if key in want:
-                assert abs(want[key] - got[key]) <= 1e-6, (want["step"], key, want[key], got[key])
+    assert_resumed_like(reference, resumed, COMPARED)
     assert summary["accuracy_after_rl"] == json.loads((tmp_path / "ref" / "summary.json").read_text())[
         "accuracy_after_rl"]
