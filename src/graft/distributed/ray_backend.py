@@ -285,6 +285,10 @@ class RaySource:
     def load_state_dict(self, state: dict | None) -> None:
         pass
 
+    def announced(self, step: int) -> bool:
+        """Whether ``step``'s requests are known already (submitted or waiting to be)."""
+        return step in self.pending or step in self.wanted
+
     def ahead(self, step: int, requests: list[Request]) -> None:
         """The requests of a later ``step``, to sample early (``lookahead`` > 0)."""
         if step not in self.pending:

@@ -82,6 +82,8 @@ def _decode_steps(groups: list[Group]) -> float:
 class IidSource:
     """``rl.num_generations`` (``Request.n``) independent completions per prompt."""
 
+    lookahead = 0  # later steps this source samples ahead of the learner (graft.distributed's Ray source)
+
     def __init__(self, cfg: Config):
         self.cfg = cfg
 

@@ -58,7 +58,7 @@ def quiet_vllm() -> None:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 
-def _dtype_name(policy: Policy, cfg: Config) -> str:
+def _dtype_name(cfg: Config) -> str:
     """The engine's dtype: bf16 where the update's forwards run in bf16, else float32."""
     return "bfloat16" if cfg.model.precision in ("bf16", "bf16_mixed") else "float32"
 
@@ -85,11 +85,12 @@ def _cpu_serving_env(threads: int):
     """The CPU build's process settings for in-process serving, restored afterwards: it would cut
     the process to one torch thread and replace ``torch.set_num_threads`` for good."""
     set_threads = torch.set_num_threads
-    wanted = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-              "OMP_NUM_THREADS": str(threads)}
-    saved = {k: os.environ.get(k) for k in wanted}
-    os.environ.update({k: v for k, v in wanted.items() if k == "VLLM_ENABLE_V1_MULTIPROCESSING"
-                       or os.environ.get(k) is None})
+    forced = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}  # the engine in this process: weights by reference
+    defaults = {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(threads)}  # the user's win
+    saved = {k: os.environ.get(k) for k in (*forced, *defaults)}
+    os.environ.update(forced)
+    for k, v in defaults.items():
+        os.environ.setdefault(k, v)
     try:
         yield
     finally:
@@ -155,7 +156,7 @@ class VllmSource(IidSource):
         cfg, vc = self.cfg, self.cfg.rollout.vllm
         device = device_of(policy)
         on_cuda = device.type == "cuda"
-        kwargs = {"model": str(resolve_model_path(cfg.model.path)), "dtype": _dtype_name(policy, cfg),
+        kwargs = {"model": str(resolve_model_path(cfg.model.path)), "dtype": _dtype_name(cfg),
                   "seed": cfg.seed, "logprobs_mode": logprobs_mode(cfg),
                   "enforce_eager": (not on_cuda) if vc.enforce_eager is None else vc.enforce_eager,
                   "max_model_len": vc.max_model_len, "enable_prefix_caching": True, "skip_tokenizer_init": False}

@@ -83,7 +83,9 @@ def announce_ahead(pipe: Pipeline, policy: Policy, step: int, total_steps: int, 
     are the ones ``step_requests`` will return at those steps (the checks allow this only with a
     curriculum whose prompts are a function of the step)."""
     sft_steps = pipe.cfg.sft.steps
-    for later in range(step + 1, min(step + getattr(pipe.source, "lookahead", 0), total_steps - 1) + 1):
+    for later in range(step + 1, min(step + pipe.source.lookahead, total_steps - 1) + 1):
+        if pipe.source.announced(later):  # announced at an earlier step: its requests are the same
+            continue
         requests = step_requests(pipe, policy, later - sft_steps, refill_stream)[0]
         # keyed as collect() keys that step's first round, so the job sampled ahead is the one asked for
         pipe.source.ahead(later, keyed(requests, step_seed(pipe.cfg.seed, later), 0, PLAIN))
@@ -133,7 +135,7 @@ def rl_step(learner: Learner, pipe: Pipeline, requests: list[Request], refills: 
 def _staleness(groups: list[Group], version: int, source) -> tuple[float, float] | None:
     """(mean, max) of version - the version that sampled each trained rollout, for a source that
     samples ahead of the learner (``lookahead`` > 0); None otherwise."""
-    if not getattr(source, "lookahead", 0) or not groups:
+    if not source.lookahead or not groups:
         return None
     lags = [version - ro.policy_version for g in groups for ro in g]
     return sum(lags) / len(lags), float(max(lags))
