@@ -1,9 +1,9 @@
 """Turn the hybrid bench's per-run results into bench/results/hybrid.json, the learning-curve PNG
-and the table in bench/hybrid/README.md (between the ``<!-- table -->`` markers).
+and one table per setting in bench/hybrid/README.md (between ``<!-- table:NAME -->`` markers).
 
     .venv/bin/python bench/hybrid/report.py [--work runs/bench-hybrid]
 
-Statistics over seeds (one task, so the score matrices are (seeds, 1)): interquartile mean (IQM)
+Statistics over seeds (one task per setting, so the score matrices are (seeds, 1)): interquartile mean (IQM)
 with a 95% stratified-bootstrap percentile interval, and the probability of improvement over
 RL only and over SFT only (Agarwal et al. 2021, via ``graft.eval.stats``).
 """
@@ -22,11 +22,11 @@ import numpy as np
 from graft.eval.stats import aggregate_iqm, probability_of_improvement, stratified_bootstrap_ci
 
 ROOT = Path(__file__).resolve().parents[2]
-TARGET = 0.70  # compute to reach this held-out greedy accuracy (warm start 0.465; set from the pilots)
 REPS = 20_000  # bootstrap replicates
 SEED = 0  # bootstrap RNG
 
 def load(work: Path) -> dict[str, list[dict]]:
+    """Method -> its runs (by seed) from ``work/results/*.json`` (one setting's directory)."""
     runs: dict[str, list[dict]] = {}
     for path in sorted((work / "results").glob("*.json")):
         r = json.loads(path.read_text())
@@ -53,14 +53,15 @@ def _ci(values: list[float], rng: np.random.Generator) -> dict:
     return {"iqm": point, "ci95": [lo, hi], "mean": float(np.mean(values)), "values": values}
 
 
-def summarize(runs: dict[str, list[dict]], target: float = TARGET) -> dict:
+def summarize(runs: dict[str, list[dict]], target: float) -> dict:
     rng = np.random.default_rng(SEED)
     table = {}
     for method, rs in runs.items():
         final = [r["final_accuracy"] for r in rs]
         row = {"seeds": [r["seed"] for r in rs], "final_accuracy": _ci(final, rng)}
-        for k in ("pass@1", "pass@4", "pass@8"):
+        for k in ("pass@1", "pass@4", "pass@8", "pass@16"):
             row[k] = _ci([r[k] for r in rs], rng)
+        row["rl_exploration"] = exploration([r.get("rl_trace", []) for r in rs])
         reach = [compute_to_target(r["curve"], target) for r in rs]
         row["compute_to_target"] = {"median": float(np.median(reach)), "reached": sum(map(math.isfinite, reach)),
                                     "values": reach}
@@ -77,35 +78,65 @@ def summarize(runs: dict[str, list[dict]], target: float = TARGET) -> dict:
     return table
 
 
-def plot(runs: dict[str, list[dict]], budget: float, path: Path) -> None:
+def exploration(traces: list[list[dict]]) -> dict | None:
+    """Mean policy entropy and share of all-equal groups over the first and the last quarter of the
+    RL steps, averaged over seeds (None when the method ran no RL step)."""
+    traces = [t for t in traces if t]
+    if not traces:
+        return None
+
+    def quarter(t: list[dict], key: str, last: bool) -> float | None:
+        q = max(1, len(t) // 4)
+        vals = [r[key] for r in (t[-q:] if last else t[:q]) if r.get(key) is not None]
+        return float(np.mean(vals)) if vals else None
+
+    out = {}
+    for key in ("entropy", "zero_var"):
+        for last in (False, True):
+            vals = [v for t in traces if (v := quarter(t, key, last)) is not None]
+            out[f"{key}_{'last' if last else 'first'}_quarter"] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def plot(settings: dict[str, dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(1, len(settings), figsize=(7 * len(settings), 5), squeeze=False)
+    for ax, (name, spec) in zip(axes[0], settings.items(), strict=True):
+        _plot_one(ax, name, spec["runs_by_method"], spec["budget_compute"], spec["target_accuracy"])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_one(ax, name: str, runs: dict[str, list[dict]], budget: float, target: float) -> None:
     grid = np.linspace(0, budget, 41)
-    fig, ax = plt.subplots(figsize=(8, 5))
     for method, rs in runs.items():
         curves = np.stack([np.interp(grid, [c["compute"] for c in r["curve"]],
                                      [c["accuracy"] for c in r["curve"]]) for r in rs])  # (seeds, 41)
         style = "--" if method in ("sft_only", "rl_only") else "-"
         line, = ax.plot(grid / 1e6, curves.mean(0), style, label=f"{method} (n={len(rs)})")
         ax.fill_between(grid / 1e6, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.12)
-    ax.axhline(TARGET, color="grey", lw=0.8, ls=":")
+    ax.axhline(target, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("compute (millions of forward-token equivalents: fwd x1 + fwd/bwd x3)")
     ax.set_ylabel("held-out greedy accuracy")
-    ax.set_title("Hybrid schedules at one compute budget (mean over seeds, band = min..max)")
+    ax.set_title(f"{name}: mean over seeds, band = min..max")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
-def markdown(table: dict) -> str:
-    head = ("| method | greedy acc. IQM [95% CI] | pass@1 | pass@8 | P(> RL only) | P(> SFT only) | "
-            f"compute to {TARGET:.2f} (median, reached) | SFT share | steps | wall s |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(table: dict, target: float) -> str:
+    head = ("| method | greedy acc. IQM [95% CI] | pass@1 | pass@16 | P(> RL only) | P(> SFT only) | "
+            f"compute to {target:.2f} (median, reached) | entropy RL first/last quarter | "
+            "all-equal groups first/last | SFT share | steps | wall s |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
     lines = []
     for method, r in table.items():
         fa = r["final_accuracy"]
@@ -113,35 +144,53 @@ def markdown(table: dict) -> str:
         med = "never" if not math.isfinite(ctt["median"]) else f"{ctt['median'] / 1e6:.2f}M"
         p_rl = f"{r['p_improve_over_rl_only']:.2f}" if "p_improve_over_rl_only" in r else "-"
         p_sft = f"{r['p_improve_over_sft_only']:.2f}" if "p_improve_over_sft_only" in r else "-"
+        ex = r.get("rl_exploration") or {}
         lines.append(
             f"| {method} | {fa['iqm']:.3f} [{fa['ci95'][0]:.3f}, {fa['ci95'][1]:.3f}] | "
-            f"{r['pass@1']['iqm']:.3f} | {r['pass@8']['iqm']:.3f} | {p_rl} | {p_sft} | "
-            f"{med}, {ctt['reached']}/{len(r['seeds'])} | {r['sft_share_mean']:.2f} | {r['steps_mean']:.0f} | "
-            f"{r['wall_seconds_mean']:.0f} |")
+            f"{r['pass@1']['iqm']:.3f} | {r['pass@16']['iqm']:.3f} | {p_rl} | {p_sft} | "
+            f"{med}, {ctt['reached']}/{len(r['seeds'])} | "
+            f"{_fmt(ex.get('entropy_first_quarter'))} / {_fmt(ex.get('entropy_last_quarter'))} | "
+            f"{_fmt(ex.get('zero_var_first_quarter'))} / {_fmt(ex.get('zero_var_last_quarter'))} | "
+            f"{r['sft_share_mean']:.2f} | {r['steps_mean']:.0f} | {r['wall_seconds_mean']:.0f} |")
     return head + "\n".join(lines) + "\n"
 
 
 def write_report(work: Path, out_dir: Path = ROOT / "bench" / "results",
                  readme: Path = ROOT / "bench" / "hybrid" / "README.md") -> dict:
-    runs = load(work)
-    budget = max(r["budget"] for rs in runs.values() for r in rs)
-    table = summarize(runs)
+    """Every setting under ``work`` (a directory per setting holding results/) -> the results files."""
+    from run import SETTINGS  # bench/hybrid/run.py, next to this file
+
+    settings: dict[str, dict] = {}
+    for name, spec in SETTINGS.items():
+        if not (work / name / "results").is_dir():
+            continue
+        runs = load(work / name)
+        if not runs:
+            continue
+        seconds = work / name / "bench_seconds.txt"
+        notes = work / name / "notes.txt"  # anything a reader of the numbers must know (re-runs, ...)
+        settings[name] = {
+            "about": spec.about, "task": list(spec.task), "budget_compute": spec.budget,
+            "warmup_sft_steps": spec.warmup_steps, "target_accuracy": spec.target,
+            "bench_wall_seconds": [float(x) for x in seconds.read_text().split()] if seconds.is_file() else None,
+            "notes": notes.read_text().strip() if notes.is_file() else "",
+            "table": summarize(runs, spec.target), "runs_by_method": runs,
+        }
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot(runs, budget, out_dir / "hybrid_curves.png")
-    seconds = work / "bench_seconds.txt"
-    notes = work / "notes.txt"  # anything a reader of the numbers must know (re-runs, ...)
-    result = {"budget_compute": budget, "target_accuracy": TARGET, "bootstrap_reps": REPS,
-              "bench_wall_seconds": float(seconds.read_text()) if seconds.is_file() else None,
-              "notes": notes.read_text().strip() if notes.is_file() else "",
-              "table": table, "runs": [r for rs in runs.values() for r in rs]}
+    plot(settings, out_dir / "hybrid_curves.png")
+    result = {"bootstrap_reps": REPS, "settings": {
+        name: {**{k: v for k, v in spec.items() if k != "runs_by_method"},
+               "runs": [r for rs in spec["runs_by_method"].values() for r in rs]}
+        for name, spec in settings.items()}}
     (out_dir / "hybrid.json").write_text(json.dumps(result, indent=1))
-    text = markdown(table)
+    text = readme.read_text() if readme.is_file() else ""
+    for name, spec in settings.items():
+        table = markdown(spec["table"], spec["target_accuracy"])
+        print(f"## {name}\n{table}")
+        text = re.sub(rf"<!-- table:{name} -->.*<!-- /table:{name} -->",
+                      f"<!-- table:{name} -->\n{table}<!-- /table:{name} -->", text, flags=re.DOTALL)
     if readme.is_file():
-        old = readme.read_text()
-        new = re.sub(r"<!-- table -->.*<!-- /table -->", f"<!-- table -->\n{text}<!-- /table -->", old,
-                     flags=re.DOTALL)
-        readme.write_text(new)
-    print(text)
+        readme.write_text(text)
     return result
 
 

@@ -101,6 +101,10 @@ class TaskConfig(_Section):
     demo_fraction: float = Field(1.0, ge=0, le=1)
     """Share of training examples that keep their demonstration (a subset drawn with `split_seed`, the
     same for every `seed`); the others are prompt + answer only. 1.0 = every demonstration."""
+    teacher_error: float = Field(0.0, ge=0, le=1)
+    """Imperfect teacher: the training demonstrations carry this rate of the task's typical slip
+    (arithmetic: a carry or borrow forgotten, per column that has one); answers and the verifier stay
+    true. 0 = a perfect teacher. Tasks without a modelled slip refuse a value > 0."""
     grader: str = "exact"
     """`dataset` task: verifier by name (math, code, sql, exact, regex; see docs/verifiers.md)."""
     grader_options: dict[str, Any] = {}

@@ -120,3 +120,56 @@ def test_registry():
     assert isinstance(make_task("arithmetic", difficulty=1, num_train=10, num_test=5), ArithmeticTask)
     with pytest.raises(ValueError, match="unknown task 'nope'; choose one of: arithmetic, countdown"):
         make_task("nope")
+
+
+# --------------------------------------------------------------------------- imperfect teacher
+
+
+class _Always:
+    """A stand-in RNG whose draws are all ``value`` (forces every slip, or none)."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def test_flawed_demonstrations_by_hand():
+    from graft.tasks.arithmetic import flawed_demonstration
+
+    slip, keep = _Always(0.0), _Always(0.99)  # random() < error: 0.0 always slips, 0.99 never (error 0.6)
+    assert flawed_demonstration(47, "+", 85, 0.6, keep) == demonstration(47, "+", 85)
+    assert flawed_demonstration(47, "+", 85, 0.6, slip) == "7+5+0=12,4+8+0=12 A:22"  # both carries lost
+    assert flawed_demonstration(85, "-", 47, 0.6, slip) == "15-7-0=8,8-4-0=4 A:48"  # borrow not passed on
+    assert flawed_demonstration(100, "-", 1, 0.6, slip) == "10-1-0=9,0-0-0=0,1-0-0=1 A:109"
+    assert flawed_demonstration(12, "+", 34, 1.0, slip) == demonstration(12, "+", 34)  # nothing to forget
+    assert flawed_demonstration(47, "+", 85, 0.0, slip) == demonstration(47, "+", 85)  # error 0: no slips
+
+
+def test_teacher_error_changes_training_demonstrations_only():
+    clean, flawed = ArithmeticTask(num_train=2000, num_test=100), ArithmeticTask(
+        num_train=2000, num_test=100, teacher_error=0.6)
+    assert flawed.test_examples() == clean.test_examples()
+    pairs = list(zip(clean.train_examples(), flawed.train_examples(), strict=True))
+    assert all(c.prompt == f.prompt and c.answer == f.answer for c, f in pairs)
+    wrong = [f for _, f in pairs if not flawed.score(f, f.demonstration).correct]
+    # a problem with at least one carry/borrow slips with probability >= 0.6; about half the problems have one
+    assert 0.25 < len(wrong) / len(pairs) < 0.5
+    again = ArithmeticTask(num_train=2000, num_test=100, teacher_error=0.6)  # seeded by split_seed
+    assert [e.demonstration for e in again.train_examples()] == [e.demonstration for e in flawed.train_examples()]
+    with pytest.raises(ValueError, match="teacher_error"):
+        ArithmeticTask(teacher_error=1.5)
+
+
+def test_teacher_error_config_key(tmp_path):
+    from graft.config import build_config
+    from graft.errors import GraftError
+    from graft.tasks.build import build_task
+
+    cfg = build_config({}, ["task.teacher_error=0.6", "task.num_train=500", "task.num_test=50"])
+    task = build_task(cfg.task)
+    assert any(not task.score(e, e.demonstration).correct for e in task.train_examples())
+    cfg = build_config({}, ["task.name=countdown", "task.teacher_error=0.5"])
+    with pytest.raises(GraftError, match="task.teacher_error"):
+        build_task(cfg.task)

@@ -24,6 +24,15 @@ Text formats (printable ASCII only):
                     the marker are allowed, leading zeros are ignored); anything
                     after it is ignored.
 
+Imperfect teacher (``teacher_error`` = p > 0, training demonstrations only): the teacher
+forgets to pass a carry (addition) or a borrow (subtraction) to the next column with
+probability p at each column that produces one, the carry out of the leftmost column
+included; it writes the rest of the steps and the answer consistently with its slip, e.g.
+47+85 with the first carry forgotten: "7+5+0=12,4+8+0=12 A:122". The slips are drawn with
+``random.Random(split_seed * 1_000_003 + i)`` for the i-th training example, so every run sees
+the same demonstrations. Test examples, prompts, answers and the verifier are unchanged: the
+student is graded against the truth, not against its teacher.
+
 Verifier: reward 1.0 when the final answer equals the reference, else 0.0.
 parts = {"correct": 0/1, "format": 1 if the marker was followed by an integer}.
 The steps are not checked: they are scaffolding for imitation, and RL is free
@@ -39,6 +48,7 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import replace
 
 from graft.tasks.base import Example, Score
 
@@ -74,6 +84,32 @@ def demonstration(a: int, op: str, b: int) -> str:
     return ",".join(steps) + f" {MARKER}{solve(a, op, b)}"
 
 
+def flawed_demonstration(a: int, op: str, b: int, error: float, rng: random.Random) -> str:
+    """What an imperfect teacher writes for ``a op b``: each carry / borrow it should pass on is
+    forgotten with probability ``error`` (module docstring). ``error=0`` gives ``demonstration``."""
+    width = max(len(str(a)), len(str(b)))
+    steps, digits, carry = [], [], 0
+    for i in range(width):
+        da, db = (a // 10**i) % 10, (b // 10**i) % 10
+        if op == "+":
+            total = da + db + carry
+            steps.append(f"{da}+{db}+{carry}={total}")
+            digits.append(total % 10)
+            carry = total // 10
+        else:
+            top = da + 10 if da < db + carry else da
+            digit = top - db - carry
+            steps.append(f"{top}-{db}-{carry}={digit}")
+            digits.append(digit)
+            carry = 1 if top >= 10 else 0
+        if carry and rng.random() < error:  # the slip: the carry / borrow never reaches column i+1
+            carry = 0
+    if op == "+" and carry:
+        digits.append(carry)
+    answer = int("".join(str(d) for d in reversed(digits)))
+    return ",".join(steps) + f" {MARKER}{answer}"
+
+
 def final_answer(completion: str) -> int | None:
     """The integer after the first ``A:`` in the first MAX_CHARS characters, or None."""
     text = completion[:MAX_CHARS]
@@ -96,7 +132,9 @@ class ArithmeticTask:
     name = "arithmetic"
 
     def __init__(self, difficulty: int = 2, num_train: int = 10000, num_test: int = 500,
-                 split_seed: int = 0):
+                 split_seed: int = 0, teacher_error: float = 0.0):
+        if not 0.0 <= teacher_error <= 1.0:
+            raise ValueError(f"teacher_error must be in [0, 1], got {teacher_error}")
         if not 1 <= difficulty <= 6:
             raise ValueError(f"arithmetic difficulty must be 1..6 (digits per operand), got {difficulty}")
         if num_train < 1 or num_test < 1:
@@ -119,6 +157,12 @@ class ArithmeticTask:
                 problems.append((a, op, b))
         self._test = [self._example(p, f"arithmetic-test-{i}") for i, p in enumerate(problems[:num_test])]
         self._train = [self._example(p, f"arithmetic-train-{i}") for i, p in enumerate(problems[num_test:])]
+        if teacher_error > 0:
+            self._train = [
+                replace(ex, demonstration=flawed_demonstration(
+                    *p, teacher_error, random.Random(split_seed * 1_000_003 + i)))
+                for i, (ex, p) in enumerate(zip(self._train, problems[num_test:], strict=True))
+            ]
 
     def _example(self, problem: tuple[int, str, int], ident: str) -> Example:
         a, op, b = problem

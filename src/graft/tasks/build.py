@@ -3,6 +3,8 @@ user's Task class, ``graft.plugins``), built from the ``task`` section."""
 
 from __future__ import annotations
 
+import inspect
+
 from graft.errors import GraftError
 from graft.tasks.base import DemoSubset, Task
 
@@ -30,11 +32,17 @@ def _make_task(task_cfg) -> Task:
     from graft.plugins import task_kwargs
 
     cls = task_class(task_cfg.name)
+    if task_cfg.teacher_error and "teacher_error" not in inspect.signature(cls).parameters:
+        raise GraftError(f"config key 'task.teacher_error': task {task_cfg.name} has no modelled teacher slip "
+                         "(arithmetic has); leave it at 0")
     if hasattr(cls, "from_config"):  # a task that reads its own config keys
         task = cls.from_config(task_cfg)
     else:
+        kwargs = task_kwargs(task_cfg)
+        if task_cfg.teacher_error:
+            kwargs["teacher_error"] = task_cfg.teacher_error
         try:
-            task = cls(**task_kwargs(task_cfg))
+            task = cls(**kwargs)
         except (ValueError, TypeError) as exc:
             raise GraftError(f"task {task_cfg.name}: {exc}") from None
     if not isinstance(getattr(task, "name", None), str):
