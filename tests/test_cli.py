@@ -85,3 +85,12 @@ def test_dataset_row_without_prompt(tmp_path):
 
 def test_eval_of_missing_run(tmp_path):
     _bad(tmp_path, ["eval", str(tmp_path / "nothing")], "no such run or checkpoint")
+
+
+def test_quickstart_reports_its_teacher(tmp_path, tiny_overrides):
+    run = tmp_path / "qs"
+    out = graft("quickstart", "--out", str(run), *_sets([*tiny_overrides, "task.teacher_error=0.6"]))
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in (out.stdout + out.stderr).splitlines() if "the teacher's demonstrations" in x)
+    share = float(line.split(":")[1].split()[0])
+    assert 0.4 < share < 0.8, line  # 61% of the 10,000 default prompts' demonstrations; fewer prompts here

@@ -3,9 +3,11 @@
 trains tiny budgets only (tests/golden: 70 steps of tiny configs); this is the run the README
 promises, end to end, and whether it still learns.
 
-Measured (seed 0, threads=1, with issue 17's keyed sampling): greedy 0.900 after SFT, 0.896 after
-RL; sampled 0.660 -> 0.704 (before it: 0.898 after RL, sampled 0.630 -> 0.696). The bounds leave room for float noise across machines, not for a change that
-stops SFT or RL from learning.
+Since the quickstart's demonstrations come from an imperfect teacher (task.teacher_error=0.6, 61%
+of its answers right), SFT learns the format and the teacher's slips, and RL, graded on the true
+answer, takes the student past it. Measured with threads=2 (bench/quickstart_seeds.py, README):
+greedy 0.44-0.55 after SFT, 0.90-0.95 after RL on seeds 0-4. The bounds leave room for float
+noise across machines and thread counts, not for a change that stops SFT or RL from learning.
 """
 
 import json
@@ -23,8 +25,9 @@ def test_the_full_quickstart_learns(tmp_path):
     assert out.returncode == 0, out.stderr
     s = json.loads((run / "summary.json").read_text())
     assert s["steps"] == 360 and s["eval_examples"] == 500
-    assert s["accuracy_after_sft"] >= 0.85, s  # imitation learns the task
-    assert s["sampled_accuracy_after_rl"] >= s["sampled_accuracy_after_sft"] + 0.03, s  # RL sharpens sampling
-    assert s["accuracy_after_rl"] >= s["accuracy_after_sft"] - 0.02, s  # without costing greedy accuracy
+    assert s["accuracy_after_sft"] >= 0.3, s  # imitation learns the task, slips included
+    assert s["accuracy_after_rl"] >= s["accuracy_after_sft"] + 0.2, s  # RL goes past the teacher (0.61)
+    assert s["accuracy_after_rl"] >= 0.8, s
+    assert s["sampled_accuracy_after_rl"] >= s["sampled_accuracy_after_sft"] + 0.1, s  # sampling too
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(360))

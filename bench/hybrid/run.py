@@ -95,7 +95,7 @@ def methods(setting: Setting) -> dict[str, list[str]]:
     rl_steps = math.ceil(1.25 * after / rl_c)
     settings = {  # each schedule's settings in this bench; anything not set is the config default
         "sft_then_rl": [f"rl.steps={rl_steps}"],
-        "interleaved": ["mix.buffer_size=8"],
+        "interleaved": ["mix.buffer_size=8", f"rl.steps={math.ceil(1.02 * after / sft_c)}"],  # + its SFT steps
         "adaptive": [f"rl.steps={math.ceil(1.02 * after / sft_c)}"],  # may pick cheap SFT steps throughout
         "hints": [f"mix.hint_steps={max(1, round(after / rl_c / 2))}"],  # the first half of the mixed phase
         "inject": [],

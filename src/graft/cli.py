@@ -91,6 +91,12 @@ def cmd_quickstart(args) -> int:
     with _progress_bar(cfg.log.progress, "quickstart: SFT then GRPO") as progress:
         summary = train(setup, out, progress=progress)
     _print_summary(summary)
+    demos = [ex for ex in setup.task.train_examples() if ex.demonstration is not None]
+    if demos:  # how good the teacher is: its demonstrations graded by the same verifier as the student
+        right = sum(setup.task.score(ex, ex.demonstration).correct for ex in demos)
+        console.print(f"the teacher's demonstrations: {right / len(demos):.3f} of {len(demos)} right "
+                      f"(task.teacher_error={cfg.task.teacher_error}); SFT imitates them, RL is graded on the truth",
+                      soft_wrap=True)
     console.print(f"summary: {out / 'summary.json'}")
     return 0
 
