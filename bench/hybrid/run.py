@@ -32,6 +32,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -173,6 +174,8 @@ def run_one(setting: str, method: str, seed: int, overrides: list[str], points: 
             raise BudgetSpent
 
     run_dir = Path(work) / setting / "runs" / f"{method}-s{seed}"
+    if run_dir.exists():  # a run killed before its result was written: this bench's own scratch, start over
+        shutil.rmtree(run_dir)
     try:
         train(setup, run_dir, progress=progress)
         reached = False  # the config's steps ran out first
