@@ -22,15 +22,21 @@ Text formats (printable ASCII only):
         characters for two-digit addition.
     verbose demonstration  (``demo_style="verbose"``; every demonstration, training and test)
                     "47+85: 7+5+0=12 digit 2 carry 1; 4+8+1=13 digit 3 carry 1; A:132"
-                    "85-47: 15-7-0=8 digit 8 borrow 1; 8-4-1=3 digit 3 borrow 0; A:38"
+                    "85-47: 15-7-0=8 digit 8 borrow 1; 8-4-1=3; A:38"
+                    "7+5+0=12 digit 2 carry 1; 4+8+1=13 digit 3 carry 1; A:132"
         What a wordy teacher writes: the problem restated ("a op b: "), then the
-        same steps, each followed by " digit D carry C; " (subtraction: "borrow"),
-        which restates the column's answer digit and the carry / borrow out of
-        it, then the same final answer. Every number is correct and implied by
-        the plain steps, so the extra text can be dropped without losing the
-        answer. Length: the restatement plus 26-27 characters per digit of d
-        plus the answer, about 3x the plain form (two digits: 62 characters on
-        average, at most 64; six digits: under 200).
+        same steps, each followed by a check " digit D carry C" (subtraction:
+        "borrow") that restates the column's answer digit and the carry / borrow
+        out of it, and closed by "; ", then the same final answer. The teacher
+        writes the restatement and each check independently with probability
+        VERBOSE_P = 3/4, drawn with ``random.Random(f"verbose:{split_seed}:{id}")``
+        for the example with meta id ``id`` (the same demonstrations in every
+        run), so its length varies as a real teacher's does; the most common
+        form (42%) has every piece. Every number is correct and implied by the
+        plain steps, so the extra text can be dropped without losing the answer.
+        Length: the restatement (up to 2d + 3 characters), 9-10 characters per
+        column and 16-17 per check, then the answer; two digits: at most 64
+        characters, 52 on average, 2.5x the plain form; six digits: under 200.
     final answer    the integer right after the first "A:" marker (spaces after
                     the marker are allowed, leading zeros are ignored); anything
                     after it is ignored.
@@ -67,6 +73,7 @@ from graft.tasks.base import Example, Score
 MARKER = "A:"
 MAX_CHARS = 512  # completions are read up to here; the longest demonstration is 63 chars (< 200 verbose)
 DEMO_STYLES = ("plain", "verbose")
+VERBOSE_P = 0.75  # the verbose teacher writes each optional piece (restatement, column check) this often
 _ANSWER = re.compile(r"A: *(-?\d{1,40})")  # 40 digits: far beyond any answer, cheap to parse
 
 
@@ -105,29 +112,36 @@ def _columns(a: int, op: str, b: int, error: float = 0.0, rng: random.Random | N
     return steps, int("".join(str(d) for d in reversed(digits)))
 
 
-def _write(a: int, op: str, b: int, steps: list[tuple[str, int, int]], answer: int, style: str) -> str:
+def _write(a: int, op: str, b: int, steps: list[tuple[str, int, int]], answer: int, style: str,
+           wordy: random.Random | None) -> str:
     if style == "plain":
         return ",".join(text for text, _, _ in steps) + f" {MARKER}{answer}"
-    if style == "verbose":
+    if style == "verbose":  # each optional piece with probability VERBOSE_P (all of them when wordy is None)
+        def say() -> bool:
+            return wordy is None or wordy.random() < VERBOSE_P
+
         out = "borrow" if op == "-" else "carry"
-        body = "".join(f"{text} digit {digit} {out} {carry}; " for text, digit, carry in steps)
-        return f"{a}{op}{b}: {body}{MARKER}{answer}"
+        head = f"{a}{op}{b}: " if say() else ""
+        body = "".join(f"{text} digit {digit} {out} {carry}; " if say() else f"{text}; "
+                       for text, digit, carry in steps)
+        return f"{head}{body}{MARKER}{answer}"
     raise ValueError(f"demo_style must be one of {', '.join(DEMO_STYLES)}, got {style!r}")
 
 
-def demonstration(a: int, op: str, b: int, style: str = "plain") -> str:
+def demonstration(a: int, op: str, b: int, style: str = "plain", wordy: random.Random | None = None) -> str:
     """Column-by-column worked solution of ``a op b`` (a >= b for "-"), ending in `` A:<answer>``;
-    ``style``: ``plain`` or ``verbose`` (module docstring)."""
+    ``style``: ``plain`` or ``verbose``; ``wordy``: the verbose teacher's draws of which optional
+    pieces it writes, None = all of them (module docstring)."""
     steps, answer = _columns(a, op, b)
-    return _write(a, op, b, steps, answer, style)
+    return _write(a, op, b, steps, answer, style, wordy)
 
 
 def flawed_demonstration(a: int, op: str, b: int, error: float, rng: random.Random,
-                         style: str = "plain") -> str:
+                         style: str = "plain", wordy: random.Random | None = None) -> str:
     """What an imperfect teacher writes for ``a op b``: each carry / borrow it should pass on is
     forgotten with probability ``error`` (module docstring). ``error=0`` gives ``demonstration``."""
     steps, answer = _columns(a, op, b, error, rng)
-    return _write(a, op, b, steps, answer, style)
+    return _write(a, op, b, steps, answer, style, wordy)
 
 
 def final_answer(completion: str) -> int | None:
@@ -178,21 +192,26 @@ class ArithmeticTask:
             if prompt not in seen:
                 seen.add(prompt)
                 problems.append((a, op, b))
+        self._split_seed = split_seed
         self._test = [self._example(p, f"arithmetic-test-{i}") for i, p in enumerate(problems[:num_test])]
         self._train = [self._example(p, f"arithmetic-train-{i}") for i, p in enumerate(problems[num_test:])]
         if teacher_error > 0:
             self._train = [
                 replace(ex, demonstration=flawed_demonstration(
-                    *p, teacher_error, random.Random(split_seed * 1_000_003 + i), demo_style))
+                    *p, teacher_error, random.Random(split_seed * 1_000_003 + i), demo_style, self._wordy(ex.meta["id"])))
                 for i, (ex, p) in enumerate(zip(self._train, problems[num_test:], strict=True))
             ]
+
+    def _wordy(self, ident: str) -> random.Random | None:
+        """The verbose teacher's draws for the example ``ident`` (its own stream, apart from the slips')."""
+        return random.Random(f"verbose:{self._split_seed}:{ident}") if self.demo_style == "verbose" else None
 
     def _example(self, problem: tuple[int, str, int], ident: str) -> Example:
         a, op, b = problem
         return Example(
             prompt=f"{a}{op}{b}=",
             answer=str(solve(a, op, b)),
-            demonstration=demonstration(a, op, b, self.demo_style),
+            demonstration=demonstration(a, op, b, self.demo_style, self._wordy(ident)),
             meta={"id": ident, "difficulty": self.difficulty, "a": a, "op": op, "b": b},
         )
 
