@@ -107,7 +107,7 @@ class TaskConfig(_Section):
     true. 0 = a perfect teacher. Tasks without a modelled slip refuse a value > 0."""
     demo_style: Literal["plain", "verbose"] = "plain"
     """How the teacher writes demonstrations: `plain` (the task's compact worked solutions) or `verbose`
-    (the same steps with redundant restatements, same final answer; arithmetic: about 3x longer). Tasks
+    (the same steps with redundant restatements, same final answer; arithmetic: 2.5x longer on average). Tasks
     without a verbose teacher refuse `verbose`."""
     grader: str = "exact"
     """`dataset` task: verifier by name (math, code, sql, exact, regex; see docs/verifiers.md)."""
