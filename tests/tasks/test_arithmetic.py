@@ -225,6 +225,10 @@ def test_every_verbose_demonstration_verifies_and_is_longer():
     every_piece = sum(e.demonstration.count("digit") == len(e.demonstration.split(";")) - 1 and
                       e.demonstration.startswith(e.prompt[:-1] + ": ") for e in examples) / len(examples)
     assert 0.73 < restated < 0.77 and 0.40 < every_piece < 0.45  # 3/4, and (3/4)^3 for most problems
+    sloppy = ArithmeticTask(teacher_error=0.6, demo_style="verbose")  # the same pieces, with the slips
+    pairs = list(zip(verbose.train_examples(), sloppy.train_examples(), strict=True))
+    assert all(v.demonstration.count("digit") == f.demonstration.count("digit") for v, f in pairs)
+    assert 0.25 < sum(v.demonstration != f.demonstration for v, f in pairs) / len(pairs) < 0.5
     six = ArithmeticTask(difficulty=6, num_train=300, num_test=5, demo_style="verbose")
     assert max(len(e.demonstration) for e in six.train_examples()) < 200 < MAX_CHARS
     with pytest.raises(ValueError, match="demo_style"):
