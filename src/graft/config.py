@@ -105,6 +105,10 @@ class TaskConfig(_Section):
     """Imperfect teacher: the training demonstrations carry this rate of the task's typical slip
     (arithmetic: a carry or borrow forgotten, per column that has one); answers and the verifier stay
     true. 0 = a perfect teacher. Tasks without a modelled slip refuse a value > 0."""
+    demo_style: Literal["plain", "verbose"] = "plain"
+    """How the teacher writes demonstrations: `plain` (the task's compact worked solutions) or `verbose`
+    (the same steps with redundant restatements, same final answer; arithmetic: 2.5x longer on average). Tasks
+    without a verbose teacher refuse `verbose`."""
     grader: str = "exact"
     """`dataset` task: verifier by name (math, code, sql, exact, regex; see docs/verifiers.md)."""
     grader_options: dict[str, Any] = {}

@@ -3,7 +3,7 @@
 import pytest
 
 from graft.tasks import TASKS, Example, make_task
-from graft.tasks.arithmetic import ArithmeticTask, demonstration, final_answer
+from graft.tasks.arithmetic import MAX_CHARS, ArithmeticTask, demonstration, final_answer
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +173,83 @@ def test_teacher_error_config_key(tmp_path):
     cfg = build_config({}, ["task.name=countdown", "task.teacher_error=0.5"])
     with pytest.raises(GraftError, match="task.teacher_error"):
         build_task(cfg.task)
+
+
+# --------------------------------------------------------------------------- verbose teacher
+
+
+class _Draws:
+    """A stand-in RNG that returns the given draws in turn."""
+
+    def __init__(self, *values: float):
+        self.values = list(values)
+
+    def random(self) -> float:
+        return self.values.pop(0)
+
+
+def test_verbose_demonstrations_by_hand():
+    from graft.tasks.arithmetic import flawed_demonstration
+
+    full = "47+85: 7+5+0=12 digit 2 carry 1; 4+8+1=13 digit 3 carry 1; A:132"
+    assert demonstration(47, "+", 85, "verbose") == full  # no draws: every optional piece
+    assert demonstration(47, "+", 85, "verbose", _Always(0.0)) == full  # draws < 3/4: written
+    assert demonstration(47, "+", 85, "verbose", _Always(0.75)) == "7+5+0=12; 4+8+1=13; A:132"
+    # the draws: restatement, then one check per column, right to left
+    assert demonstration(85, "-", 47, "verbose", _Draws(0.1, 0.9, 0.2)) == "85-47: 15-7-0=8; 8-4-1=3 digit 3 borrow 0; A:38"
+    assert demonstration(85, "-", 47, "verbose", _Draws(0.9, 0.1, 0.9)) == "15-7-0=8 digit 8 borrow 1; 8-4-1=3; A:38"
+    assert demonstration(7, "+", 85, "verbose") == "7+85: 7+5+0=12 digit 2 carry 1; 0+8+1=9 digit 9 carry 0; A:92"
+    assert demonstration(0, "-", 0, "verbose") == "0-0: 0-0-0=0 digit 0 borrow 0; A:0"
+    assert demonstration(12, "+", 34) == "2+4+0=6,1+3+0=4 A:46"  # plain is the default
+    # the imperfect teacher writes its slip in the verbose form too: the carry it passes on is 0
+    assert (flawed_demonstration(47, "+", 85, 0.6, _Always(0.0), "verbose")
+            == "47+85: 7+5+0=12 digit 2 carry 0; 4+8+0=12 digit 2 carry 0; A:22")
+    with pytest.raises(ValueError, match="demo_style"):
+        demonstration(1, "+", 2, "terse")
+
+
+def test_every_verbose_demonstration_verifies_and_is_longer():
+    plain, verbose = ArithmeticTask(), ArithmeticTask(demo_style="verbose")
+    assert [e.prompt for e in verbose.train_examples()] == [e.prompt for e in plain.train_examples()]
+    assert verbose.test_examples()[0].demonstration == ArithmeticTask(demo_style="verbose").test_examples()[0].demonstration
+    examples = verbose.train_examples() + verbose.test_examples()
+    for ex in examples:
+        score = verbose.score(ex, ex.demonstration)
+        assert score.correct and score.parts == {"correct": 1.0, "format": 1.0}, ex
+        assert ex.demonstration.endswith(f"; A:{ex.answer}")
+        assert all(32 <= ord(ch) <= 126 for ch in ex.demonstration)
+    lengths = [len(e.demonstration) for e in examples]
+    ratio = sum(lengths) / sum(len(e.demonstration) for e in plain.train_examples() + plain.test_examples())
+    assert max(lengths) == 64 and 2.4 < ratio < 2.6
+    restated = sum(e.demonstration.startswith(e.prompt[:-1] + ": ") for e in examples) / len(examples)
+    every_piece = sum(e.demonstration.count("digit") == len(e.demonstration.split(";")) - 1 and
+                      e.demonstration.startswith(e.prompt[:-1] + ": ") for e in examples) / len(examples)
+    assert 0.73 < restated < 0.77 and 0.40 < every_piece < 0.45  # 3/4, and (3/4)^3 for most problems
+    sloppy = ArithmeticTask(teacher_error=0.6, demo_style="verbose")  # the same pieces, with the slips
+    pairs = list(zip(verbose.train_examples(), sloppy.train_examples(), strict=True))
+    assert all(v.demonstration.count("digit") == f.demonstration.count("digit") for v, f in pairs)
+    assert 0.25 < sum(v.demonstration != f.demonstration for v, f in pairs) / len(pairs) < 0.5
+    six = ArithmeticTask(difficulty=6, num_train=300, num_test=5, demo_style="verbose")
+    assert max(len(e.demonstration) for e in six.train_examples()) < 200 < MAX_CHARS
+    with pytest.raises(ValueError, match="demo_style"):
+        ArithmeticTask(demo_style="terse")
+
+
+def test_demo_style_config_key():
+    from graft.config import ConfigError, build_config
+    from graft.errors import GraftError
+    from graft.tasks.build import build_task
+
+    cfg = build_config({}, ["task.demo_style=verbose", "task.num_train=50", "task.num_test=10"])
+    task = build_task(cfg.task)
+    assert all(e.demonstration.endswith(f"; A:{e.answer}") for e in task.train_examples())
+    first = build_task(build_config({}, ["task.num_train=50", "task.num_test=10"]).task).train_examples()[0]
+    assert first.demonstration == demonstration(*_operands(task.train_examples()[0]))  # plain by default
+    with pytest.raises(GraftError, match="task.demo_style"):
+        build_task(build_config({}, ["task.name=countdown", "task.demo_style=verbose"]).task)
+    with pytest.raises(ConfigError, match="demo_style"):
+        build_config({}, ["task.demo_style=terse"])
+
+
+def _operands(ex: Example) -> tuple[int, str, int]:
+    return ex.meta["a"], ex.meta["op"], ex.meta["b"]

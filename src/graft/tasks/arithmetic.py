@@ -20,6 +20,23 @@ Text formats (printable ASCII only):
                           borrow_in is 1.
         Length: about 9 characters per digit of d plus the answer, e.g. 23
         characters for two-digit addition.
+    verbose demonstration  (``demo_style="verbose"``; every demonstration, training and test)
+                    "47+85: 7+5+0=12 digit 2 carry 1; 4+8+1=13 digit 3 carry 1; A:132"
+                    "85-47: 15-7-0=8 digit 8 borrow 1; 8-4-1=3; A:38"
+                    "7+5+0=12 digit 2 carry 1; 4+8+1=13 digit 3 carry 1; A:132"
+        What a wordy teacher writes: the problem restated ("a op b: "), then the
+        same steps, each followed by a check " digit D carry C" (subtraction:
+        "borrow") that restates the column's answer digit and the carry / borrow
+        out of it, and closed by "; ", then the same final answer. The teacher
+        writes the restatement and each check independently with probability
+        VERBOSE_P = 3/4, drawn with ``random.Random(f"verbose:{split_seed}:{id}")``
+        for the example with meta id ``id`` (the same demonstrations in every
+        run), so its length varies as a real teacher's does; the most common
+        form (42%) has every piece. Every number is correct and implied by the
+        plain steps, so the extra text can be dropped without losing the answer.
+        Length: the restatement (up to 2d + 3 characters), 9-10 characters per
+        column and 16-17 per check, then the answer; two digits: at most 64
+        characters, 52 on average, 2.5x the plain form; six digits: under 200.
     final answer    the integer right after the first "A:" marker (spaces after
                     the marker are allowed, leading zeros are ignored); anything
                     after it is ignored.
@@ -31,7 +48,8 @@ included; it writes the rest of the steps and the answer consistently with its s
 47+85 with the first carry forgotten: "7+5+0=12,4+8+0=12 A:122". The slips are drawn with
 ``random.Random(split_seed * 1_000_003 + i)`` for the i-th training example, so every run sees
 the same demonstrations. Test examples, prompts, answers and the verifier are unchanged: the
-student is graded against the truth, not against its teacher.
+student is graded against the truth, not against its teacher. A verbose imperfect teacher makes
+the same slips (same draws) and writes them in the verbose form.
 
 Verifier: reward 1.0 when the final answer equals the reference, else 0.0.
 parts = {"correct": 0/1, "format": 1 if the marker was followed by an integer}.
@@ -53,7 +71,9 @@ from dataclasses import replace
 from graft.tasks.base import Example, Score
 
 MARKER = "A:"
-MAX_CHARS = 512  # completions are read up to here; the longest demonstration is 63 chars
+MAX_CHARS = 512  # completions are read up to here; the longest demonstration is 63 chars (< 200 verbose)
+DEMO_STYLES = ("plain", "verbose")
+VERBOSE_P = 0.75  # the verbose teacher writes each optional piece (restatement, column check) this often
 _ANSWER = re.compile(r"A: *(-?\d{1,40})")  # 40 digits: far beyond any answer, cheap to parse
 
 
@@ -67,47 +87,61 @@ def solve(a: int, op: str, b: int) -> int:
     return a + b if op == "+" else a - b
 
 
-def demonstration(a: int, op: str, b: int) -> str:
-    """Column-by-column worked solution of ``a op b`` (a >= b for "-"), ending in `` A:<answer>``."""
+def _columns(a: int, op: str, b: int, error: float = 0.0, rng: random.Random | None = None
+             ) -> tuple[list[tuple[str, int, int]], int]:
+    """The teacher's column steps of ``a op b``, right to left, and its final answer.
+
+    Each step is ``(text, answer digit, carry or borrow out)``; with ``error`` > 0 each carry /
+    borrow it should pass on is forgotten with probability ``error`` (a draw from ``rng``), the
+    carry out written in the step being the one passed on."""
     width = max(len(str(a)), len(str(b)))
     steps, carry = [], 0  # carry doubles as the borrow for subtraction
     for i in range(width):  # least significant column first
         da, db = (a // 10**i) % 10, (b // 10**i) % 10
         if op == "+":
             total = da + db + carry
-            steps.append(f"{da}+{db}+{carry}={total}")
-            carry = total // 10
-        else:
-            top = da + 10 if da < db + carry else da
-            steps.append(f"{top}-{db}-{carry}={top - db - carry}")
-            carry = 1 if top >= 10 else 0
-    return ",".join(steps) + f" {MARKER}{solve(a, op, b)}"
-
-
-def flawed_demonstration(a: int, op: str, b: int, error: float, rng: random.Random) -> str:
-    """What an imperfect teacher writes for ``a op b``: each carry / borrow it should pass on is
-    forgotten with probability ``error`` (module docstring). ``error=0`` gives ``demonstration``."""
-    width = max(len(str(a)), len(str(b)))
-    steps, digits, carry = [], [], 0
-    for i in range(width):
-        da, db = (a // 10**i) % 10, (b // 10**i) % 10
-        if op == "+":
-            total = da + db + carry
-            steps.append(f"{da}+{db}+{carry}={total}")
-            digits.append(total % 10)
-            carry = total // 10
+            text, digit, carry = f"{da}+{db}+{carry}={total}", total % 10, total // 10
         else:
             top = da + 10 if da < db + carry else da
             digit = top - db - carry
-            steps.append(f"{top}-{db}-{carry}={digit}")
-            digits.append(digit)
-            carry = 1 if top >= 10 else 0
-        if carry and rng.random() < error:  # the slip: the carry / borrow never reaches column i+1
+            text, carry = f"{top}-{db}-{carry}={digit}", 1 if top >= 10 else 0
+        if carry and error > 0 and rng.random() < error:  # the slip: the carry never reaches column i+1
             carry = 0
-    if op == "+" and carry:
-        digits.append(carry)
-    answer = int("".join(str(d) for d in reversed(digits)))
-    return ",".join(steps) + f" {MARKER}{answer}"
+        steps.append((text, digit, carry))
+    digits = [d for _, d, _ in steps] + ([carry] if op == "+" and carry else [])
+    return steps, int("".join(str(d) for d in reversed(digits)))
+
+
+def _write(a: int, op: str, b: int, steps: list[tuple[str, int, int]], answer: int, style: str,
+           wordy: random.Random | None) -> str:
+    if style == "plain":
+        return ",".join(text for text, _, _ in steps) + f" {MARKER}{answer}"
+    if style == "verbose":  # each optional piece with probability VERBOSE_P (all of them when wordy is None)
+        def say() -> bool:
+            return wordy is None or wordy.random() < VERBOSE_P
+
+        out = "borrow" if op == "-" else "carry"
+        head = f"{a}{op}{b}: " if say() else ""
+        body = "".join(f"{text} digit {digit} {out} {carry}; " if say() else f"{text}; "
+                       for text, digit, carry in steps)
+        return f"{head}{body}{MARKER}{answer}"
+    raise ValueError(f"demo_style must be one of {', '.join(DEMO_STYLES)}, got {style!r}")
+
+
+def demonstration(a: int, op: str, b: int, style: str = "plain", wordy: random.Random | None = None) -> str:
+    """Column-by-column worked solution of ``a op b`` (a >= b for "-"), ending in `` A:<answer>``;
+    ``style``: ``plain`` or ``verbose``; ``wordy``: the verbose teacher's draws of which optional
+    pieces it writes, None = all of them (module docstring)."""
+    steps, answer = _columns(a, op, b)
+    return _write(a, op, b, steps, answer, style, wordy)
+
+
+def flawed_demonstration(a: int, op: str, b: int, error: float, rng: random.Random,
+                         style: str = "plain", wordy: random.Random | None = None) -> str:
+    """What an imperfect teacher writes for ``a op b``: each carry / borrow it should pass on is
+    forgotten with probability ``error`` (module docstring). ``error=0`` gives ``demonstration``."""
+    steps, answer = _columns(a, op, b, error, rng)
+    return _write(a, op, b, steps, answer, style, wordy)
 
 
 def final_answer(completion: str) -> int | None:
@@ -132,7 +166,9 @@ class ArithmeticTask:
     name = "arithmetic"
 
     def __init__(self, difficulty: int = 2, num_train: int = 10000, num_test: int = 500,
-                 split_seed: int = 0, teacher_error: float = 0.0):
+                 split_seed: int = 0, teacher_error: float = 0.0, demo_style: str = "plain"):
+        if demo_style not in DEMO_STYLES:
+            raise ValueError(f"demo_style must be one of {', '.join(DEMO_STYLES)}, got {demo_style!r}")
         if not 0.0 <= teacher_error <= 1.0:
             raise ValueError(f"teacher_error must be in [0, 1], got {teacher_error}")
         if not 1 <= difficulty <= 6:
@@ -146,6 +182,7 @@ class ArithmeticTask:
                 f"num_train + num_test = {num_train} + {num_test} = {num_train + num_test}"
             )
         self.difficulty = difficulty
+        self.demo_style = demo_style
         rng = random.Random(split_seed)
         seen: set[str] = set()
         problems: list[tuple[int, str, int]] = []
@@ -155,21 +192,26 @@ class ArithmeticTask:
             if prompt not in seen:
                 seen.add(prompt)
                 problems.append((a, op, b))
+        self._split_seed = split_seed
         self._test = [self._example(p, f"arithmetic-test-{i}") for i, p in enumerate(problems[:num_test])]
         self._train = [self._example(p, f"arithmetic-train-{i}") for i, p in enumerate(problems[num_test:])]
         if teacher_error > 0:
             self._train = [
                 replace(ex, demonstration=flawed_demonstration(
-                    *p, teacher_error, random.Random(split_seed * 1_000_003 + i)))
+                    *p, teacher_error, random.Random(split_seed * 1_000_003 + i), demo_style, self._wordy(ex.meta["id"])))
                 for i, (ex, p) in enumerate(zip(self._train, problems[num_test:], strict=True))
             ]
+
+    def _wordy(self, ident: str) -> random.Random | None:
+        """The verbose teacher's draws for the example ``ident`` (its own stream, apart from the slips')."""
+        return random.Random(f"verbose:{self._split_seed}:{ident}") if self.demo_style == "verbose" else None
 
     def _example(self, problem: tuple[int, str, int], ident: str) -> Example:
         a, op, b = problem
         return Example(
             prompt=f"{a}{op}{b}=",
             answer=str(solve(a, op, b)),
-            demonstration=demonstration(a, op, b),
+            demonstration=demonstration(a, op, b, self.demo_style, self._wordy(ident)),
             meta={"id": ident, "difficulty": self.difficulty, "a": a, "op": op, "b": b},
         )
 

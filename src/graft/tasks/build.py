@@ -35,12 +35,17 @@ def _make_task(task_cfg) -> Task:
     if task_cfg.teacher_error and "teacher_error" not in inspect.signature(cls).parameters:
         raise GraftError(f"config key 'task.teacher_error': task {task_cfg.name} has no modelled teacher slip "
                          "(arithmetic has); leave it at 0")
+    if task_cfg.demo_style != "plain" and "demo_style" not in inspect.signature(cls).parameters:
+        raise GraftError(f"config key 'task.demo_style': task {task_cfg.name} has only its plain "
+                         f"demonstrations, no {task_cfg.demo_style} teacher (arithmetic has); leave it at plain")
     if hasattr(cls, "from_config"):  # a task that reads its own config keys
         task = cls.from_config(task_cfg)
     else:
         kwargs = task_kwargs(task_cfg)
         if task_cfg.teacher_error:
             kwargs["teacher_error"] = task_cfg.teacher_error
+        if task_cfg.demo_style != "plain":
+            kwargs["demo_style"] = task_cfg.demo_style
         try:
             task = cls(**kwargs)
         except (ValueError, TypeError) as exc:
