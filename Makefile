@@ -67,8 +67,8 @@ bench: $(STAMP)
 bench-ttt: $(STAMP)
 	$(PY) bench/time_to_target.py
 
-# SFT only vs RL only vs every mixer schedule, 5 seeds, one compute budget (about 30-45 min on
-# 2 cores); writes bench/results/hybrid.json, bench/results/hybrid_curves.png, bench/hybrid/README.md
+# SFT only vs RL only vs every mixer schedule, 2 settings x 5 seeds, one compute budget per setting
+# (80 runs, about 1.5-2 h on 2 cores); writes bench/results/hybrid.json, bench/results/hybrid_curves.png, bench/hybrid/README.md
 bench-hybrid: $(STAMP)
 	nice -n 10 $(PY) bench/hybrid/run.py --seeds 0,1,2,3,4 --workers 2 --report
 
