@@ -59,6 +59,7 @@ class Setting:
     budget: float  # compute units per run
     warmup_steps: int  # SFT steps every SFT + RL schedule runs first
     target: float  # held-out greedy accuracy whose compute-to-reach is reported
+    variants: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (name, overrides on sft_then_rl's): extra rows
     sft_step: float = 2.64e3  # compute of one SFT step (32 demonstrations), measured in pilots
     rl_step: float = 1.4e4  # compute of one RL step (16 prompts x 8 rollouts, up to 32 tokens)
 
@@ -77,6 +78,8 @@ SETTINGS = {
                "prompts (task.demo_fraction=0.03: 300 worked solutions, reused), RL prompts on all 10,000"),
         task=("task.name=arithmetic", "task.difficulty=2", "task.demo_fraction=0.03"),
         budget=5.0e6, warmup_steps=800, target=0.6,
+        variants=(("sft_then_rl+lr2e-4", ("rl.lr=0.0002",)),  # the config default rl.lr
+                  ("sft_then_rl+entropy", ("algo.entropy_coef=0.01",))),
     ),
 }
 
@@ -112,6 +115,8 @@ def methods(setting: Setting) -> dict[str, list[str]]:
         if not any(s.startswith("rl.steps=") for s in sets):
             sets = [f"rl.steps={rl_steps}", *sets]
         out[name] = [f"mix.schedule={name}", f"sft.steps={warm}", *sets]
+    for name, sets in setting.variants:  # the same recipe as sft_then_rl with one setting changed
+        out[name] = [*out["sft_then_rl"], *sets]
     return out
 
 
