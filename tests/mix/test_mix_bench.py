@@ -2,6 +2,7 @@
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "hybrid"
 def _module(name: str):
     spec = importlib.util.spec_from_file_location(f"bench_hybrid_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -23,16 +25,32 @@ run, report = _module("run"), _module("report")
 
 
 def test_the_bench_runs_every_schedule_and_both_baselines_with_valid_configs():
-    table = run.methods(2.0e6)
-    assert set(table) == {"sft_only", "rl_only", *MIX_SCHEDULES}
-    for name, overrides in table.items():
-        cfg = build_config({}, run.BASE + overrides)
-        assert cfg.mix.schedule == (name if name in MIX_SCHEDULES else "sft_then_rl")
-    assert build_config({}, run.BASE + table["sft_only"]).rl.steps == 0
-    assert build_config({}, run.BASE + table["rl_only"]).sft.steps == 0
-    # step counts reach past the budget: 1.02 x 2e6 / 2650 SFT steps, 1.25 x 2e6 / 7100 RL steps
-    assert build_config({}, run.BASE + table["sft_only"]).sft.steps == 770
-    assert build_config({}, run.BASE + table["rl_only"]).rl.steps == 353
+    for setting in run.SETTINGS.values():
+        table = run.methods(setting)
+        variants = {name for name, _ in setting.variants}
+        assert set(table) == {"sft_only", "rl_only", *MIX_SCHEDULES, *variants}
+        for name, overrides in table.items():
+            cfg = build_config({}, run.BASE + list(setting.task) + overrides)
+            assert cfg.mix.schedule == (name if name in MIX_SCHEDULES else "sft_then_rl")
+            if name not in ("sft_only", "rl_only"):  # every SFT + RL method: the same warm-up first
+                assert cfg.sft.steps == setting.warmup_steps, name
+        assert build_config({}, run.BASE + table["sft_only"]).rl.steps == 0
+        assert build_config({}, run.BASE + table["rl_only"]).sft.steps == 0
+    teacher = run.SETTINGS["teacher"]
+    assert build_config({}, run.BASE + list(teacher.task)).task.teacher_error == 0.6
+    table = run.methods(teacher)
+    # step counts reach past the budget: 1.02 x 5e6 / 2640 SFT steps, 1.25 x 5e6 / 14000 RL steps
+    assert build_config({}, run.BASE + table["sft_only"]).sft.steps == 1932
+    assert build_config({}, run.BASE + table["rl_only"]).rl.steps == 447
+    # after the 800-step warm-up (2.112e6), 2.888e6 are left: 1.25 x 2.888e6 / 14000 RL steps
+    assert build_config({}, run.BASE + table["sft_then_rl"]).rl.steps == 258
+    few = run.methods(run.SETTINGS["few_demos"])
+    assert few["sft_then_rl+lr2e-4"] == [*few["sft_then_rl"], "rl.lr=0.0002"]
+
+
+def test_a_warm_up_that_spends_the_budget_is_refused():
+    with pytest.raises(ValueError, match="warm-up"):
+        run.methods(run.Setting(about="", task=(), budget=1.0e6, warmup_steps=1000, target=0.5))
 
 
 def test_compute_to_target_interpolates_between_evaluations():
@@ -45,7 +63,7 @@ def test_compute_to_target_interpolates_between_evaluations():
 
 
 def _runs(method, finals):
-    return [{"method": method, "seed": s, "final_accuracy": a, "pass@1": a, "pass@4": a, "pass@8": a,
+    return [{"method": method, "seed": s, "final_accuracy": a, "pass@1": a, "pass@4": a, "pass@8": a, "pass@16": a,
              "wall_seconds": 10.0, "compute": 1.0, "steps": 5, "mean_sft_share": 0.5, "budget_reached": True,
              "curve": [{"compute": 0.0, "accuracy": 0.0}, {"compute": 1.0, "accuracy": a}]}
             for s, a in enumerate(finals)]
@@ -65,5 +83,17 @@ def test_summary_statistics_on_a_hand_made_table():
     # reaching 0.55: never for sft_only; rl_only runs at compute 0.55/0.6, 0.55/0.7, 0.55/0.8 of 1.0
     assert table["sft_only"]["compute_to_target"]["reached"] == 0
     assert table["rl_only"]["compute_to_target"]["reached"] == 3
-    text = report.markdown(table)  # (its header names the module's TARGET, not 0.55)
-    assert text.count("\n") == 4 and "| rl_only | 0.650 [" in text
+    assert table["sft_only"]["rl_exploration"] is None  # no RL step, no trace
+    text = report.markdown(table, 0.55)
+    assert text.count("\n") == 4 and "| rl_only | 0.650 [" in text and "compute to 0.55" in text
+
+
+def test_exploration_means_the_first_and_last_quarter_of_the_rl_steps():
+    trace = [{"step": i, "entropy": float(i), "zero_var": 1.0 - i / 10, "reward": 0.0} for i in range(8)]
+    out = report.exploration([trace, trace])
+    # 8 RL steps: quarters of 2 -> entropy mean(0, 1) and mean(6, 7); zero_var 1 - those / 10
+    assert out["entropy_first_quarter"] == pytest.approx(0.5)
+    assert out["entropy_last_quarter"] == pytest.approx(6.5)
+    assert out["zero_var_first_quarter"] == pytest.approx(0.95)
+    assert out["zero_var_last_quarter"] == pytest.approx(0.35)
+    assert report.exploration([[], []]) is None
