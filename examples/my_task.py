@@ -1,6 +1,6 @@
 """A task and two reward functions of your own, named in a config by import path (docs/tasks.md).
 
-    graft train configs/quickstart.yaml --set task.name=examples.my_task:ReverseTask
+    graft train configs/quickstart.yaml --set task.name=examples.my_task:ReverseTask --set task.teacher_error=0
     graft train examples/my_reward.yaml          # task.name: dataset + task.reward: examples.my_task:...
 
 Run from the directory that holds ``examples/`` (graft looks plug-ins up on sys.path, then in the

@@ -72,6 +72,9 @@ SETTINGS = {
                "true answer"),
         task=("task.name=arithmetic", "task.difficulty=2", "task.teacher_error=0.6"),
         budget=5.0e6, warmup_steps=800, target=0.6,
+        variants=(("sft_then_rl+dynamic", ("select.dynamic_sampling=true",)),  # DAPO dynamic sampling
+                  ("sft_then_rl+pcl", ("curriculum.name=pcl",)),  # prompt curriculum (PCL)
+                  ("sft_then_rl+dars", ("curriculum.dars=true", "curriculum.dars_extra=64"))),  # DARS
     ),
     "few_demos": Setting(
         about=("two-digit addition/subtraction; correct demonstrations on a seeded 3% of the training "

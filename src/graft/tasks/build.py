@@ -33,8 +33,9 @@ def _make_task(task_cfg) -> Task:
 
     cls = task_class(task_cfg.name)
     if task_cfg.teacher_error and "teacher_error" not in inspect.signature(cls).parameters:
-        raise GraftError(f"config key 'task.teacher_error': task {task_cfg.name} has no modelled teacher slip "
-                         "(arithmetic has); leave it at 0")
+        raise GraftError(f"config key 'task.teacher_error' is {task_cfg.teacher_error}, but task {task_cfg.name} "
+                         "has no modelled teacher slip (arithmetic has; the quickstart config sets 0.6 for it): "
+                         "set it to 0, e.g. --set task.teacher_error=0")
     if task_cfg.demo_style != "plain" and "demo_style" not in inspect.signature(cls).parameters:
         raise GraftError(f"config key 'task.demo_style': task {task_cfg.name} has only its plain "
                          f"demonstrations, no {task_cfg.demo_style} teacher (arithmetic has); leave it at plain")
