@@ -30,7 +30,7 @@ import numpy as np
 import ray
 
 from graft.config import load_config
-from graft.eval.stats import aggregate_iqm, stratified_bootstrap_ci
+from graft.eval.stats import iqm_over_seeds
 from graft.train import checkpoint as ckpt
 from graft.train.logging import read_metrics
 from graft.train.loop import prepare, train
@@ -102,7 +102,7 @@ def main() -> None:
     for k, c in settings:
         mine = [r for r in runs if r["max_staleness"] == k and r["correction"] == c]
         acc = np.array([[r["accuracy_after_rl"]] for r in mine])  # (seeds, 1 task)
-        point, lo, hi = stratified_bootstrap_ci(aggregate_iqm, acc, rng=rng, reps=2000)
+        point, lo, hi = iqm_over_seeds(acc, rng=rng, reps=2000)
         key = f"staleness{k}_{c}"
         table[key] = {"max_staleness": k, "correction": c, "seeds": [r["seed"] for r in mine],
                       "accuracy": [r["accuracy_after_rl"] for r in mine], "mean": float(acc.mean()),

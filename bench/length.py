@@ -114,9 +114,9 @@ def run_one(method: str, seed: int, model: Path, work: Path, steps: int, extra: 
 
 
 def _iqm_ci(values: list[float], rng: np.random.Generator, reps: int) -> dict:
-    from graft.eval.stats import aggregate_iqm, stratified_bootstrap_ci
+    from graft.eval.stats import iqm_over_seeds
 
-    point, lo, hi = stratified_bootstrap_ci(aggregate_iqm, np.asarray(values, float)[:, None], rng=rng, reps=reps)
+    point, lo, hi = iqm_over_seeds(values, rng=rng, reps=reps)
     return {"iqm": point, "ci95": [lo, hi], "values": list(values)}
 
 

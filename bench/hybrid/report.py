@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graft.eval.stats import aggregate_iqm, probability_of_improvement, stratified_bootstrap_ci
+from graft.eval.stats import iqm_over_seeds, probability_of_improvement
 
 ROOT = Path(__file__).resolve().parents[2]
 REPS = 20_000  # bootstrap replicates
@@ -49,7 +49,7 @@ def compute_to_target(curve: list[dict], target: float) -> float:
 
 
 def _ci(values: list[float], rng: np.random.Generator) -> dict:
-    point, lo, hi = stratified_bootstrap_ci(aggregate_iqm, np.array(values)[:, None], rng=rng, reps=REPS)
+    point, lo, hi = iqm_over_seeds(values, rng=rng, reps=REPS)
     return {"iqm": point, "ci95": [lo, hi], "mean": float(np.mean(values)), "values": values}
 
 

@@ -108,3 +108,13 @@ def test_bad_shapes_are_rejected():
         aggregate_mean([1.0, 2.0])
     with pytest.raises(ValueError):
         probability_of_improvement(np.ones((2, 1)), np.ones((2, 2)))
+
+
+def test_iqm_over_seeds_is_the_stratified_bootstrap_of_one_task():
+    from graft.eval.stats import iqm_over_seeds
+
+    seeds = [0.1, 0.2, 0.3, 0.4, 0.9]
+    got = iqm_over_seeds(seeds, rng=np.random.default_rng(3), reps=500)
+    want = stratified_bootstrap_ci(aggregate_iqm, np.array(seeds)[:, None], rng=np.random.default_rng(3), reps=500)
+    assert got == want
+    assert got[0] == pytest.approx(0.3)  # IQM of 5: the middle three, (0.2 + 0.3 + 0.4) / 3

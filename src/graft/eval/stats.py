@@ -109,6 +109,14 @@ def stratified_bootstrap_ci(
     return point, float(lo), float(hi)
 
 
+def iqm_over_seeds(values, *, rng: np.random.Generator, reps: int = 10_000,
+                   confidence: float = 0.95) -> tuple[float, float, float]:
+    """(IQM, lower, upper) of one task's per-seed scores: ``stratified_bootstrap_ci`` of
+    ``aggregate_iqm`` on the (seeds, 1) matrix, the form every single-task benchmark reports."""
+    column = np.asarray(values, dtype=float).reshape(-1, 1)
+    return stratified_bootstrap_ci(aggregate_iqm, column, rng=rng, reps=reps, confidence=confidence)
+
+
 def performance_profile(scores, taus) -> np.ndarray:
     """Run-score distribution (Sec. 4.1): F(tau) = (1/M) sum_m (1/N) sum_n 1[x_{n,m} > tau],
     the fraction of runs (pooled over tasks) scoring above each threshold tau; shape (..., len(taus))."""
