@@ -8,6 +8,17 @@ import inspect
 from graft.errors import GraftError
 from graft.tasks.base import DemoSubset, Task
 
+# task keys that change how the teacher writes demonstrations: the default of each, and the refusal for a
+# task class whose constructor does not take it (the key is then passed only when it differs from its default)
+TEACHER_KEYS = {"teacher_error": 0.0, "demo_style": "plain"}
+_REFUSALS = {
+    "teacher_error": ("config key 'task.teacher_error' is {value}, but task {task} has no modelled teacher slip "
+                      "(arithmetic has; the quickstart config sets 0.6 for it): set it to 0, e.g. "
+                      "--set task.teacher_error=0"),
+    "demo_style": ("config key 'task.demo_style': task {task} has only its plain demonstrations, no {value} "
+                   "teacher (arithmetic has); leave it at plain"),
+}
+
 
 def build_task(task_cfg) -> Task:
     task = _make_task(task_cfg)
@@ -32,21 +43,15 @@ def _make_task(task_cfg) -> Task:
     from graft.plugins import task_kwargs
 
     cls = task_class(task_cfg.name)
-    if task_cfg.teacher_error and "teacher_error" not in inspect.signature(cls).parameters:
-        raise GraftError(f"config key 'task.teacher_error' is {task_cfg.teacher_error}, but task {task_cfg.name} "
-                         "has no modelled teacher slip (arithmetic has; the quickstart config sets 0.6 for it): "
-                         "set it to 0, e.g. --set task.teacher_error=0")
-    if task_cfg.demo_style != "plain" and "demo_style" not in inspect.signature(cls).parameters:
-        raise GraftError(f"config key 'task.demo_style': task {task_cfg.name} has only its plain "
-                         f"demonstrations, no {task_cfg.demo_style} teacher (arithmetic has); leave it at plain")
+    teacher = {key: getattr(task_cfg, key) for key, default in TEACHER_KEYS.items()
+               if getattr(task_cfg, key) != default}  # only what the config changed reaches the class
+    for key, value in teacher.items():
+        if key not in inspect.signature(cls).parameters:
+            raise GraftError(_REFUSALS[key].format(value=value, task=task_cfg.name))
     if hasattr(cls, "from_config"):  # a task that reads its own config keys
         task = cls.from_config(task_cfg)
     else:
-        kwargs = task_kwargs(task_cfg)
-        if task_cfg.teacher_error:
-            kwargs["teacher_error"] = task_cfg.teacher_error
-        if task_cfg.demo_style != "plain":
-            kwargs["demo_style"] = task_cfg.demo_style
+        kwargs = {**task_kwargs(task_cfg), **teacher}
         try:
             task = cls(**kwargs)
         except (ValueError, TypeError) as exc:
