@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -109,6 +110,33 @@ def speedup(graft: dict, trl: dict) -> dict:
     return {"ratio": None, "bound": "neither reached the target"}
 
 
+def summarise_speedups(speedups: list[dict]) -> dict:
+    """The median and spread over seeds of ``speedup`` results.
+
+    Each seed's true ratio is its ``ratio`` ("="), at least it (">") or at most it ("<"). The median
+    of the listed ratios is then exact when every seed is exact, a lower bound of the true median
+    when the seeds mix only "=" and ">" (raising any listed value cannot lower the median), an upper
+    bound for "=" and "<"; with both kinds of bound, or a seed without a ratio, it is unknown."""
+    ratios = [s["ratio"] for s in speedups]
+    bounds = {s["bound"] for s in speedups}
+    out = {"ratios": ratios, "bounds": [s["bound"] for s in speedups], "median": None, "bound": None,
+           "min": None, "max": None}
+    if not ratios or any(r is None for r in ratios):
+        out["bound"] = "a seed has no ratio"
+        return out
+    if bounds <= {"="}:
+        out["bound"] = "="
+    elif bounds <= {"=", ">"}:
+        out["bound"] = ">"
+    elif bounds <= {"=", "<"}:
+        out["bound"] = "<"
+    else:
+        out["bound"] = "seeds bound it from both sides"
+        return out
+    out.update(median=statistics.median(ratios), min=min(ratios), max=max(ratios))
+    return out
+
+
 # ---------------------------------------------------------------- the jobs
 
 
@@ -144,12 +172,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--eval-examples", type=int, default=500, help="held-out examples scored per checkpoint")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", help="comma list of seeds, each a whole measurement (its own start, both "
+                                    "sides); the median and spread of the ratio over them (default: --seed)")
     ap.add_argument("--only", choices=["graft", "trl"], help="run one side (the other's curve is left out)")
     ap.add_argument("--trl-python", default=os.environ.get("GRAFT_TRL_PYTHON"),
                     help="TRL's interpreter (default: $GRAFT_TRL_PYTHON, else bench/.venv-trl, made when missing)")
     ap.add_argument("--keep", action="store_true", help="keep the RL checkpoints (default: deleted after scoring)")
     ap.add_argument("--out", default=str(BENCH / "results" / "time_to_target.json"))
     args = ap.parse_args(argv)
+    try:
+        args.seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    except ValueError:
+        ap.error(f"--seeds must be a comma list of integers, got {args.seeds!r}")
     for name in ("rl_steps", "save_every", "eval_examples", "sft_steps", "threads", "num_prompts",
                  "num_generations", "max_new_tokens", "hidden", "layers"):
         if getattr(args, name) < (0 if name == "sft_steps" else 1):
@@ -250,6 +284,33 @@ def trl_python(args) -> str:
 def main(argv=None) -> None:
     args = parse_args(argv)
     sys.path.insert(0, str(BENCH))
+    per_seed = {}
+    for seed in args.seeds:
+        print(f"==== seed {seed} ====", flush=True)
+        per_seed[str(seed)] = measure(argparse.Namespace(**{**vars(args), "seed": seed}))
+    record = {"seeds": args.seeds, "options": recorded_options(args), "per_seed": per_seed}
+    if all("speedup_trl_over_graft" in r for r in per_seed.values()):
+        record["summary"] = {
+            "greedy": summarise_speedups([r["speedup_trl_over_graft"] for r in per_seed.values()]),
+            "sampled": summarise_speedups([r["speedup_trl_over_graft_sampled"] for r in per_seed.values()])}
+        print_summary(record)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {repo_relative(out)}")
+
+
+def print_summary(record: dict) -> None:
+    print(f"over seeds {record['seeds']}: TRL time to target / graft's")
+    for kind, sm in record["summary"].items():
+        listed = ", ".join(f"{b}{r:.2f}" if r is not None else "none" for r, b in zip(sm["ratios"], sm["bounds"]))
+        middle = (f"median {sm['bound']} {sm['median']:.2f}x (min {sm['min']:.2f}, max {sm['max']:.2f})"
+                  if sm["median"] is not None else sm["bound"])
+        print(f"  {kind:8} {middle}; per seed {listed}")
+
+
+def measure(args) -> dict:
+    """One seed's measurement: its start, both sides' RL, the common evaluator; returns the record."""
     from vs_trl import run_side
 
     python = sys.executable
@@ -283,7 +344,7 @@ def main(argv=None) -> None:
     score_seconds = time.perf_counter() - t
     scores = scored["scores"]
     record = {
-        "target": args.target, "sampled_target": args.sampled_target, "options": recorded_options(args), "model": start_info["shape"],
+        "seed": args.seed, "target": args.target, "sampled_target": args.sampled_target, "model": start_info["shape"],
         "start": {"cache_key": start_info["key"], "sft_steps": args.sft_steps,
                   "accuracy": scores[str(start)]["accuracy"],
                   "sampled_accuracy": scores[str(start)]["sampled_accuracy"], "sft_seconds": start_info["sft_seconds"]},
@@ -316,14 +377,11 @@ def main(argv=None) -> None:
         record["speedup_trl_over_graft"] = speedup(g["time_to_target"], r["time_to_target"])
         record["speedup_trl_over_graft_sampled"] = speedup(g["time_to_sampled_target"], r["time_to_sampled_target"])
     print_table(record)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {out}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:
         print(f"checkpoints kept in {work}")
+    return record
 
 
 def _task_section(args) -> list[str]:

@@ -100,3 +100,26 @@ def test_results_record_paths_relative_to_the_repo(tmp_path):
     assert options["out"] == "<outside the repo>/x.json"
     assert options["threads"] == args.threads  # the other options as they are
     assert ttt.repo_relative(None) is None
+
+
+def test_seeds_summary_is_the_median_with_the_bound_the_seeds_allow():
+    exact = [{"ratio": r, "bound": "="} for r in (2.0, 5.0, 3.0)]
+    assert ttt.summarise_speedups(exact) == {"ratios": [2.0, 5.0, 3.0], "bounds": ["="] * 3, "median": 3.0,
+                                             "bound": "=", "min": 2.0, "max": 5.0}
+    lower = ttt.summarise_speedups([{"ratio": 2.0, "bound": "="}, {"ratio": 4.0, "bound": ">"},
+                                    {"ratio": 1.5, "bound": "="}, {"ratio": 6.0, "bound": ">"}])
+    assert (lower["median"], lower["bound"]) == (3.0, ">")  # the true median is at least 3
+    upper = ttt.summarise_speedups([{"ratio": 2.0, "bound": "<"}, {"ratio": 1.0, "bound": "="}])
+    assert (upper["median"], upper["bound"]) == (1.5, "<")
+    both = ttt.summarise_speedups([{"ratio": 2.0, "bound": "<"}, {"ratio": 1.0, "bound": ">"}])
+    assert both["median"] is None and both["bound"] == "seeds bound it from both sides"
+    missing = ttt.summarise_speedups([{"ratio": None, "bound": "neither reached the target"}])
+    assert missing["median"] is None
+
+
+def test_seeds_option_lists_whole_measurements(capsys):
+    assert ttt.parse_args(["--seeds", "0,1,2"]).seeds == [0, 1, 2]
+    assert ttt.parse_args(["--seed", "4"]).seeds == [4]
+    with pytest.raises(SystemExit):
+        ttt.parse_args(["--seeds", "0,x"])
+    assert "--seeds must be a comma list" in capsys.readouterr().err
