@@ -82,6 +82,56 @@ def matmul_flops(threads: int, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best
 
 
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+
+
+def parse_cpuinfo(text: str) -> dict:
+    """The facts of /proc/cpuinfo that decide fp32 matmul speed: model name and number, the vector
+    and matrix extensions among ``ISA_FLAGS``, and the logical CPU count (first processor's lines)."""
+    first, count = {}, 0
+    for line in text.splitlines():
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "processor":
+            count += 1
+        elif count == 1 and key and key not in first:
+            first[key] = value
+    flags = set(first.get("flags", "").split())
+    return {"model_name": first.get("model name"), "model": first.get("model"), "logical_cpus": count,
+            "isa": [f for f in ISA_FLAGS if f in flags]}
+
+
+def machine_facts(threads: int) -> dict:
+    """What differs between two machines "of one kind" and moves a step time: the CPU model and its
+    extensions, cache sizes, memory, torch's threading and BLAS backends, and the environment
+    variables that override them (thread counts, a preloaded allocator)."""
+    facts: dict = {}
+    try:
+        facts.update(parse_cpuinfo(Path("/proc/cpuinfo").read_text()))
+    except OSError:
+        pass
+    caches = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind = (index / "level").read_text().strip(), (index / "type").read_text().strip()
+            caches[f"L{level}{'' if kind == 'Unified' else kind[0].lower()}"] = (index / "size").read_text().strip()
+        except OSError:
+            continue
+    facts["caches_per_cpu0"] = caches
+    try:
+        facts["mem_total_kb"] = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                                         if line.startswith("MemTotal")))
+    except (OSError, StopIteration):
+        pass
+    torch.set_num_threads(threads)
+    facts["torch_threads"] = torch.get_num_threads()
+    facts["torch_parallel"] = [line.strip() for line in torch.__config__.parallel_info().splitlines()
+                               if line.strip().startswith(("ATen parallel backend", "MKL", "MKLDNN", "std::thread"))]
+    facts["mkl"], facts["mkldnn"] = torch.backends.mkl.is_available(), torch.backends.mkldnn.is_available()
+    facts["env"] = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LD_PRELOAD", "MALLOC_CONF",
+                                              "GLIBC_TUNABLES", "KMP_AFFINITY", "OMP_PROC_BIND") if k in os.environ}
+    return facts
+
+
 def ensure_trl_venv() -> Path:
     py = TRL_VENV / "bin" / "python"
     stamp = TRL_VENV / ".installed"
@@ -236,6 +286,7 @@ def main() -> None:
             "matmul_flops_per_s_before_after": [peak_before, peak_after],
             "threads": args.threads, "lr": args.lr, "load_avg_before": load_before, "load_avg_after": load_after,
             "cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+            "machine": machine_facts(args.threads),
             "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
             "sides": summary,
         }
