@@ -159,8 +159,10 @@ class RLConfig(_Section):
     """Nucleus sampling threshold (1.0 = off)."""
     num_iterations: int = Field(1, ge=1)
     """Updates per rollout batch; > 1 reuses it with importance ratios (PPO epochs)."""
-    lr: float = Field(2e-4, gt=0)
-    """Constant learning rate of the RL phase (after `warmup_steps`)."""
+    lr: float = Field(3e-5, gt=0)
+    """Constant learning rate of the RL phase (after `warmup_steps`). 3e-5: the quickstart's, and
+    the best of those tried on a Hugging Face model it was not tuned on (docs/guide.md, "RL learning
+    rate"); 2e-4, the old default, collapsed seeds after SFT."""
     warmup_steps: int = Field(0, ge=0)
     """Linear warm-up steps of the RL phase."""
     stop: list[str] = []

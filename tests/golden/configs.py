@@ -34,7 +34,7 @@ BASE = [
     "model.d_model=32", "model.n_layers=2", "model.n_heads=2",
     "task.name=arithmetic", "task.difficulty=1", "task.num_train=128", "task.num_test=16",
     f"sft.steps={SFT_STEPS}", "sft.batch_size=32", "sft.lr=0.01", "sft.warmup_steps=1",
-    f"rl.steps={RL_STEPS}", "rl.num_prompts=4", "rl.num_generations=4", "rl.max_new_tokens=16",
+    f"rl.steps={RL_STEPS}", "rl.lr=0.0002", "rl.num_prompts=4", "rl.num_generations=4", "rl.max_new_tokens=16",
     "eval.num_examples=8", "eval.max_new_tokens=16", "eval.batch_size=8",
     "checkpoint.every=1000", "checkpoint.keep=1",
 ]
