@@ -59,7 +59,8 @@ def main(spec_path: str, out_path: str) -> None:
     steps = [{
         "step_time": r["perf/step_time"],
         "rollout_time": r.get("perf/rollout_time"),
-        **{f"{k}_time": r.get(f"perf/{k}_time") for k in ("verify", "frozen", "update", "optimizer")},
+        **{f"{k}_time": r.get(f"perf/{k}_time")
+           for k in ("prefill", "verify", "frozen", "update", "backward", "optimizer")},
         "completion_tokens": r["rollout/completion_len"] * spec["num_prompts"] * spec["num_generations"],
         "reward_mean": r.get("rollout/verifier_reward_mean"),
     } for r in rows]

@@ -12,9 +12,12 @@ SPEC["mode"] picks the job:
   ``precision`` ("fp32" | "bf16": weights loaded in bfloat16 and ``bf16=True`` |
   "bf16_mixed": float32 weights and ``bf16=True``, i.e. autocast), ``lora``
   ({"rank", "alpha", "target_modules"}: a peft LoraConfig, dropout 0), ``use_vllm`` (vLLM in
-  ``colocate`` mode, ``vllm_gpu_memory_utilization``), ``gradient_checkpointing`` (bool). The
-  time spent in the trainer's ``_generate`` (sampling, and vLLM's weight sync) is recorded per
-  step as ``rollout_time`` when the trainer has that method.
+  ``colocate`` mode, ``vllm_gpu_memory_utilization``), ``gradient_checkpointing`` (bool).
+  Each step's phases are timed from outside (``PhaseClock``; TRL's code is left as it is), with
+  graft's meanings (``perf/*_time``): ``rollout_time`` (the trainer's ``_generate``: sampling, and
+  vLLM's weight sync; plus the reward), ``prefill_time`` (of rollout), ``verify_time`` (the reward,
+  of rollout), ``frozen_time`` (no-grad log-prob forwards), ``update_time`` (forward + backward +
+  optimizer), ``backward_time`` and ``optimizer_time`` (of update).
 - "rl_checkpoints" (time_to_target.py): GRPO from ``model_dir`` on ``data`` with graft's
   arithmetic verifier (reimplemented below), the core hyperparameters from the SPEC and TRL's
   defaults for the rest; the model is saved (HF format) every ``save_every`` steps with the
@@ -55,6 +58,136 @@ def last_line_reward(completions, answer, **_):
         lines = [ln.strip() for ln in text[-100_000:].splitlines() if ln.strip()]
         out.append(float((lines[-1] if lines else "") == ans.strip()))
     return out
+
+
+class PhaseClock:
+    """One GRPOTrainer step's phases, timed by wrapping the trainer's methods from outside.
+
+    - generate: ``trainer._generate`` (tokenising, ``model.generate``, decoding the completions;
+      vLLM's weight sync in vLLM mode); CUDA is synchronised at its end, as before.
+    - prefill (of generate): the first forward of the policy in each ``generate`` call (a forward
+      pre/post hook on the causal LM, armed by a wrapper of its ``generate``): with HF generate that
+      forward takes the whole left-padded prompt and fills the cache; later ones take one token.
+      Not split in vLLM mode (None: the engine does not run the module's forward).
+    - reward: ``trainer._calculate_rewards`` (the reward functions, their tensor, the gather).
+    - frozen: ``trainer._get_per_token_logps_and_entropies`` calls without grad (old / reference
+      log-probs; with beta=0, num_iterations=1 and no vLLM TRL 1.16 makes none); ``frozen_calls``
+      counts them. The call with grad belongs to the loss's forward.
+    - forward: ``trainer.compute_loss`` (the policy's forward with grad and the loss).
+    - backward: ``trainer.accelerator.backward``.
+    - optimizer: from the end of ``trainer.training_step`` to ``on_step_end``: gradient clipping,
+      ``optimizer.step``, the LR scheduler, ``zero_grad`` (and the Trainer's per-step bookkeeping).
+
+    Host clock, no CUDA synchronisation beyond the generate one (as graft's timings): on a GPU a
+    kernel counts in the phase that next waits for it."""
+
+    KEYS = ("generate", "prefill", "reward", "frozen", "frozen_calls", "forward", "backward", "optimizer")
+
+    def __init__(self, trainer, torch):
+        self.torch = torch
+        self.s = dict.fromkeys(self.KEYS, 0.0)
+        self.generating = self.first = False  # inside _generate; the next forward is a prefill
+        self.t_prefill = self.t_optim = None
+        wrapped = {
+            "generate": self._wrap(trainer, "_generate", self._generate),
+            "reward": self._wrap(trainer, "_calculate_rewards", lambda f: self._timed(f, "reward")),
+            "frozen": self._wrap(trainer, "_get_per_token_logps_and_entropies", self._logps),
+            "forward": self._wrap(trainer, "compute_loss", lambda f: self._timed(f, "forward")),
+            "backward": self._wrap(trainer.accelerator, "backward", lambda f: self._timed(f, "backward")),
+            "optimizer": self._wrap(trainer, "training_step", self._training_step),
+        }
+        lm = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+        wrapped["prefill"] = wrapped["generate"] and not getattr(trainer, "use_vllm", False) \
+            and self._wrap(lm, "generate", self._armed)
+        if wrapped["prefill"]:
+            lm.register_forward_pre_hook(self._pre)
+            lm.register_forward_hook(self._post)
+        self.timed = {k for k, ok in wrapped.items() if ok}
+
+    @staticmethod
+    def _wrap(obj, name: str, make) -> bool:
+        """Replace the instance's ``name`` with ``make(original)``; False when it has none."""
+        inner = getattr(obj, name, None)
+        if not callable(inner):
+            return False
+        setattr(obj, name, make(inner))
+        return True
+
+    def _timed(self, fn, key: str):
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.s[key] += time.perf_counter() - t
+        return timed
+
+    def _generate(self, fn):
+        def generate(*a, **k):
+            t, self.generating = time.perf_counter(), True
+            try:
+                return fn(*a, **k)
+            finally:
+                self.generating = False
+                if self.torch.cuda.is_available() and self.torch.cuda.is_initialized():
+                    self.torch.cuda.synchronize()
+                self.s["generate"] += time.perf_counter() - t
+        return generate
+
+    def _armed(self, fn):
+        def generate(*a, **k):
+            self.first = self.generating  # the first forward of this call is its prefill
+            return fn(*a, **k)
+        return generate
+
+    def _pre(self, module, args):
+        if self.first:
+            self.first, self.t_prefill = False, time.perf_counter()
+
+    def _post(self, module, args, output):
+        if self.t_prefill is not None:
+            self.s["prefill"] += time.perf_counter() - self.t_prefill
+            self.t_prefill = None
+
+    def _logps(self, fn):
+        def logps(*a, **k):
+            if self.torch.is_grad_enabled():  # the loss's own forward (in compute_loss)
+                return fn(*a, **k)
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.s["frozen"] += time.perf_counter() - t
+                self.s["frozen_calls"] += 1
+        return logps
+
+    def _training_step(self, fn):
+        def training_step(*a, **k):
+            out = fn(*a, **k)
+            self.t_optim = time.perf_counter()  # clipping and the optimizer step follow, to on_step_end
+            return out
+        return training_step
+
+    def begin(self) -> None:
+        self.s = dict.fromkeys(self.KEYS, 0.0)
+        self.t_optim = None
+
+    def end(self) -> dict:
+        """This step's phases with graft's keys and meanings (``perf/*_time``); None: not timed."""
+        s, on = self.s, self.timed
+        optimizer = time.perf_counter() - self.t_optim if self.t_optim is not None else None
+        update = None if optimizer is None or not {"forward", "backward"} <= on \
+            else s["forward"] + s["backward"] + optimizer
+        return {
+            "rollout_time": s["generate"] + s["reward"] if {"generate", "reward"} <= on else None,
+            "prefill_time": s["prefill"] if "prefill" in on else None,
+            "verify_time": s["reward"] if "reward" in on else None,
+            "frozen_time": s["frozen"] if "frozen" in on else None,
+            "frozen_calls": int(s["frozen_calls"]) if "frozen" in on else None,
+            "update_time": update,
+            "backward_time": s["backward"] if "backward" in on else None,
+            "optimizer_time": optimizer,
+        }
 
 
 def main(spec_path: str, out_path: str) -> None:
@@ -104,18 +237,18 @@ def main(spec_path: str, out_path: str) -> None:
         seed=0, dataloader_num_workers=0,
     )
     times: list[float] = []
-    rollout_times: list[float] = []
+    phases: list[dict] = []
     logs: list[dict] = []
-    generating = {"s": 0.0}
+    clock: list[PhaseClock] = []  # set once the trainer exists
 
     class Timer(TrainerCallback):
         def on_step_begin(self, *a, **k):
-            generating["s"] = 0.0
+            clock[0].begin()
             self.t = time.perf_counter()
 
         def on_step_end(self, *a, **k):
+            phases.append(clock[0].end())
             times.append(time.perf_counter() - self.t)
-            rollout_times.append(generating["s"])
 
         def on_log(self, _args, _state, _control, logs_=None, **k):
             entry = k.get("logs") if logs_ is None else logs_
@@ -124,20 +257,7 @@ def main(spec_path: str, out_path: str) -> None:
 
     trainer = GRPOTrainer(model=model, reward_funcs=last_line_reward, args=args, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=[Timer()], peft_config=peft_config)
-    timed_generate = callable(getattr(trainer, "_generate", None))
-    if timed_generate:  # time TRL's sampling call from outside; its code is left as it is
-        generate = trainer._generate
-
-        def _generate(*a, **k):
-            t = time.perf_counter()
-            try:
-                return generate(*a, **k)
-            finally:
-                if torch.cuda.is_available() and torch.cuda.is_initialized():
-                    torch.cuda.synchronize()
-                generating["s"] += time.perf_counter() - t
-
-        trainer._generate = _generate
+    clock.append(PhaseClock(trainer, torch))  # TRL's methods wrapped from outside; its code is as it is
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0
@@ -145,7 +265,7 @@ def main(spec_path: str, out_path: str) -> None:
         "step_time": t,
         "completion_tokens": (logs[i]["completions/mean_length"] * batch) if i < len(logs) else None,
         "reward_mean": logs[i].get("reward") if i < len(logs) else None,
-        "rollout_time": rollout_times[i] if timed_generate else None,
+        **phases[i],
     } for i, t in enumerate(times)]
     prompt_tokens = [len(tokenizer.encode(r["prompt"], add_special_tokens=False)) for r in rows]
     result = {

@@ -211,13 +211,47 @@ def summarise(result: dict, warmup: int, n_matmul: int, peak: float, batch: int)
         upd = statistics.median([s["step_time"] - s["rollout_time"] for s in steps])
         out["update_time_median_s"] = upd
         out["update_fraction_of_matmul_peak"] = 6 * n_matmul * tokens / upd / peak
-    phases = {}  # the stages a side times, medians over the measured steps (None: not timed there)
-    for key in ("rollout", "verify", "frozen", "update", "optimizer"):
-        vals = [s.get(f"{key}_time") for s in steps]
-        phases[key] = statistics.median(vals) if vals and all(v is not None for v in vals) else None
-    out["phase_medians_s"] = phases
+    out["phase_medians_s"] = phase_medians(steps)
     if "versions" in result:
         out["versions"] = result["versions"]
+    return out
+
+
+PHASES = ("prefill", "decode", "verify", "frozen", "forward", "backward", "optimizer", "other")
+"""The per-phase rows, in step order; with the ``rollout`` and ``update`` they add up to, the keys
+of ``phase_medians_s``."""
+
+
+def phase_medians(steps: list[dict]) -> dict:
+    """Median seconds of each phase over ``steps`` (None: that side does not time it).
+
+    Logged per step (graft's ``perf/*_time``, the same keys from bench/trl_side.py): rollout
+    (verify and prefill within it), frozen, update (backward and optimizer within it). Derived per
+    step, then the median: decode = rollout - prefill - verify (with the prefill in it where a
+    side cannot split it, vLLM), forward = update - backward - optimizer and other = step -
+    rollout - frozen - update. Medians of the steps' own values, so on a noisy machine the rows
+    need not add up to the median step time exactly."""
+    def med(values) -> float | None:
+        return statistics.median(values) if values and all(v is not None for v in values) else None
+
+    def get(key: str) -> list:
+        return [s.get(f"{key}_time") for s in steps]
+
+    out = {key: med(get(key)) for key in ("rollout", "prefill", "verify", "frozen", "update", "backward",
+                                          "optimizer")}
+    if out["rollout"] is not None and out["verify"] is not None:
+        out["decode"] = med([s["rollout_time"] - (s.get("prefill_time") or 0.0) - s["verify_time"] for s in steps])
+    else:
+        out["decode"] = None
+    if None not in (out["update"], out["backward"], out["optimizer"]):
+        out["forward"] = med([s["update_time"] - s["backward_time"] - s["optimizer_time"] for s in steps])
+    else:
+        out["forward"] = None
+    if out["rollout"] is not None and out["update"] is not None:
+        out["other"] = med([s["step_time"] - s["rollout_time"] - (s.get("frozen_time") or 0.0) - s["update_time"]
+                            for s in steps])
+    else:
+        out["other"] = None
     return out
 
 
@@ -345,18 +379,19 @@ def print_table(rec: dict) -> None:
             cells.append(f"{fmt.format(v):>14}" if v is not None else f"{'error':>14}")
         ratio = f"   {vals[0] / vals[1]:.2f}" if len(vals) == 2 and None not in vals and vals[1] else ""
         print(f"{label:28}" + "".join(cells) + ratio)
-    # per phase: graft times sampling (with verification), the verifier, the frozen forwards, the
-    # update and its optimizer steps; TRL's side times its generation only (the rest is "other")
-    print("per phase, median s (rollout includes verify; update includes optimizer):")
-    for phase in ("rollout", "verify", "frozen", "update", "optimizer", "other"):
-        cells = []
+    # per phase (bench/README.md, "Per-phase table"): medians over the measured steps of each
+    # step's own value; "-": not timed on that side
+    print("per phase, median s (each step's own value; the rows add up to a step, their medians need not):")
+    labels = {"prefill": "prefill", "decode": "decode", "verify": "verify / reward", "frozen": "frozen log-probs",
+              "forward": "forward (loss)", "backward": "backward", "optimizer": "optimizer", "other": "other"}
+    for phase in PHASES:
+        cells, vals = [], []
         for n in names:
-            p = sides[n].get("phase_medians_s") or {}
-            v = p.get(phase)
-            if phase == "other" and p.get("rollout") is not None:
-                v = sides[n]["step_time_median_s"] - p["rollout"] - (p.get("frozen") or 0) - (p.get("update") or 0)
+            v = (sides[n].get("phase_medians_s") or {}).get(phase)
+            vals.append(v)
             cells.append(f"{v:>14.3f}" if v is not None else f"{'-':>14}")
-        print(f"  {phase:26}" + "".join(cells))
+        ratio = f"   {vals[0] / vals[1]:.2f}" if len(vals) == 2 and None not in vals and vals[1] > 0 else ""
+        print(f"  {labels[phase]:26}" + "".join(cells) + ratio)
     print()
 
 

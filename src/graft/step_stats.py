@@ -98,13 +98,16 @@ class PerfStats:
     rollout_time: float | None = None
     padding_frac: float | None = None
     verify_time: float | None = None  # of rollout_time: the verifier's share
+    prefill_time: float | None = None  # of rollout_time: the prompt forwards that fill the cache
     frozen_time: float | None = None  # the no-grad forwards: reference, critic, proximal log-probs
     update_time: float | None = None  # forward + backward of the losses and the optimizer steps
+    backward_time: float | None = None  # of update_time: inside the losses' backward() calls
     optimizer_time: float | None = None  # of update_time: clipping and the optimizer steps
 
 
-TIMING_KEYS = ("perf/step_time", "perf/rollout_time", "perf/tokens_per_s", "perf/verify_time", "perf/frozen_time",
-               "perf/update_time", "perf/optimizer_time", "perf/weight_sync_s")
+TIMING_KEYS = ("perf/step_time", "perf/rollout_time", "perf/tokens_per_s", "perf/verify_time", "perf/prefill_time",
+               "perf/frozen_time", "perf/update_time", "perf/backward_time", "perf/optimizer_time",
+               "perf/weight_sync_s")
 """The wall-clock metric keys: they differ run to run, so comparisons of runs leave them out."""
 
 

@@ -326,6 +326,7 @@ class RaySource:
             steps = max(report.decode_steps, report_c.decode_steps)  # the longest row of the step
             report = report.add(report_c)
             report.decode_steps = steps
+        report.prefill_time = None  # the workers' seconds, not a share of the learner's wait
         if job.verify:
             for gen, ver in zip(job.gen, job.verify):
                 if gen.reissued:  # chained to the lost generation: verify the new one

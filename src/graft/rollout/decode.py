@@ -22,6 +22,7 @@ the caller re-indexes its own per-row state the same way.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,10 +98,16 @@ class DecodeBatch:
     next_logits: torch.Tensor
 
     @classmethod
-    def prefill(cls, policy: Policy, contexts: list[list[int]]) -> DecodeBatch:
-        """One row per context, left-padded and run through the policy in one forward pass."""
+    def prefill(cls, policy: Policy, contexts: list[list[int]], clock: dict[str, float] | None = None
+                ) -> DecodeBatch:
+        """One row per context, left-padded and run through the policy in one forward pass;
+        ``clock["prefill"]`` gains its seconds when a ``clock`` is given (host time: on CUDA
+        the forward's kernels may still run when it returns, and count where they are waited for)."""
+        t0 = time.perf_counter()
         ids, mask = left_pad(contexts, policy.tokenizer.pad_id, device_of(policy))  # (b, Tp)
         logits, cache = policy.forward(ids, mask, position_ids_from_mask(mask))  # (b, Tp, V)
+        if clock is not None:
+            clock["prefill"] = clock.get("prefill", 0.0) + time.perf_counter() - t0
         return cls(policy, cache, mask, mask.sum(-1), logits[:, -1])  # positions (b,), (b, V)
 
     @property

@@ -90,12 +90,13 @@ class PartialRollouts:
 
     def step(
         self, policy: Policy, examples: list[Example], cfg: Config, version: int, seeds: list[int],
+        clock: dict[str, float] | None = None,
     ) -> tuple[list[Example], list[Group], dict]:
         """Continue the buffered groups and start ``examples`` (their requests' keys ``seeds``), all
         in one decode batch, until
         ``rl.num_prompts`` groups are complete. Returns the complete groups' examples, the groups
         (new Rollout objects, unscored, oldest first) and the step's rollout metrics; the others
-        stay buffered."""
+        stay buffered. ``clock``: gains the prefill's seconds (``DecodeBatch.prefill``)."""
         G, want, max_new = cfg.rl.num_generations, cfg.rl.num_prompts, cfg.rl.max_new_tokens
         restarted = 0
         pending: list[tuple[Example, Group]] = []
@@ -137,6 +138,7 @@ class PartialRollouts:
                 share_prefill=cfg.rollout.share_prefill, compact=cfg.rollout.compact,
                 stop=GroupStop(budgets, group_of, complete_groups=want - complete_before),
                 stop_strings=cfg.rl.stop, stop_context=[pending[gi][1][j].completion_ids for gi, j in slots],
+                clock=clock,
             )
             policy.module.train()
             for (gi, j), new in zip(slots, out):

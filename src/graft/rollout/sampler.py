@@ -102,6 +102,7 @@ def sample(
     stop: GroupStop | None = None,
     stop_strings: tuple[str, ...] | list[str] = (),
     stop_context: list[list[int]] | None = None,
+    clock: dict[str, float] | None = None,
 ) -> list[Rollout]:
     """Complete each prompt ``repeats`` times (prompt-major order: all of prompt 0's, then 1's ...);
     ``repeats`` may be a count per prompt.
@@ -119,19 +120,20 @@ def sample(
     the group stop has finish_reason 'aborted'. A row also ends on any of the tokenizer's stop
     ids ('stop') or when its text ends with one of ``stop_strings`` ('stop_string');
     ``stop_context``: per row (B), completion tokens it already has (a resumed partial row, a
-    hint prefix) that a stop string may begin in."""
+    hint prefix) that a stop string may begin in. ``clock``: gains the prefill's seconds
+    (``DecodeBatch.prefill``)."""
     tok = policy.tokenizer
     device = device_of(policy)
     stops = Stops(tok, stop_strings, device)
     counts = [repeats] * len(prompts) if isinstance(repeats, int) else list(repeats)
     rows = [p for p, n in zip(prompts, counts) for _ in range(n)]  # the B = sum(counts) rows, in order
     if share_prefill and max(counts) > 1:
-        batch = DecodeBatch.prefill(policy, prompts)  # P rows
+        batch = DecodeBatch.prefill(policy, prompts, clock)  # P rows
         expand = torch.arange(len(prompts), device=device).repeat_interleave(
             torch.tensor(counts, device=device))  # (B,)
         batch.branch(expand)  # row -> its prompt's cache
     else:
-        batch = DecodeBatch.prefill(policy, rows)  # B rows
+        batch = DecodeBatch.prefill(policy, rows, clock)  # B rows
     B = len(rows)
     uniform_table, row_key = None, [0] * B  # (B, max_new_tokens) every number a row may use, drawn once
     if temperature != 0:

@@ -39,19 +39,25 @@ class SourceReport:
     generated_tokens: tokens generated (a tree's shared tokens once); partial: this step's only.
     decode_steps:     decode steps of the longest row.
     counters:         the source's own metrics (``rollout/...``), e.g. partial's buffer sizes.
+    prefill_time:     seconds in the prefill forwards (``DecodeBatch.prefill``, every one of the
+                      call: a tree's fallback chains, the revisions' batch); None where the source
+                      cannot tell prefill from decode (an engine: ``rollout.engine: vllm``).
     """
 
     fwd_tokens: float = 0.0
     generated_tokens: float = 0.0
     decode_steps: float = 0.0
     counters: dict[str, float] = field(default_factory=dict)
+    prefill_time: float | None = 0.0
 
     def add(self, other: SourceReport) -> SourceReport:
         counters = dict(self.counters)
         for key, value in other.counters.items():
             counters[key] = counters.get(key, 0.0) + value
+        prefill = None if self.prefill_time is None or other.prefill_time is None \
+            else self.prefill_time + other.prefill_time
         return SourceReport(self.fwd_tokens + other.fwd_tokens, self.generated_tokens + other.generated_tokens,
-                            self.decode_steps + other.decode_steps, counters)
+                            self.decode_steps + other.decode_steps, counters, prefill)
 
 
 def _fwd(rollouts: list[Rollout]) -> float:
@@ -88,23 +94,26 @@ class IidSource:
         self.cfg = cfg
 
     def sample_rows(self, policy: Policy, prompts: list[list[int]], counts: list[int], keys: list[int], version,
-                    max_new_tokens: int | None = None, stop_context: list[list[int]] | None = None
-                    ) -> list[Rollout]:
+                    max_new_tokens: int | None = None, stop_context: list[list[int]] | None = None,
+                    clock: dict[str, float] | None = None) -> list[Rollout]:
         """``counts[i]`` i.i.d. completions of token prompt ``i`` at the config's sampling settings,
         row keys ``keys`` (``stop_context``: per row, completion tokens it already has, which
-        ``rl.stop`` strings may span and its positions start after)."""
+        ``rl.stop`` strings may span and its positions start after; ``clock``: gains the
+        prefill's seconds)."""
         cfg = self.cfg
         return sample(policy, prompts, max_new_tokens=max_new_tokens or cfg.rl.max_new_tokens,
                       temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, keys=keys,
                       offsets=[len(c) for c in stop_context] if stop_context else None,
                       policy_version=version, repeats=counts, share_prefill=cfg.rollout.share_prefill,
-                      compact=cfg.rollout.compact, stop_strings=cfg.rl.stop, stop_context=stop_context)
+                      compact=cfg.rollout.compact, stop_strings=cfg.rl.stop, stop_context=stop_context,
+                      clock=clock)
 
-    def sample_plain(self, policy: Policy, requests: list[Request], version) -> list[Group]:
+    def sample_plain(self, policy: Policy, requests: list[Request], version,
+                     clock: dict[str, float] | None = None) -> list[Group]:
         prompts = [policy.tokenizer.encode(r.example.prompt) for r in requests]
         counts = [r.n for r in requests]
         keys = row_keys([r.seed for r in requests], counts)
-        return _grouped(requests, self.sample_rows(policy, prompts, counts, keys, version))
+        return _grouped(requests, self.sample_rows(policy, prompts, counts, keys, version, clock=clock))
 
     def generate(self, policy: Policy, requests: list[Request], version: int) -> tuple[list[Group], SourceReport]:
         """One group per request, in order: the plain ones sampled together first, then the
@@ -113,18 +122,20 @@ class IidSource:
         revisions = [i for i, r in enumerate(requests) if not _plain(r)]
         out: list[Group | None] = [None] * len(requests)
         report = SourceReport()
+        clock: dict[str, float] = {}  # seconds of the prefill forwards
         if plain:
             policy.module.eval()
-            sampled = self.sample_plain(policy, [requests[i] for i in plain], version)
+            sampled = self.sample_plain(policy, [requests[i] for i in plain], version, clock)
             policy.module.train()
             report = SourceReport(_fwd([ro for g in sampled for ro in g]), _generated(sampled),
                                   _decode_steps(sampled))
             for i, g in zip(plain, sampled):
                 out[i] = g
-        placed, cost = place_requests(self, policy, [requests[i] for i in revisions], version)
+        placed, cost = place_requests(self, policy, [requests[i] for i in revisions], version, clock)
         for i, g in zip(revisions, placed):
             out[i] = g
         report.fwd_tokens += cost
+        report.prefill_time = clock.get("prefill", 0.0)
         return out, report
 
     @staticmethod
@@ -156,7 +167,8 @@ class TreeSource(IidSource):
 
         return check_tree_config(cfg)
 
-    def sample_plain(self, policy: Policy, requests: list[Request], version) -> list[Group]:
+    def sample_plain(self, policy: Policy, requests: list[Request], version,
+                     clock: dict[str, float] | None = None) -> list[Group]:
         cfg, ro = self.cfg, self.cfg.rollout
         G = cfg.rl.num_generations
         assert all(r.n == G for r in requests), "tree rollouts sample whole groups of rl.num_generations"
@@ -164,7 +176,8 @@ class TreeSource(IidSource):
         flat = sample_tree(policy, prompts, num_generations=G, max_new_tokens=cfg.rl.max_new_tokens,
                            temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, keys=[r.seed for r in requests],
                            policy_version=version, segment_len=ro.segment_len, branch=ro.branch,
-                           max_depth=ro.max_depth, branch_entropy=ro.branch_entropy, stop_strings=cfg.rl.stop)
+                           max_depth=ro.max_depth, branch_entropy=ro.branch_entropy, stop_strings=cfg.rl.stop,
+                           clock=clock)
         return _grouped(requests, flat)
 
 
@@ -200,12 +213,13 @@ class PartialSource(IidSource):
             raise ValueError("partial rollouts: a request list mixes new prompts and revisions")
         if others:
             return super().generate(policy, others, version)
+        clock: dict[str, float] = {}  # seconds of the prefill forward
         examples, groups, info = self.buffer.step(policy, [r.example for r in plain], self.cfg, version,
-                                                  [r.seed for r in plain])
+                                                  [r.seed for r in plain], clock)
         fwd = info.pop("perf/rollout_fwd_tokens")
         generated, steps = info.pop("rollout/generated_tokens"), info.pop("rollout/decode_steps")
         out = [Group(ex, g) for ex, g in zip(examples, groups)]
-        return out, SourceReport(fwd, generated, steps, info)
+        return out, SourceReport(fwd, generated, steps, info, clock.get("prefill", 0.0))
 
     def state_dict(self) -> dict:
         return self.buffer.state_dict()
@@ -215,8 +229,8 @@ class PartialSource(IidSource):
             self.buffer.load_state_dict(state)
 
 
-def place_requests(source: IidSource, policy: Policy, requests: list[Request], version: int
-                   ) -> tuple[list[Group], float]:
+def place_requests(source: IidSource, policy: Policy, requests: list[Request], version: int,
+                   clock: dict[str, float] | None = None) -> tuple[list[Group], float]:
     """One group per request with a ``prefix`` (hint) or a ``demonstration`` (LUFFY), in order,
     and the sampling's forward tokens.
 
@@ -226,7 +240,8 @@ def place_requests(source: IidSource, policy: Policy, requests: list[Request], v
     request continues from row key ``mix(request.seed, j)`` at the positions after its prefix;
     prefix tokens get behaviour log-probability 0 (probability 1, they were placed) and count in
     ``demo_len``. A demonstration becomes one rollout demonstration + EOS with log-probabilities
-    0, ``demo_len`` = its length and ``policy_shaping`` on, after the request's sampled ones."""
+    0, ``demo_len`` = its length and ``policy_shaping`` on, after the request's sampled ones.
+    ``clock``: gains the prefill's seconds."""
     tok, budget = policy.tokenizer, source.cfg.rl.max_new_tokens
     prompts = [tok.encode(r.example.prompt) for r in requests]
     rollouts: list[list[Rollout]] = [[] for _ in requests]
@@ -240,7 +255,7 @@ def place_requests(source: IidSource, policy: Policy, requests: list[Request], v
                                   version,
                                   max_new_tokens=budget - min(len(requests[i].prefix) for i in hinted),
                                   stop_context=[list(requests[i].prefix) for i in hinted
-                                                for _ in range(requests[i].n)])
+                                                for _ in range(requests[i].n)], clock=clock)
         policy.module.train()
         rows = [c for c, n in zip(contexts, counts) for _ in range(n)]  # each row's context
         cost = float(sum(len(c) + len(ro.completion_ids) for c, ro in zip(rows, flat)))

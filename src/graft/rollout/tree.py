@@ -73,6 +73,7 @@ def sample_tree(
     max_depth: int,
     branch_entropy: float = 0.0,
     stop_strings: tuple[str, ...] | list[str] = (),
+    clock: dict[str, float] | None = None,
 ) -> list[Rollout]:
     """``num_generations`` leaves per prompt, prompt-major (all of prompt 0's, then 1's ...).
 
@@ -87,12 +88,13 @@ def sample_tree(
     key ``mix(parent's key, its branch index)``, and a node's token at depth t (tokens from the
     prompt) is drawn at ``rng.uniforms(node key, t)``: a tree depends only on its prompt, its
     key and the weights, not on the other trees of the call. The fallback's m-th chain of a prompt
-    has key ``mix(tree key, num_generations + m)``."""
+    has key ``mix(tree key, num_generations + m)``. ``clock``: gains the seconds of the prefills
+    (the prompts', and the fallback chains' when there are any; ``DecodeBatch.prefill``)."""
     tok, G = policy.tokenizer, num_generations
     device = device_of(policy)
     stops = Stops(tok, stop_strings, device)
     by_string: set[int] = set()  # leaves ended by a stop string
-    batch = DecodeBatch.prefill(policy, prompts)  # P rows
+    batch = DecodeBatch.prefill(policy, prompts, clock)  # P rows
     nodes: list[_Node] = []
     tree_key = [rng.mix(keys, p) for p in range(len(prompts))] if isinstance(keys, int) else list(keys)
     if len(tree_key) != len(prompts):
@@ -197,7 +199,7 @@ def sample_tree(
         chain_keys = [rng.mix(tree_key[p], G + m) for p, n in enumerate(leftover) for m in range(n)]
         extra = sample(policy, [prompts[p] for p in owners], max_new_tokens=max_new_tokens,
                        temperature=temperature, top_p=top_p, keys=chain_keys,
-                       policy_version=policy_version, stop_strings=stop_strings)
+                       policy_version=policy_version, stop_strings=stop_strings, clock=clock)
         for p, k, ro in zip(owners, chain_keys, extra):
             ro.tree_path, ro.tree_spans = (new_node(p, (), k),), (len(ro.completion_ids),)
             groups[p].append(ro)

@@ -198,19 +198,22 @@ class VllmSource(IidSource):
 
     def generate(self, policy: Policy, requests, version: int):
         """``IidSource.generate`` on the engine; its report counts the weight loads it took
-        (``rollout/weight_loads``) and their time (``perf/weight_sync_s``)."""
+        (``rollout/weight_loads``) and their time (``perf/weight_sync_s``); no prefill time (the
+        engine's steps mix prefill and decode)."""
         loads, spent = self.loads, self.sync_time
         groups, report = super().generate(policy, requests, version)
+        report.prefill_time = None
         report.counters["rollout/weight_loads"] = float(self.loads - loads)
         report.counters["perf/weight_sync_s"] = self.sync_time - spent
         return groups, report
 
     def sample_rows(self, policy: Policy, prompts: list[list[int]], counts: list[int], keys: list[int], version,
-                    max_new_tokens: int | None = None, stop_context: list[list[int]] | None = None
-                    ) -> list[Rollout]:
+                    max_new_tokens: int | None = None, stop_context: list[list[int]] | None = None,
+                    clock: dict[str, float] | None = None) -> list[Rollout]:
         """``counts[i]`` completions of token prompt ``i``, one vLLM request each, seeded with its row
         key (``graft.rollout.rng``; the key's low 63 bits, vLLM takes a non-negative int).
-        ``stop_context`` is not seen by vLLM's stop strings (it checks the generated text only)."""
+        ``stop_context`` is not seen by vLLM's stop strings (it checks the generated text only);
+        ``clock`` is not filled (vLLM does not time its prefill apart)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 

@@ -36,7 +36,13 @@ from graft.tasks.base import Example, Task
 from graft.train.batch import Batch, completion_logprobs, padding_fraction
 from graft.train.collect import PLAIN, Collected, collect, informative, keyed, step_seed
 from graft.train.lean import settings
-from graft.train.steps import apply_update, compute_metrics, demo_batch, sft_backward
+from graft.train.steps import (
+    apply_update,
+    compute_metrics,
+    demo_batch,
+    sft_backward,
+    timed_backward,
+)
 from graft.train.targets import collate, frozen_forwards, targets, token_masks
 
 
@@ -197,8 +203,9 @@ def _perf(got: Collected, batch: Batch | None, sft_batch: Batch | None, frozen_r
     return PerfStats(step_time=step_time, tokens_per_s=got.own.generated_tokens / t_rollout,
                      fwd_tokens=c["perf/fwd_tokens"], train_tokens=c["perf/train_tokens"],
                      compute=c["perf/compute"], rollout_time=t_rollout, padding_frac=padding,
-                     verify_time=got.verify_time, frozen_time=phases.get("frozen"),
-                     update_time=phases.get("update"), optimizer_time=phases.get("optimizer"))
+                     verify_time=got.verify_time, prefill_time=got.report.prefill_time,
+                     frozen_time=phases.get("frozen"), update_time=phases.get("update"),
+                     backward_time=phases.get("backward"), optimizer_time=phases.get("optimizer"))
 
 
 # ---------------------------------------------------------------- losses and update
@@ -208,8 +215,10 @@ def _fused(cfg: Config) -> bool:
     return settings(cfg.optim).logprob_impl == "fused"
 
 
-def _policy_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float) -> dict:
-    """Backward the micro-batch's part of the batch loss; return its part of the loss statistics."""
+def _policy_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float,
+                 phases: dict[str, float] | None = None) -> dict:
+    """Backward the micro-batch's part of the batch loss; return its part of the loss statistics
+    (``phases``: gains the backward's seconds)."""
     algo = cfg.algo
     logp, entropy = completion_logprobs(learner.policy, mb, cfg.rl.temperature, with_entropy=True,
                                         chunk=settings(cfg.optim).logprob_chunk, fused=_fused(cfg))
@@ -233,16 +242,17 @@ def _policy_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float) 
     ent = aggregate(entropy, w)
     if algo.entropy_coef:
         loss = loss - algo.entropy_coef * ent
-    loss.backward()
+    timed_backward(loss, phases)
     return {"policy": pg.item(), "total": loss.item(), "entropy": ent.item(), "kl": kl_value,
             "clip_frac": float((clipped & (mb.loss_mask > 0)).sum()) / total_tokens}
 
 
-def _value_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float) -> dict:
+def _value_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float,
+                phases: dict[str, float] | None = None) -> dict:
     values = learner.critic.values(mb.ids, mb.attention_mask, mb.prompt_width, mb.targets.shape[1])
     weights = mb.loss_mask / total_tokens  # (b, T) token mean over the whole batch
     loss, clipped = clipped_value_loss(values, mb.old_values, mb.returns, weights, cfg.algo.value_clip)
-    loss.backward()
+    timed_backward(loss, phases)
     return {"value": loss.item(), "value_clip_frac": float(clipped.sum()) / total_tokens}
 
 
@@ -252,8 +262,10 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float, sft_batch: Ba
 
     With ``sft_batch``, every pass also backwards ``sft_weight`` x the token-mean NLL of its
     demonstrations into the same gradient (the ``weighted`` mixer). Returns the losses (mean over
-    passes), the mean gradient norm before clipping and the micro-batches' padding share;
-    ``phases["optimizer"]``: the seconds of clipping and optimizer steps, when ``phases`` is given."""
+    passes), the mean gradient norm before clipping and the micro-batches' padding share. When
+    ``phases`` is given: ``phases["optimizer"]``, the seconds of clipping and optimizer steps, and
+    ``phases["backward"]``, those inside the losses' ``backward()`` calls (every micro-batch, pass
+    and loss: policy, value, SFT)."""
     total_tokens = max(float(batch.loss_mask.sum()), 1.0)
     set_activation_checkpointing(learner.policy.module, cfg.optim.activation_checkpointing)
     sums: dict[str, float] = {}
@@ -264,14 +276,14 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float, sft_batch: Ba
     optimizer_s = 0.0
     for _ in range(cfg.rl.num_iterations):
         for mb in micro_batches:
-            parts = _policy_loss(learner, mb, cfg, total_tokens)
+            parts = _policy_loss(learner, mb, cfg, total_tokens, phases)
             if learner.critic is not None:
-                parts.update(_value_loss(learner, mb, cfg, total_tokens))
+                parts.update(_value_loss(learner, mb, cfg, total_tokens, phases))
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value / cfg.rl.num_iterations
         if sft_batch is not None:
             sft = sft_backward(learner.policy, sft_batch, lean.micro_batch_size, sft_weight,
-                               lean.logprob_chunk, fused=_fused(cfg))
+                               lean.logprob_chunk, fused=_fused(cfg), phases=phases)
             sums["sft"] = sums.get("sft", 0.0) + sft / cfg.rl.num_iterations
         t0 = time.perf_counter()
         grad_norms.append(apply_update(learner.policy.module, learner.optimizer, lr, cfg.optim.grad_clip))
