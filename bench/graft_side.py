@@ -62,7 +62,7 @@ def main(spec_path: str, out_path: str) -> None:
         **{f"{k}_time": r.get(f"perf/{k}_time")
            for k in ("prefill", "verify", "frozen", "update", "backward", "optimizer")},
         "completion_tokens": r["rollout/completion_len"] * spec["num_prompts"] * spec["num_generations"],
-        "reward_mean": r.get("rollout/verifier_reward_mean"),
+        "reward_mean": r.get("rollout/reward_mean"),
     } for r in rows]
     prompt_tokens = [len(setup.policy.tokenizer.encode(ex.prompt)) for ex in setup.task.train_examples()]
     result = {
@@ -139,7 +139,7 @@ def rl_checkpoints(spec: dict) -> dict:
         now = time.perf_counter()
         clock["wall"] += metrics["perf/step_time"] if clock["last"] is None else now - clock["last"]
         steps.append({"step": step, "wall_s": clock["wall"], "step_time": metrics["perf/step_time"],
-                      "reward_mean": metrics.get("rollout/verifier_reward_mean"),
+                      "reward_mean": metrics.get("rollout/reward_mean"),
                       "completion_len": metrics.get("rollout/completion_len")})
         if step % every == 0 or step == total:
             path = out / f"step_{step}"
