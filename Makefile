@@ -62,10 +62,10 @@ bench: $(STAMP)
 	$(PY) bench/vs_trl.py --workload W1
 
 # time to target accuracy from one SFT-warmed Qwen2 checkpoint, graft's recipe vs TRL's GRPOTrainer
-# (about 20 min on 2 quiet cores; options: $(PY) bench/time_to_target.py --help); writes
+# (3 seeds, about 10 min on 2 quiet cores; options: $(PY) bench/time_to_target.py --help); writes
 # bench/results/time_to_target.json
 bench-ttt: $(STAMP)
-	$(PY) bench/time_to_target.py
+	$(PY) bench/time_to_target.py --seeds 0,1,2
 
 # SFT only vs RL only vs every mixer schedule, 2 settings x 5 seeds, one compute budget per setting
 # (80 runs, about 1.5-2 h on 2 cores); writes bench/results/hybrid.json, bench/results/hybrid_curves.png, bench/hybrid/README.md

@@ -74,6 +74,9 @@ def main(spec_path: str, out_path: str) -> None:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cuda_memory": cuda_memory(),
         "trainable_params": sum(p.numel() for p in setup.policy.module.parameters() if p.requires_grad),
+        # the update's four lean keys as prepare resolved them (``auto`` -> graft.train.lean's rules)
+        "lean": {k: getattr(setup.cfg.optim, k) for k in ("logprob_chunk", "logprob_impl", "micro_batch_size",
+                                                          "sort_by_length")},
     }
     Path(out_path).write_text(json.dumps(result, indent=2))
 

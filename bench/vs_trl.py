@@ -45,10 +45,13 @@ WORKLOADS = {
 # time with a 32k vocabulary: log-probs of completion positions only, 512 tokens at a time through
 # the fused head; 4 micro-batches of 16 rows grouped by length, accumulated into one optimizer step.
 # W1 (22-token vocabulary) keeps the defaults: there the logits are small and one micro-batch is fastest.
-GRAFT_OPTIONS = {
+GRAFT_OPTIONS = {  # graft-only overrides per workload: none, graft runs at its defaults (the lean
+    # update's keys are ``auto``: graft.train.lean picks chunked/fused log-probs, micro-batch and length
+    # grouping from the model, batch and memory; the record's ``lean`` says what they resolved to).
+    # Until 2026-12 W2 set them by hand: optim.logprob_chunk=512 logprob_impl=fused micro_batch_size=16
+    # sort_by_length=true (README's history); --graft-set adds overrides again.
     "W1": [],
-    "W2": ["optim.logprob_chunk=512", "optim.logprob_impl=fused", "optim.micro_batch_size=16",
-           "optim.sort_by_length=true"],
+    "W2": [],
 }
 FILLER = "Add the two numbers below and write only their sum on the last line. "
 
@@ -212,8 +215,9 @@ def summarise(result: dict, warmup: int, n_matmul: int, peak: float, batch: int)
         out["update_time_median_s"] = upd
         out["update_fraction_of_matmul_peak"] = 6 * n_matmul * tokens / upd / peak
     out["phase_medians_s"] = phase_medians(steps)
-    if "versions" in result:
-        out["versions"] = result["versions"]
+    for key in ("versions", "lean"):
+        if key in result:
+            out[key] = result[key]
     return out
 
 
@@ -268,6 +272,9 @@ def main() -> None:
     ap.add_argument("--only", choices=["graft", "trl"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--graft-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a graft config override on top of the workload's (repeatable); the record is then "
+                         "stored under <workload>-custom")
     ap.add_argument("--out", default=str(BENCH / "results" / "vs_trl.json"))
     args = ap.parse_args()
     w = dict(WORKLOADS[args.workload])
@@ -294,7 +301,7 @@ def main() -> None:
         data.write_text("".join(json.dumps(r) + "\n" for r in make_rows(2000, w["prompt_len"])))
         spec = {"model_dir": str(model_dir), "data": str(data), "steps": w["steps"], "num_prompts": num_prompts,
                 "num_generations": num_generations, "max_new_tokens": w["completion"], "lr": args.lr,
-                "threads": args.threads, "graft_options": GRAFT_OPTIONS[args.workload]}
+                "threads": args.threads, "graft_options": GRAFT_OPTIONS[args.workload] + args.graft_set}
 
         peak = matmul_flops(args.threads)
         load_before = os.getloadavg()
@@ -327,7 +334,7 @@ def main() -> None:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         existing = json.loads(out.read_text()) if out.exists() else {}
-        key = args.workload if all(
+        key = args.workload if not args.graft_set and all(
             getattr(args, k) is None for k in ("hidden", "layers", "vocab", "prompt_len", "completion")) \
             else f"{args.workload}-custom"
         prev = existing.get(key, {})
@@ -368,6 +375,8 @@ def print_table(rec: dict) -> None:
     names = [s for s in ("graft", "trl") if s in sides]
     print(f"\n{rec['workload']}  (matmul peak {rec['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s, "
           f"load {rec['load_avg_before'][0]:.2f} -> {rec['load_avg_after'][0]:.2f})")
+    if sides.get("graft", {}).get("lean"):
+        print("graft's update settings (resolved): " + ", ".join(f"{k}={v}" for k, v in sides["graft"]["lean"].items()))
     print(f"{'':28}" + "".join(f"{n:>14}" for n in names) + ("   graft/TRL" if len(names) == 2 else ""))
     for label, key, fmt in rows:
         cells, vals = [], []

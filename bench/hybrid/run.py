@@ -81,7 +81,7 @@ SETTINGS = {
                "prompts (task.demo_fraction=0.03: 300 worked solutions, reused), RL prompts on all 10,000"),
         task=("task.name=arithmetic", "task.difficulty=2", "task.demo_fraction=0.03"),
         budget=5.0e6, warmup_steps=800, target=0.6,
-        variants=(("sft_then_rl+lr2e-4", ("rl.lr=0.0002",)),  # the config default rl.lr
+        variants=(("sft_then_rl+lr2e-4", ("rl.lr=0.0002",)),  # the config default rl.lr until 2026-12 (now 3e-5)
                   ("sft_then_rl+entropy", ("algo.entropy_coef=0.01",))),
     ),
 }
