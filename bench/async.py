@@ -14,7 +14,7 @@ run's total, the mean staleness of trained rollouts, held-out accuracy (greedy, 
 split) after the run, and each time's ratio to the synchronous run. Writes
 bench/results/async.json.
 
-    PYTHONPATH=src nice -n 10 python bench/async.py [--steps 4] [--warm-steps 60] [--reward-workers 2]
+    PYTHONPATH=src python bench/async.py [--steps 16] [--warm-steps 150] [--staleness 0,1,2,0,1,2]
 
 On 2 shared CPU cores the workers and the learner compete for the same cores, so the overlap
 gains less than it would where generation, sandboxes and the learner have their own.
@@ -52,7 +52,8 @@ def warm(args) -> Path:
     return found[-1] / "model"
 
 
-def run(k: int, args, model: Path, work: Path) -> dict:
+def run(k: int, args, model: Path, work: Path, index: int = 0) -> dict:
+    """One run at ``max_staleness`` k (``index``: its place in --staleness, which may repeat a value)."""
     overrides = [
         f"name=async{k}", "log.progress=false", *MODEL, f"model.path={model}", "sft.steps=0", f"rl.steps={args.steps}",
         f"rl.num_prompts={args.prompts}", "rl.num_generations=4", f"rl.max_new_tokens={args.max_new}",
@@ -63,9 +64,10 @@ def run(k: int, args, model: Path, work: Path) -> dict:
     ]
     cfg = load_config(ROOT / "configs" / "code.yaml", overrides)
     t0 = time.perf_counter()
-    summary = train(prepare(cfg), work / f"async{k}")
+    run_dir = work / f"run{index}-staleness{k}"
+    summary = train(prepare(cfg), run_dir)
     total = time.perf_counter() - t0
-    rows = [m for m in read_metrics(work / f"async{k}" / "metrics.jsonl") if "losses/policy" in m]
+    rows = [m for m in read_metrics(run_dir / "metrics.jsonl") if "losses/policy" in m]
     return {
         "max_staleness": k, "rl_wall_s": sum(m["perf/step_time"] for m in rows), "total_s": total,
         "rollout_s": sum(m["perf/rollout_time"] for m in rows),
@@ -78,19 +80,21 @@ def run(k: int, args, model: Path, work: Path) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=4, help="RL steps per run")
-    p.add_argument("--warm-steps", type=int, default=60, help="SFT steps of the warm-up (cached)")
+    p.add_argument("--steps", type=int, default=16, help="RL steps per run")
+    p.add_argument("--warm-steps", type=int, default=150,
+                   help="SFT steps of the warm-up (cached; 150: completions reach the sandbox, reward ~0.09)")
     p.add_argument("--prompts", type=int, default=4, help="rl.num_prompts")
     p.add_argument("--max-new", type=int, default=96, help="rl.max_new_tokens")
     p.add_argument("--rollout-workers", type=int, default=1)
     p.add_argument("--reward-workers", type=int, default=2)
-    p.add_argument("--staleness", default="0,1,2", help="max_staleness values (0 first: the baseline)")
+    p.add_argument("--staleness", default="0,1,2,0,1,2", help="max_staleness values, in run order (0 first: the baseline; "
+                   "repeat them, e.g. 0,1,2,0,1,2, to see the run-to-run spread)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "async.json")
     args = p.parse_args()
     model = warm(args)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     with tempfile.TemporaryDirectory() as tmp:
-        results = [run(int(k), args, model, Path(tmp)) for k in args.staleness.split(",")]
+        results = [run(int(k), args, model, Path(tmp), i) for i, k in enumerate(args.staleness.split(","))]
     ray.shutdown()
     base = results[0]
     print(f"{'max_staleness':>13} {'RL wall s':>10} {'ratio':>6} {'total s':>8} {'ratio':>6} "
