@@ -380,6 +380,11 @@ class OptimConfig(_Section):
     beta2: float = Field(0.99, ge=0, lt=1)
     grad_clip: float = Field(1.0, gt=0)
     """Global gradient-norm clip."""
+    fused_adamw: bool = True
+    """torch's fused AdamW kernel (all parameters in one pass; also what transformers' Trainer, so
+    TRL, uses): 2-3x faster optimizer steps than the per-tensor loop on CPU (bench/README.md,
+    per-phase tables). Same update to float rounding (~1e-7 per step), not bit for bit: false
+    gives the per-tensor loop, graft's optimizer before 2026-12."""
     micro_batch_size: int | Literal["auto"] = "auto"
     """Sequences per forward/backward (SFT and RL); gradients accumulate over the whole batch. `auto`
     (graft.train.lean, docs/lean.md): the largest power of two up to 64 whose estimated activation

@@ -36,7 +36,7 @@ BASE = [
     f"sft.steps={SFT_STEPS}", "sft.batch_size=32", "sft.lr=0.01", "sft.warmup_steps=1",
     f"rl.steps={RL_STEPS}", "rl.lr=0.0002", "rl.num_prompts=4", "rl.num_generations=4", "rl.max_new_tokens=16",
     "eval.num_examples=8", "eval.max_new_tokens=16", "eval.batch_size=8",
-    "checkpoint.every=1000", "checkpoint.keep=1",
+    "checkpoint.every=1000", "checkpoint.keep=1", "optim.fused_adamw=false",
 ]
 
 # name -> overrides on top of BASE; the comment says what the case exercises

@@ -112,9 +112,12 @@ def build_pipeline(cfg: Config, task: Task, rl_stream: UniformStream) -> Pipelin
 
 
 def _optimizer(module: torch.nn.Module, cfg: Config, lr: float) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; ``optim.fused_adamw``: torch's fused kernel (its default,
+    foreach=None, is the per-tensor loop on CPU)."""
     params = [p for p in module.parameters() if p.requires_grad]
     return torch.optim.AdamW(
         params, lr=lr, betas=(cfg.optim.beta1, cfg.optim.beta2), weight_decay=cfg.optim.weight_decay,
+        fused=True if cfg.optim.fused_adamw else None,
     )
 
 
