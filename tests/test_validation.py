@@ -39,6 +39,7 @@ BAD = [  # (overrides, the key the message must name)
     (["rollout.engine=vllm", "model.path=m", "rl.top_p=0.9", "rl.temperature=0.7"], "rl.top_p"),
     (["distributed.rollout_workers=2"], "distributed.rollout_workers"),
     (["distributed.max_staleness=1"], "distributed.max_staleness"),
+    (["distributed.rollout_worker_gpus=1"], "distributed.rollout_worker_gpus"),
     (["distributed.backend=ray", "rollout.strategy=partial"], "rollout.strategy"),
     (["distributed.backend=ray", "rollout.engine=vllm", "model.path=m"], "rollout.engine"),
     (["distributed.backend=ray", "distributed.max_staleness=1", "curriculum.name=pcl"], "curriculum.name"),

@@ -504,6 +504,11 @@ class DistributedConfig(_Section):
     placement group of rollout_workers bundles of worker_cpus CPUs); needs that many nodes."""
     worker_cpus: float = Field(1.0, ge=0)
     """ray: CPUs each worker actor reserves (fractions allowed; 0 = schedule anywhere)."""
+    rollout_worker_gpus: float = Field(0.0, ge=0)
+    """ray: GPUs each rollout worker reserves (Ray's `num_gpus`; a fraction shares one: 0.5 = two
+    workers per GPU). > 0: its policy copy goes on the GPU Ray assigns it (`cuda`, Ray sets the
+    worker's CUDA_VISIBLE_DEVICES), whatever `model.device` says. 0: it follows `model.device`
+    without reserving anything (on a GPU box every worker then shares the learner's GPU 0)."""
     max_replacements: int = Field(3, ge=0)
     """ray: how many times one call's worker may be replaced before the run stops with an error."""
 

@@ -171,3 +171,36 @@ def test_max_staleness_bounds_how_old_trained_rollouts_are(tmp_path, ray_cluster
     assert len(rl) == 4
     assert all(0 <= m["rollout/staleness_mean"] <= m["rollout/staleness_max"] for m in rl)
     assert rl[-1]["rollout/off_policy_token_frac"] == 1.0  # every token of a stale rollout is stale
+
+
+def test_rollout_workers_reserve_gpus_and_put_their_copy_on_the_assigned_one(monkeypatch):
+    cfg = build_config({}, [*RUN, *RAY, "distributed.rollout_workers=2", "distributed.rollout_worker_gpus=0.5"])
+    assert rb.worker_model(cfg).device == "cuda" and cfg.model.device == "auto"  # the learner's stays
+    plain = build_config({}, [*RUN, *RAY])
+    assert rb.worker_model(plain) == plain.model  # no reservation: the configured device
+    assert rb.gpu_shortfall(cfg, 1.0) is None  # 2 x 0.5 fit one GPU
+    assert rb.gpu_shortfall(cfg, 0.0) == ("config key 'distributed.rollout_worker_gpus': 2 rollout workers x 0.5 "
+                                          "GPU = 1 GPUs, but the Ray cluster has 0")
+    made = []
+
+    class Remote:  # stands in for ray.remote(cls): records each actor's options
+        def options(self, **options):
+            made.append(options)
+            return self
+
+        def remote(self, _cfg):
+            return object()
+
+    monkeypatch.setattr(rb.ray, "remote", lambda cls: Remote())
+    monkeypatch.setattr(rb.WorkerPool, "_ready", lambda self, slots: [(0, "node")] * len(slots))
+    rb.WorkerPool("rollout", rb.RolloutWorker, cfg, 2, gpus=0.5)
+    rb.WorkerPool("reward", rb.RewardWorker, cfg, 1)
+    assert [m.get("num_gpus") for m in made] == [0.5, 0.5, None]  # reward workers reserve none
+
+
+def test_gpu_reservations_the_cluster_cannot_meet_are_refused_before_any_worker(tmp_path, ray_cluster):
+    cfg = build_config({}, [*RUN, *RAY, "distributed.rollout_worker_gpus=1"])
+    with pytest.raises(rb.GraftError, match="distributed.rollout_worker_gpus.*the Ray cluster has 0"):
+        train(prepare(cfg), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    assert ray.is_initialized()  # the module's cluster, joined, is left running

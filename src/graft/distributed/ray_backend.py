@@ -62,7 +62,7 @@ class RolloutWorker:
 
         torch.set_num_threads(cfg.threads)
         self.cfg = cfg
-        self.policy = create_policy(cfg.model, cfg.seed)
+        self.policy = create_policy(worker_model(cfg), cfg.seed)
         self.source = source_class(cfg)(cfg)
         self.version: int | None = None
         self.delay = 0.0  # tests: seconds to sleep before each call (a hung worker)
@@ -84,6 +84,26 @@ class RolloutWorker:
             self.policy.module.load_state_dict(state)
             self.version = version
         return self.source.generate(self.policy, requests, version)
+
+
+def worker_model(cfg: Config):
+    """The ``model`` section a rollout worker builds its policy copy from: on ``cuda`` (the GPU Ray
+    assigned it) when it reserves GPUs (``distributed.rollout_worker_gpus`` > 0), else as configured."""
+    if cfg.distributed.rollout_worker_gpus > 0:
+        return cfg.model.model_copy(update={"device": "cuda"})
+    return cfg.model
+
+
+def gpu_shortfall(cfg: Config, cluster_gpus: float) -> str | None:
+    """Why the rollout workers' GPU reservations cannot all be met by a cluster with ``cluster_gpus``
+    GPUs (None when they can). Checked before any actor starts: an actor Ray cannot place would
+    otherwise wait, unscheduled, until the start-up timeout."""
+    d = cfg.distributed
+    want = d.rollout_workers * d.rollout_worker_gpus
+    if want <= cluster_gpus + 1e-9:
+        return None
+    return (f"config key 'distributed.rollout_worker_gpus': {d.rollout_workers} rollout workers x "
+            f"{d.rollout_worker_gpus:g} GPU = {want:g} GPUs, but the Ray cluster has {cluster_gpus:g}")
 
 
 class RewardWorker:
@@ -157,8 +177,8 @@ class Call:
 class WorkerPool:
     """``size`` actors of ``cls`` (one role), each replaced when it dies or hangs."""
 
-    def __init__(self, role: str, cls: type, cfg: Config, size: int, placement=None):
-        self.role, self.cfg, self.size = role, cfg, size
+    def __init__(self, role: str, cls: type, cfg: Config, size: int, placement=None, gpus: float = 0.0):
+        self.role, self.cfg, self.size, self.gpus = role, cfg, size, gpus  # gpus: each actor's num_gpus
         self.remote_cls = ray.remote(cls)
         self.placement = placement  # slot -> scheduling_strategy (None: anywhere)
         self.actors = [self._create(slot) for slot in range(size)]
@@ -168,6 +188,8 @@ class WorkerPool:
 
     def _create(self, slot: int):
         options = {"num_cpus": self.cfg.distributed.worker_cpus, "max_restarts": 0}
+        if self.gpus:
+            options["num_gpus"] = self.gpus
         if self.placement is not None:
             options["scheduling_strategy"] = self.placement(slot)
         return self.remote_cls.options(**options).remote(self.cfg)
@@ -401,12 +423,18 @@ class RayBackend:
         d = cfg.distributed
         self.started = connect(d)
         self.group = None
+        if d.rollout_worker_gpus > 0:
+            short = gpu_shortfall(cfg, ray.cluster_resources().get("GPU", 0.0))
+            if short:
+                if self.started:
+                    ray.shutdown()
+                raise GraftError(short)
         placement = None
         if d.rollout_placement == "spread":  # one rollout worker per node
             from ray.util.placement_group import placement_group
             from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-            bundle = {"CPU": max(d.worker_cpus, 0.01)}
+            bundle = {"CPU": max(d.worker_cpus, 0.01), **({"GPU": d.rollout_worker_gpus} if d.rollout_worker_gpus else {})}
             self.group = placement_group([bundle] * d.rollout_workers, strategy="STRICT_SPREAD")
             try:
                 ray.get(self.group.ready(), timeout=d.worker_timeout_s)
@@ -418,7 +446,8 @@ class RayBackend:
 
             def placement(slot: int):
                 return PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=slot)
-        self.rollouts = WorkerPool("rollout", RolloutWorker, cfg, d.rollout_workers, placement)
+        self.rollouts = WorkerPool("rollout", RolloutWorker, cfg, d.rollout_workers, placement,
+                                   gpus=d.rollout_worker_gpus)
         self.rewards = WorkerPool("reward", RewardWorker, cfg, d.reward_workers)
         verified: set[int] = set()
         self.source = RaySource(cfg, self.rollouts, self.rewards, verified)

@@ -154,7 +154,10 @@ def _restore(last: Path, cfg: Config, saved: dict) -> Learner:
     return learner
 
 
-def _open_run_dir(run_dir: Path, cfg: Config, resume: bool) -> None:
+def _open_run_dir(run_dir: Path, cfg: Config, resume: bool, write: bool = True) -> None:
+    """Refuse a run directory that holds another run (or, on --resume, another config); then, with
+    ``write``, create it and write the config. ``write=False`` only checks: train() checks before it
+    starts workers and writes after, so a run that cannot start leaves no directory behind."""
     text = dump_config(cfg)
     saved = run_dir / "config.yaml"
     if resume and saved.is_file():
@@ -163,8 +166,9 @@ def _open_run_dir(run_dir: Path, cfg: Config, resume: bool) -> None:
         return
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
         raise GraftError(f"run directory {run_dir} already exists; pass --resume or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt.write_atomic_text(saved, text)
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.write_atomic_text(saved, text)
 
 
 def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> dict:
@@ -172,13 +176,14 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
     cfg, task = setup.cfg, setup.task
     policy = setup.policy
     run_dir = Path(run_dir)
-    _open_run_dir(run_dir, cfg, resume)
+    _open_run_dir(run_dir, cfg, resume, write=False)
     with_demos = [ex for ex in task.train_examples() if ex.demonstration]
     sft_stream = UniformStream(with_demos, cfg.seed) if with_demos else None  # prepare checked the need
     rl_stream = UniformStream(task.train_examples(), cfg.seed + 1)
     extra_stream = UniformStream(task.train_examples(), cfg.seed + 2)  # dynamic-sampling refills
     learner = Learner(policy, _optimizer(policy.module, cfg, cfg.sft.lr))
-    pipe = build_pipeline(cfg, task, rl_stream)
+    pipe = build_pipeline(cfg, task, rl_stream)  # may start workers (distributed.backend: ray)
+    _open_run_dir(run_dir, cfg, resume)
     schedule, curriculum, source = pipe.schedule, pipe.curriculum, pipe.source
     state = {"step": 0, "wall_seconds": 0.0, "eval_after_sft": None, "eval_final": None}
 
