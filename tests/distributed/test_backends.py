@@ -33,3 +33,24 @@ def test_a_ray_backend_without_ray_installed_is_refused_naming_the_key(monkeypat
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(ConfigError, match=r"'distributed.backend'.*graft\[ray\].*distributed.backend=local"):
         validate_dependencies(load_config(None, ["distributed.backend=ray"]))
+
+
+def test_a_run_that_fails_midway_still_closes_its_backend(tmp_path, monkeypatch, tiny_overrides):
+    """The workers (Ray) or an engine's memory (vLLM) are freed when a step raises, not only at the end."""
+    from graft.config import build_config
+    from graft.train import loop
+
+    closed = []
+    monkeypatch.setattr(LocalBackend, "close", lambda self: closed.append(self))
+
+    def broken_rl_step(*a, **k):
+        raise RuntimeError("a step that fails")
+
+    monkeypatch.setattr(loop, "rl_step", broken_rl_step)
+    cfg = build_config({}, tiny_overrides + ["sft.steps=1", "rl.steps=2"])
+    with pytest.raises(RuntimeError, match="a step that fails"):
+        loop.train(loop.prepare(cfg), tmp_path / "run")
+    assert len(closed) == 1
+    closed.clear()
+    loop.train(loop.prepare(build_config({}, tiny_overrides + ["sft.steps=1", "rl.steps=0"])), tmp_path / "ok")
+    assert len(closed) == 1  # the normal end closes it once too

@@ -183,90 +183,93 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
     extra_stream = UniformStream(task.train_examples(), cfg.seed + 2)  # dynamic-sampling refills
     learner = Learner(policy, _optimizer(policy.module, cfg, cfg.sft.lr))
     pipe = build_pipeline(cfg, task, rl_stream)  # may start workers (distributed.backend: ray)
-    _open_run_dir(run_dir, cfg, resume)
-    schedule, curriculum, source = pipe.schedule, pipe.curriculum, pipe.source
-    state = {"step": 0, "wall_seconds": 0.0, "eval_after_sft": None, "eval_final": None}
+    try:  # a run that fails or is interrupted still stops its workers and frees an engine's memory
+        _open_run_dir(run_dir, cfg, resume)
+        schedule, curriculum, source = pipe.schedule, pipe.curriculum, pipe.source
+        state = {"step": 0, "wall_seconds": 0.0, "eval_after_sft": None, "eval_final": None}
 
-    found = ckpt.list_checkpoints(run_dir / "checkpoints") if resume else []
-    if found:  # restore weights, optimizers, RNG and counters of the newest complete checkpoint
-        saved = ckpt.load_trainer_state(found[-1])
-        learner = _restore(found[-1], cfg, saved)
-        schedule.load_state_dict(saved["mix"])
-        curriculum.load_state_dict(saved.get("curriculum"))
-        source.load_state_dict(saved.get("source", saved.get("partial")))  # "partial": older checkpoints
-        state = saved["state"]
-    truncate_metrics(run_dir / "metrics.jsonl", state["step"])
-    logger = MetricsLogger(run_dir, tensorboard=cfg.log.tensorboard, start_step=state["step"], wandb=cfg.log,
-                           name=cfg.name, config=cfg.model_dump(mode="json"))
+        found = ckpt.list_checkpoints(run_dir / "checkpoints") if resume else []
+        if found:  # restore weights, optimizers, RNG and counters of the newest complete checkpoint
+            saved = ckpt.load_trainer_state(found[-1])
+            learner = _restore(found[-1], cfg, saved)
+            schedule.load_state_dict(saved["mix"])
+            curriculum.load_state_dict(saved.get("curriculum"))
+            source.load_state_dict(saved.get("source", saved.get("partial")))  # "partial": older checkpoints
+            state = saved["state"]
+        truncate_metrics(run_dir / "metrics.jsonl", state["step"])
+        logger = MetricsLogger(run_dir, tensorboard=cfg.log.tensorboard, start_step=state["step"], wandb=cfg.log,
+                               name=cfg.name, config=cfg.model_dump(mode="json"))
 
-    def save(step: int) -> None:
-        def write(directory: Path) -> None:
-            learner.policy.save(directory / "model")  # LoRA: the adapter
-            base_ref = isinstance(learner.ref, BaseReference)
-            if learner.ref is not None and not base_ref:
-                learner.ref.save(directory / "reference")
-            if learner.critic is not None:
-                learner.critic.save(directory)
-            (directory / "config.yaml").write_text(dump_config(cfg))
-            ckpt.save_trainer_state(directory, {
-                "state": state, "optimizer": learner.optimizer.state_dict(),
-                "critic_optimizer": None if learner.critic is None else learner.critic_optimizer.state_dict(),
-                "reference": "base" if base_ref else None,
-                "mix": schedule.state_dict(),
-                "curriculum": curriculum.state_dict(), "source": source.state_dict(),
-            })
-        ckpt.save_checkpoint(run_dir / "checkpoints", step, write, keep=cfg.checkpoint.keep)
+        def save(step: int) -> None:
+            def write(directory: Path) -> None:
+                learner.policy.save(directory / "model")  # LoRA: the adapter
+                base_ref = isinstance(learner.ref, BaseReference)
+                if learner.ref is not None and not base_ref:
+                    learner.ref.save(directory / "reference")
+                if learner.critic is not None:
+                    learner.critic.save(directory)
+                (directory / "config.yaml").write_text(dump_config(cfg))
+                ckpt.save_trainer_state(directory, {
+                    "state": state, "optimizer": learner.optimizer.state_dict(),
+                    "critic_optimizer": None if learner.critic is None else learner.critic_optimizer.state_dict(),
+                    "reference": "base" if base_ref else None,
+                    "mix": schedule.state_dict(),
+                    "curriculum": curriculum.state_dict(), "source": source.state_dict(),
+                })
+            ckpt.save_checkpoint(run_dir / "checkpoints", step, write, keep=cfg.checkpoint.keep)
 
-    def run_eval(name: str) -> dict:
-        result = evaluate_both(learner.policy, task, cfg.eval, cfg.seed, stop=cfg.rl.stop)
-        (run_dir / "eval").mkdir(exist_ok=True)
-        ckpt.write_atomic_text(run_dir / "eval" / f"{name}.json", json.dumps(result, indent=2))
-        return result
+        def run_eval(name: str) -> dict:
+            result = evaluate_both(learner.policy, task, cfg.eval, cfg.seed, stop=cfg.rl.stop)
+            (run_dir / "eval").mkdir(exist_ok=True)
+            ckpt.write_atomic_text(run_dir / "eval" / f"{name}.json", json.dumps(result, indent=2))
+            return result
 
-    def periodic_eval(done: int) -> dict:
-        """``eval/*`` metrics of the periodic evaluation due after ``done`` steps ({} if none is)."""
-        greedy = cfg.eval.every > 0 and done % cfg.eval.every == 0
-        sampled = cfg.eval.sampled_every > 0 and done % cfg.eval.sampled_every == 0
-        if not (greedy or sampled):
-            return {}
-        result = evaluate_periodic(learner.policy, task, cfg.eval, cfg.seed, done, greedy=greedy, sampled=sampled)
-        (run_dir / "eval").mkdir(exist_ok=True)
-        ckpt.write_atomic_text(run_dir / "eval" / f"step_{done}.json", json.dumps(result, indent=2))
-        return {f"eval/{key}": result[key] for key in PERIODIC_KEYS if key in result}
+        def periodic_eval(done: int) -> dict:
+            """``eval/*`` metrics of the periodic evaluation due after ``done`` steps ({} if none is)."""
+            greedy = cfg.eval.every > 0 and done % cfg.eval.every == 0
+            sampled = cfg.eval.sampled_every > 0 and done % cfg.eval.sampled_every == 0
+            if not (greedy or sampled):
+                return {}
+            result = evaluate_periodic(learner.policy, task, cfg.eval, cfg.seed, done, greedy=greedy, sampled=sampled)
+            (run_dir / "eval").mkdir(exist_ok=True)
+            ckpt.write_atomic_text(run_dir / "eval" / f"step_{done}.json", json.dumps(result, indent=2))
+            return {f"eval/{key}": result[key] for key in PERIODIC_KEYS if key in result}
 
-    if state["step"] == 0 and cfg.sft.steps == 0 and state["eval_after_sft"] is None:
-        state["eval_after_sft"] = run_eval("after_sft")  # no SFT: the starting point is the baseline
-    t_start = time.perf_counter() - state["wall_seconds"]
-    for step in range(state["step"], cfg.total_steps):
-        if step == cfg.sft.steps:
-            learner = start_rl(learner.policy, cfg)  # the RL phase: fresh optimizer, reference, critic
-        plan = schedule.plan(step)  # ---- the mixer: SFT or RL, its lr, SFT weight
-        demos = plan.demos
-        if demos is None and (not plan.rl or plan.sft_weight):  # demonstrations of the next prompts
-            demos = sft_stream.take(step * cfg.sft.batch_size, cfg.sft.batch_size)
-        if not plan.rl:  # ---- imitation
-            stats = sft_step(learner.policy, learner.optimizer, list(demos), cfg, plan.lr)
-        else:  # ---- reinforcement: requests -> rollouts -> rewards -> advantages -> loss -> update
-            announce_ahead(pipe, learner.policy, step, cfg.total_steps, extra_stream)  # max_staleness >= 1
-            requests, refills = step_requests(pipe, learner.policy, step - cfg.sft.steps, extra_stream)
-            stats = rl_step(learner, pipe, requests, refills, plan, list(demos or ()), step_seed(cfg.seed, step),
-                            version=step)
-            stats.counters.update(curriculum.observe())
-        stats.counters.update(plan.info)
-        stats.counters.update(schedule.observe(step, plan, stats))
-        metrics = stats.metrics()
-        state["step"] = step + 1
-        state["wall_seconds"] = time.perf_counter() - t_start
-        if state["step"] == cfg.sft.steps and cfg.rl.steps:
-            state["eval_after_sft"] = run_eval("after_sft")
-            metrics["eval/accuracy"] = state["eval_after_sft"]["accuracy"]
-        metrics.update(periodic_eval(state["step"]))  # the weights after state["step"] steps
-        logger.log(step, metrics)
-        if progress is not None:
-            progress(step + 1, cfg.total_steps, metrics)
-        if state["step"] % cfg.checkpoint.every == 0 or state["step"] in (cfg.sft.steps, cfg.total_steps):
-            save(state["step"])
-
+        if state["step"] == 0 and cfg.sft.steps == 0 and state["eval_after_sft"] is None:
+            state["eval_after_sft"] = run_eval("after_sft")  # no SFT: the starting point is the baseline
+        t_start = time.perf_counter() - state["wall_seconds"]
+        for step in range(state["step"], cfg.total_steps):
+            if step == cfg.sft.steps:
+                learner = start_rl(learner.policy, cfg)  # the RL phase: fresh optimizer, reference, critic
+            plan = schedule.plan(step)  # ---- the mixer: SFT or RL, its lr, SFT weight
+            demos = plan.demos
+            if demos is None and (not plan.rl or plan.sft_weight):  # demonstrations of the next prompts
+                demos = sft_stream.take(step * cfg.sft.batch_size, cfg.sft.batch_size)
+            if not plan.rl:  # ---- imitation
+                stats = sft_step(learner.policy, learner.optimizer, list(demos), cfg, plan.lr)
+            else:  # ---- reinforcement: requests -> rollouts -> rewards -> advantages -> loss -> update
+                announce_ahead(pipe, learner.policy, step, cfg.total_steps, extra_stream)  # max_staleness >= 1
+                requests, refills = step_requests(pipe, learner.policy, step - cfg.sft.steps, extra_stream)
+                stats = rl_step(learner, pipe, requests, refills, plan, list(demos or ()), step_seed(cfg.seed, step),
+                                version=step)
+                stats.counters.update(curriculum.observe())
+            stats.counters.update(plan.info)
+            stats.counters.update(schedule.observe(step, plan, stats))
+            metrics = stats.metrics()
+            state["step"] = step + 1
+            state["wall_seconds"] = time.perf_counter() - t_start
+            if state["step"] == cfg.sft.steps and cfg.rl.steps:
+                state["eval_after_sft"] = run_eval("after_sft")
+                metrics["eval/accuracy"] = state["eval_after_sft"]["accuracy"]
+            metrics.update(periodic_eval(state["step"]))  # the weights after state["step"] steps
+            logger.log(step, metrics)
+            if progress is not None:
+                progress(step + 1, cfg.total_steps, metrics)
+            if state["step"] % cfg.checkpoint.every == 0 or state["step"] in (cfg.sft.steps, cfg.total_steps):
+                save(state["step"])
+    except BaseException:
+        pipe.backend.close()
+        raise
     pipe.backend.close()  # the workers, an engine's memory (rollout.engine: vllm): the final evaluation's now
     final = run_eval("final")
     if state["eval_after_sft"] is None:
