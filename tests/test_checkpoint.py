@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from graft.train.checkpoint import list_checkpoints, save_checkpoint
@@ -32,6 +34,27 @@ def test_interrupted_save_leaves_no_step_dir_and_is_cleaned(tmp_path):
     assert not (root / "step_2").exists()
     assert [p.name for p in list_checkpoints(root)] == ["step_1"]
     assert not any(p.name.startswith(".tmp") for p in root.iterdir())  # listing removed leftovers
+
+
+def test_an_interrupted_deletion_leaves_no_half_deleted_step_dir(tmp_path, monkeypatch):
+    """Pruning (checkpoint.keep) and re-saving a step delete whole checkpoints: a kill in the middle
+    of that must not leave a step_N that lacks files (a SIGKILL test once found one)."""
+    import graft.train.checkpoint as ckpt
+
+    root = tmp_path / "checkpoints"
+    save_checkpoint(root, 1, _writer("s1"), keep=1)
+
+    def killed_rmtree(path, ignore_errors=False):
+        (Path(path) / "payload.txt").unlink()  # deletion got this far ...
+        raise KeyboardInterrupt  # ... when the process was stopped
+
+    monkeypatch.setattr(ckpt.shutil, "rmtree", killed_rmtree)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(root, 2, _writer("s2"), keep=1)  # step_1 pruned after step_2 is published
+    monkeypatch.undo()
+    assert all((p / "payload.txt").is_file() for p in root.iterdir() if p.name.startswith("step_"))
+    assert [p.name for p in list_checkpoints(root)] == ["step_2"]
+    assert not any(p.name.startswith(".tmp") for p in root.iterdir())  # the listing swept the rest
 
 
 def test_metrics_truncate_and_torn_line(tmp_path):

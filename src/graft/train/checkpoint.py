@@ -4,7 +4,8 @@ A checkpoint is written into a hidden temporary directory next to its final
 place, every file is fsynced, and only then is the directory renamed to
 ``step_N`` (rename is atomic on POSIX). A run killed at any moment leaves
 either a complete ``step_N`` or a ``.tmp-*`` directory that resume deletes;
-never a half-written ``step_N``.
+never a half-written ``step_N``, nor a half-deleted one (old checkpoints are renamed to
+``.tmp-*`` before they are deleted).
 """
 
 from __future__ import annotations
@@ -57,12 +58,22 @@ def save_checkpoint(root: Path, step: int, write: Callable[[Path], None], keep: 
     write(tmp)
     _fsync_tree(tmp)
     if final.exists():  # same step saved again (e.g. a resumed run): replace it
-        shutil.rmtree(final)
+        _remove(final)
     os.rename(tmp, final)
     fsync_dir(root)
     for old in list_checkpoints(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     return final
+
+
+def _remove(checkpoint: Path) -> None:
+    """Delete a published checkpoint without ever leaving a half-deleted ``step_N``: rename it out
+    of the ``step_N`` namespace first (atomic), to a ``.tmp-`` name that ``list_checkpoints``
+    sweeps if a kill interrupts the deletion."""
+    trash = checkpoint.with_name(f".tmp-{checkpoint.name}-removed-{os.getpid()}")
+    os.rename(checkpoint, trash)
+    fsync_dir(checkpoint.parent)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def list_checkpoints(root: Path) -> list[Path]:
