@@ -22,13 +22,13 @@ the caller re-indexes its own per-row state the same way.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from graft.models.policy import Policy, device_of, left_pad, position_ids_from_mask, stop_ids
+from graft.timing import timed
 
 
 def tempered_logprobs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -103,11 +103,9 @@ class DecodeBatch:
         """One row per context, left-padded and run through the policy in one forward pass;
         ``clock["prefill"]`` gains its seconds when a ``clock`` is given (host time: on CUDA
         the forward's kernels may still run when it returns, and count where they are waited for)."""
-        t0 = time.perf_counter()
-        ids, mask = left_pad(contexts, policy.tokenizer.pad_id, device_of(policy))  # (b, Tp)
-        logits, cache = policy.forward(ids, mask, position_ids_from_mask(mask))  # (b, Tp, V)
-        if clock is not None:
-            clock["prefill"] = clock.get("prefill", 0.0) + time.perf_counter() - t0
+        with timed(clock, "prefill"):
+            ids, mask = left_pad(contexts, policy.tokenizer.pad_id, device_of(policy))  # (b, Tp)
+            logits, cache = policy.forward(ids, mask, position_ids_from_mask(mask))  # (b, Tp, V)
         return cls(policy, cache, mask, mask.sum(-1), logits[:, -1])  # positions (b,), (b, V)
 
     @property

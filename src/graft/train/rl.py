@@ -33,16 +33,11 @@ from graft.rollout.tree import token_metrics
 from graft.rollout.types import Group, Request
 from graft.step_stats import BatchStats, LossStats, OptimStats, PerfStats, RolloutStats, StepStats
 from graft.tasks.base import Example, Task
+from graft.timing import timed
 from graft.train.batch import Batch, completion_logprobs, padding_fraction
 from graft.train.collect import PLAIN, Collected, collect, informative, keyed, step_seed
 from graft.train.lean import settings
-from graft.train.steps import (
-    apply_update,
-    compute_metrics,
-    demo_batch,
-    sft_backward,
-    timed_backward,
-)
+from graft.train.steps import apply_update, compute_metrics, demo_batch, sft_backward
 from graft.train.targets import collate, frozen_forwards, targets, token_masks
 
 
@@ -116,13 +111,11 @@ def rl_step(learner: Learner, pipe: Pipeline, requests: list[Request], refills: 
     if got.groups:
         batch = collate(got.groups, policy.tokenizer.pad_id, device_of(policy))
         masks = token_masks(got.groups, batch, cfg, version)
-        t1 = time.perf_counter()
-        frozen = frozen_forwards(learner, batch, masks, cfg)  # reference, critic, proximal
-        phases["frozen"] = time.perf_counter() - t1
+        with timed(phases, "frozen"):
+            frozen = frozen_forwards(learner, batch, masks, cfg)  # reference, critic, proximal
         batch, kl = targets(got.groups, batch, masks, frozen, cfg)  # advantages, weights
-        t1 = time.perf_counter()
-        losses, grad_norm, padding = update(learner, batch, cfg, plan.lr, sft_batch, sft_weight, phases)
-        phases["update"] = time.perf_counter() - t1
+        with timed(phases, "update"):
+            losses, grad_norm, padding = update(learner, batch, cfg, plan.lr, sft_batch, sft_weight, phases)
         frozen_rows = frozen.fwd_rows
         off_policy = float(masks.stale.sum() / masks.tokens.sum().clamp(min=1)) if masks.has_versions else None
     return StepStats(
@@ -242,7 +235,8 @@ def _policy_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float,
     ent = aggregate(entropy, w)
     if algo.entropy_coef:
         loss = loss - algo.entropy_coef * ent
-    timed_backward(loss, phases)
+    with timed(phases, "backward"):
+        loss.backward()
     return {"policy": pg.item(), "total": loss.item(), "entropy": ent.item(), "kl": kl_value,
             "clip_frac": float((clipped & (mb.loss_mask > 0)).sum()) / total_tokens}
 
@@ -252,7 +246,8 @@ def _value_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float,
     values = learner.critic.values(mb.ids, mb.attention_mask, mb.prompt_width, mb.targets.shape[1])
     weights = mb.loss_mask / total_tokens  # (b, T) token mean over the whole batch
     loss, clipped = clipped_value_loss(values, mb.old_values, mb.returns, weights, cfg.algo.value_clip)
-    timed_backward(loss, phases)
+    with timed(phases, "backward"):
+        loss.backward()
     return {"value": loss.item(), "value_clip_frac": float(clipped.sum()) / total_tokens}
 
 
@@ -273,7 +268,6 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float, sft_batch: Ba
     lean = settings(cfg.optim)  # optim.* = auto resolved by prepare (graft.train.lean)
     split = batch.split_by_length if lean.sort_by_length else batch.split
     micro_batches = split(lean.micro_batch_size)
-    optimizer_s = 0.0
     for _ in range(cfg.rl.num_iterations):
         for mb in micro_batches:
             parts = _policy_loss(learner, mb, cfg, total_tokens, phases)
@@ -285,11 +279,8 @@ def update(learner: Learner, batch: Batch, cfg: Config, lr: float, sft_batch: Ba
             sft = sft_backward(learner.policy, sft_batch, lean.micro_batch_size, sft_weight,
                                lean.logprob_chunk, fused=_fused(cfg), phases=phases)
             sums["sft"] = sums.get("sft", 0.0) + sft / cfg.rl.num_iterations
-        t0 = time.perf_counter()
-        grad_norms.append(apply_update(learner.policy.module, learner.optimizer, lr, cfg.optim.grad_clip))
-        if learner.critic is not None:
-            apply_update(learner.critic, learner.critic_optimizer, cfg.algo.critic_lr, cfg.optim.grad_clip)
-        optimizer_s += time.perf_counter() - t0
-    if phases is not None:
-        phases["optimizer"] = optimizer_s
+        with timed(phases, "optimizer"):
+            grad_norms.append(apply_update(learner.policy.module, learner.optimizer, lr, cfg.optim.grad_clip))
+            if learner.critic is not None:
+                apply_update(learner.critic, learner.critic_optimizer, cfg.algo.critic_lr, cfg.optim.grad_clip)
     return LossStats(**sums), sum(grad_norms) / len(grad_norms), padding_fraction(micro_batches)

@@ -18,6 +18,7 @@ from graft.models.checkpointing import set_activation_checkpointing
 from graft.models.policy import Policy, device_of
 from graft.step_stats import LossStats, OptimStats, PerfStats, StepStats
 from graft.tasks.base import Example
+from graft.timing import timed
 from graft.train.batch import Batch, completion_logprobs, make_batch
 from graft.train.lean import settings
 
@@ -41,21 +42,12 @@ def demo_batch(policy: Policy, examples: list[Example]) -> Batch:
     return make_batch(prompts, targets, tok.pad_id, device=device_of(policy))
 
 
-def timed_backward(loss: torch.Tensor, phases: dict[str, float] | None) -> None:
-    """``loss.backward()``; its seconds are added to ``phases["backward"]`` when ``phases`` is
-    given (host time: on CUDA, kernels still queued count where they are next waited for)."""
-    t0 = time.perf_counter()
-    loss.backward()
-    if phases is not None:
-        phases["backward"] = phases.get("backward", 0.0) + time.perf_counter() - t0
-
-
 def sft_backward(policy: Policy, batch: Batch, micro_batch_size: int, weight: float = 1.0,
                  chunk: int = 0, fused: bool = False, phases: dict[str, float] | None = None) -> float:
     """Backward ``weight`` x the token-mean NLL of the whole batch, micro-batch by micro-batch.
 
     ``chunk``, ``fused``: ``completion_logprobs``' memory-lean chunk size (0 = off) and head;
-    ``phases``: gains the backward calls' seconds (``timed_backward``).
+    ``phases``: gains the backward calls' seconds (``phases["backward"]``).
     Returns the unweighted loss. Prompt tokens are not trained.
     """
     total_tokens = float(batch.loss_mask.sum())
@@ -64,7 +56,8 @@ def sft_backward(policy: Policy, batch: Batch, micro_batch_size: int, weight: fl
         logp, _ = completion_logprobs(policy, mb, chunk=chunk, fused=fused)
         share = float(mb.loss_mask.sum()) / total_tokens
         loss = sft_loss(logp, mb.loss_mask) * share  # token mean over the whole batch
-        timed_backward(loss if weight == 1.0 else loss * weight, phases)
+        with timed(phases, "backward"):
+            (loss if weight == 1.0 else loss * weight).backward()
         loss_sum += loss.item()
     return loss_sum
 
