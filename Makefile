@@ -50,15 +50,17 @@ $(VLLM_STAMP): pyproject.toml
 	# triton (1 GB, pulled by xgrammar) has no CPU backend here, so vLLM's CPU build never uses it
 	# (vllm.triton_utils falls back to its placeholder); dropping it keeps the venv to what runs
 	$(VLLM_VENV)/bin/python -m pip uninstall -y -q triton
-	# graft itself and pytest only: the vLLM tests need none of the dev extras (browser, loggers)
-	$(VLLM_VENV)/bin/python -m pip install -q -e . "pytest>=8" "transformers>=4.45,<5.20"
+	# graft with Ray (vLLM in the Ray backend's rollout workers) and pytest: the vLLM tests need none of
+	# the dev extras (browser, loggers)
+	$(VLLM_VENV)/bin/python -m pip install -q -e ".[ray]" "pytest>=8" "transformers>=4.45,<5.20"
 	touch $(VLLM_STAMP)
 
 vllm-venv: $(VLLM_STAMP)
 
-# the vLLM engine's tests (tests/test_vllm_engine.py, marker vllm), in .venv-vllm; CI runs them too
+# the vLLM engine's tests (tests/test_vllm_engine.py; vLLM in Ray workers: tests/distributed/test_ray_vllm.py;
+# marker vllm), in .venv-vllm; CI runs them too
 test-vllm: $(VLLM_STAMP)
-	$(VLLM_VENV)/bin/python -m pytest -q -m vllm tests/test_vllm_engine.py
+	$(VLLM_VENV)/bin/python -m pytest -q -m vllm tests/test_vllm_engine.py tests/distributed/test_ray_vllm.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests

@@ -19,9 +19,6 @@ def distributed_problems(cfg) -> list[str]:
     if cfg.rollout.strategy == "partial":
         out.append("config key 'rollout.strategy': partial keeps a buffer of unfinished rollouts across "
                    "steps inside one source; it does not run with distributed.backend=ray (use iid or tree)")
-    if cfg.rollout.engine == "vllm":
-        out.append("config key 'rollout.engine': vllm runs in the learner's process only for now; "
-                   "with distributed.backend=ray the rollout workers use graft's engine (rollout.engine=graft)")
     if d.max_staleness == 0:
         return out
     c = cfg.curriculum

@@ -2,7 +2,8 @@
 
     learner (this process) --ray.put(weights) once per version--> object store
     RaySource.generate: requests --contiguous chunks--> RolloutWorker x rollout_workers
-                        (each: its policy copy, the configured rollout source) --> groups, in order
+                        (each: its policy copy, the configured rollout source: graft's sampler
+                        or a vLLM engine of its own) --> groups, in order
     RayVerifier.verify: groups --contiguous chunks--> RewardWorker x reward_workers (the task's
                         verifier, the code sandbox included) --> verdicts filled in place
 
@@ -64,6 +65,8 @@ class RolloutWorker:
         self.cfg = cfg
         self.policy = create_policy(worker_model(cfg), cfg.seed)
         self.source = source_class(cfg)(cfg)
+        if cfg.rollout.engine == "vllm" and cfg.distributed.rollout_worker_gpus > 0:
+            self.source.engine_device = "cuda"  # the engine on the GPU Ray assigned, the copy on the CPU
         self.version: int | None = None
         self.delay = 0.0  # tests: seconds to sleep before each call (a hung worker)
 
@@ -87,10 +90,13 @@ class RolloutWorker:
 
 
 def worker_model(cfg: Config):
-    """The ``model`` section a rollout worker builds its policy copy from: on ``cuda`` (the GPU Ray
-    assigned it) when it reserves GPUs (``distributed.rollout_worker_gpus`` > 0), else as configured."""
+    """The ``model`` section a rollout worker builds its policy copy from. A worker that reserves GPUs
+    (``distributed.rollout_worker_gpus`` > 0) samples on the GPU Ray assigned it: graft's engine
+    samples with the copy, so the copy goes on ``cuda``; a vLLM engine holds its own weights on the
+    GPU, so the copy (the weights' way in from the object store) stays on the CPU. Without GPUs the
+    copy is where ``model.device`` says."""
     if cfg.distributed.rollout_worker_gpus > 0:
-        return cfg.model.model_copy(update={"device": "cuda"})
+        return cfg.model.model_copy(update={"device": "cpu" if cfg.rollout.engine == "vllm" else "cuda"})
     return cfg.model
 
 

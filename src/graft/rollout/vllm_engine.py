@@ -4,7 +4,8 @@
 returns the same ``Rollout`` objects as graft's own i.i.d. sampler, with vLLM's per-token
 log-probabilities kept as the behaviour log-probabilities. What it does differently:
 
-- **Where the engine lives.** One ``vllm.LLM`` in the training process, built on first use from
+- **Where the engine lives.** One ``vllm.LLM`` in the process that samples (the training process;
+  with ``distributed.backend: ray``, each rollout worker's own), built on first use from
   the run's Hugging Face model directory (config and tokenizer) in the policy's dtype, then given
   the learner's current weights. ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` keeps vLLM's engine core
   in this process, so a weight update is a call on the model, not a copy through a socket.
@@ -129,6 +130,9 @@ class VllmSource(IidSource):
         self.asleep = False
         self.loads = 0  # weight loads so far, and their seconds
         self.sync_time = 0.0
+        # where the engine runs; None: the policy's device. A Ray rollout worker with a GPU keeps its
+        # policy copy on the CPU and sets "cuda" (graft.distributed.ray_backend.RolloutWorker)
+        self.engine_device: str | None = None
 
     @staticmethod
     def check_config(cfg: Config) -> list[str]:
@@ -154,7 +158,7 @@ class VllmSource(IidSource):
         from graft.models.load import resolve_model_path
 
         cfg, vc = self.cfg, self.cfg.rollout.vllm
-        device = device_of(policy)
+        device = torch.device(self.engine_device) if self.engine_device else device_of(policy)
         on_cuda = device.type == "cuda"
         kwargs = {"model": str(resolve_model_path(cfg.model.path)), "dtype": _dtype_name(cfg),
                   "seed": cfg.seed, "logprobs_mode": logprobs_mode(cfg),
