@@ -179,7 +179,7 @@ def test_rollout_workers_reserve_gpus_and_put_their_copy_on_the_assigned_one(mon
     plain = build_config({}, [*RUN, *RAY])
     assert rb.worker_model(plain) == plain.model  # no reservation: the configured device
     # a vLLM engine holds its own weights on the GPU: the copy it loads them from stays on the CPU
-    on_vllm = build_config({}, [*RUN, *RAY, "distributed.rollout_worker_gpus=0.5", "rollout.engine=vllm"])
+    on_vllm = cfg.model_copy(update={"rollout": cfg.rollout.model_copy(update={"engine": "vllm"})})
     assert rb.worker_model(on_vllm).device == "cpu"
     assert rb.gpu_shortfall(cfg, 1.0) is None  # 2 x 0.5 fit one GPU
     assert rb.gpu_shortfall(cfg, 0.0) == ("config key 'distributed.rollout_worker_gpus': 2 rollout workers x 0.5 "
