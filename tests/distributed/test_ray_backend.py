@@ -173,6 +173,36 @@ def test_max_staleness_bounds_how_old_trained_rollouts_are(tmp_path, ray_cluster
     assert rl[-1]["rollout/off_policy_token_frac"] == 1.0  # every token of a stale rollout is stale
 
 
+@pytest.mark.parametrize("k", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_an_interrupted_asynchronous_run_resumes_exactly_like_an_uninterrupted_one(tmp_path, ray_cluster,
+                                                                                   monkeypatch, k):
+    """The checkpoint after step 61 holds the jobs sampled ahead from older weights (step 62; with
+    k=2 also 63); the run fails inside step 62 and resumes from it: every step trains the groups
+    the uninterrupted run trains (without them it would resample steps 62-63 with fresher weights)."""
+    from graft.train import loop
+
+    extra = [*RAY, f"distributed.max_staleness={k}", "checkpoint.every=2"]
+    want = _train(tmp_path, "whole", extra)
+    real, calls = loop.rl_step, []
+
+    def fails_at_the_third_rl_step(*args, **kwargs):
+        calls.append(kwargs["version"])
+        if len(calls) == 3:
+            raise RuntimeError("interrupted")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "rl_step", fails_at_the_third_rl_step)
+    out, cfg = tmp_path / "cut", build_config({}, [*RUN, *extra])
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train(prepare(cfg), out)
+    assert calls == [60, 61, 62] and len(read_metrics(out / "metrics.jsonl")) == 62
+    monkeypatch.setattr(loop, "rl_step", real)
+    train(prepare(cfg), out, resume=True)
+    got = read_metrics(out / "metrics.jsonl")
+    assert_same_metrics(got, want)
+    assert [m["rollout/staleness_max"] for m in got[60:]] == [0.0] + [float(min(i, k)) for i in range(1, 4)]
+
+
 def test_rollout_workers_reserve_gpus_and_put_their_copy_on_the_assigned_one(monkeypatch):
     cfg = build_config({}, [*RUN, *RAY, "distributed.rollout_workers=2", "distributed.rollout_worker_gpus=0.5"])
     assert rb.worker_model(cfg).device == "cuda" and cfg.model.device == "auto"  # the learner's stays

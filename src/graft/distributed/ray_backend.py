@@ -25,7 +25,9 @@ Asynchronous mode (``max_staleness`` k >= 1). The loop announces the next k step
 job yet, with the current weights (version s >= t - k: admission control, checked), and chains
 each chunk's verification to its generation on the reward workers. Those jobs run while the
 learner trains step s. Their rollouts carry the version that sampled them (``policy_version`` and
-``token_versions``), so the loss treats older tokens like partial rollouts' stale ones.
+``token_versions``), so the loss treats older tokens like partial rollouts' stale ones. A
+checkpoint saves those jobs finished, with their groups (``RaySource.state_dict``), so a resumed
+asynchronous run trains what the uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -285,6 +287,8 @@ class Job:
     slices: list[slice]
     gen: list[Call]
     verify: list[Call] = field(default_factory=list)
+    # its groups and report once taken ahead of its step (a checkpoint: ``RaySource.state_dict``)
+    result: tuple[list[Group], SourceReport] | None = None
 
 
 class RaySource:
@@ -308,10 +312,23 @@ class RaySource:
         return requested
 
     def state_dict(self) -> dict:
-        return {}  # jobs in flight are not saved: a resumed run samples them again
+        """What a checkpoint keeps of an asynchronous source: the jobs sampled ahead (later steps'
+        groups from older weights), each finished first (waited for, verified) and saved with its
+        groups, and the requests announced but not yet admitted. A run resumed from it trains the
+        groups the uninterrupted run trains: those of the same, older weights. The live run takes
+        the same finished jobs, so saving changes only when their wait happens. Synchronous: {}."""
+        done = []
+        for step, job in sorted(self.pending.items()):
+            if job.result is None:
+                job.result = self._take(job)
+            done.append((step, job.requests, job.version, job.result))
+        return {"done": done, "wanted": sorted(self.wanted.items())} if done or self.wanted else {}
 
     def load_state_dict(self, state: dict | None) -> None:
-        pass
+        state = state or {}
+        self.pending = {step: Job(step, requests, version, [], [], result=result)
+                        for step, requests, version, result in state.get("done", [])}
+        self.wanted = dict(state.get("wanted", []))
 
     def announced(self, step: int) -> bool:
         """Whether ``step``'s requests are known already (submitted or waiting to be)."""
@@ -346,6 +363,11 @@ class RaySource:
         return job
 
     def _take(self, job: Job) -> tuple[list[Group], SourceReport]:
+        if job.result is not None:  # finished ahead (a checkpoint); restored groups are new objects
+            groups, report = job.result
+            if job.verify or not job.gen:  # verified with its generation (a chained or restored job)
+                self.verified.update(id(g) for g in groups)
+            return job.result
         answers = self.rollouts.gather(job.gen)
         groups: list[Group] = []
         report = SourceReport()
