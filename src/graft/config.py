@@ -270,6 +270,13 @@ class AlgoConfig(_Section):
     """Weight of the KL term in the loss; the reference is the policy when RL starts."""
     entropy_coef: float = 0.0
     """Weight of an entropy bonus (subtracted from the loss)."""
+    lp_reg_coef: float = Field(0.0, ge=0)
+    """Lp-Reg: weight of the KL toward the min-p proxy on the lowest-probability negative-advantage
+    tokens (0 = off; the paper's 1.0; graft.algos.lp_reg). Costs one no-grad policy forward a step."""
+    lp_reg_min_p: float = Field(0.1, gt=0, le=1)
+    """Lp-Reg: the proxy keeps tokens with probability >= lp_reg_min_p x the most likely one's."""
+    lp_reg_frac: float = Field(0.01, gt=0, le=1)
+    """Lp-Reg: share of the batch's negative-advantage tokens (the lowest-probability ones) it regularises."""
     kl_in: Literal["loss", "reward"] = "loss"
     """Where the KL to the reference goes: a loss term, or a per-token penalty folded into the reward."""
     mask_truncated: bool = False

@@ -67,7 +67,7 @@ class SelectStats:
 class LossStats:
     """Aggregated over the whole update (all micro-batches, mean over PPO iterations).
 
-    total = policy + kl_coef * kl - entropy_coef * entropy (+ the value and SFT losses, which
+    total = policy + kl_coef * kl - entropy_coef * entropy + lp_reg_coef * lp_reg (+ the value and SFT losses, which
     have their own optimizers or weights and are reported apart)."""
 
     policy: float | None  # the policy-gradient term alone (None: an SFT step)
@@ -78,6 +78,8 @@ class LossStats:
     value: float | None = None
     value_clip_frac: float | None = None
     sft: float | None = None
+    lp_reg: float | None = None  # Lp-Reg's KL term (before algo.lp_reg_coef), when on
+    lp_reg_tokens: float | None = None  # the share of loss tokens it regularised
 
 
 @dataclass

@@ -14,6 +14,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from graft.algos.losses import entropy_from_logits, token_logprobs
+from graft.algos.lp_reg import minp_proxy_logprobs
 from graft.models.policy import Policy, left_pad, position_ids_from_mask
 from graft.train.fused_head import fused_token_logprobs
 
@@ -33,6 +34,8 @@ class Batch:
     policy_shaping_mask: torch.Tensor  # (B, Tc) float: 1 on tokens taking LUFFY's policy-shaping loss
     prompt_width: int  # Tp
     ref_logprobs: torch.Tensor | None = None  # (B, Tc) float: the KL reference's logprobs (KL on)
+    proxy_logprobs: torch.Tensor | None = None  # (B, Tc) float: Lp-Reg's min-p proxy (-inf: filtered)
+    lp_reg_mask: torch.Tensor | None = None  # (B, Tc) bool: the tokens Lp-Reg regularises
 
     def __len__(self) -> int:
         return self.ids.shape[0]
@@ -182,3 +185,21 @@ def completion_logprobs(
     logp = torch.cat([p[0] for p in parts]).view(B, Tc)  # (B, Tc)
     entropy = torch.cat([p[1] for p in parts]).view(B, Tc) if with_entropy else None  # (B, Tc)
     return logp, entropy
+
+
+@torch.no_grad()
+def completion_proxy_logprobs(policy: Policy, batch: Batch, temperature: float, min_p: float,
+                              rows: int = 16) -> torch.Tensor:
+    """Lp-Reg's min-p proxy log-probs (B, Tc) of the completion tokens under ``policy`` at
+    ``temperature`` (``graft.algos.lp_reg.minp_proxy_logprobs``), ``rows`` rows of full logits at a
+    time; padding columns are 0."""
+    Tp, Tc = batch.prompt_width, batch.targets.shape[1]
+    out = []
+    for start in range(0, len(batch), rows):
+        ids, mask = batch.ids[start : start + rows], batch.attention_mask[start : start + rows]
+        logits, _ = policy.forward(ids, mask, position_ids_from_mask(mask), use_cache=False)  # (b, T, V)
+        logits = logits[:, Tp - 1 : Tp - 1 + Tc] / temperature  # (b, Tc, V) predicts the completion
+        out.append(minp_proxy_logprobs(logits, batch.targets[start : start + rows], min_p))
+    proxy = torch.cat(out)  # (B, Tc)
+    return torch.where(batch.attention_mask[:, Tp:] > 0, proxy, torch.zeros_like(proxy))
+

@@ -20,6 +20,7 @@ import torch
 
 from graft.algos import KL_ESTIMATORS, POLICY_LOSSES
 from graft.algos.losses import aggregate
+from graft.algos.lp_reg import lp_reg_penalty
 from graft.algos.value import clipped_value_loss
 from graft.config import Config
 from graft.curriculum.step import Curriculum
@@ -235,10 +236,15 @@ def _policy_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float,
     ent = aggregate(entropy, w)
     if algo.entropy_coef:
         loss = loss - algo.entropy_coef * ent
+    lp = {}
+    if mb.lp_reg_mask is not None:  # Lp-Reg: KL toward the min-p proxy on the selected tokens
+        reg = aggregate(lp_reg_penalty(logp, mb.proxy_logprobs, mb.lp_reg_mask), w)
+        loss = loss + algo.lp_reg_coef * reg
+        lp = {"lp_reg": reg.item(), "lp_reg_tokens": float(mb.lp_reg_mask.sum()) / total_tokens}
     with timed(phases, "backward"):
         loss.backward()
     return {"policy": pg.item(), "total": loss.item(), "entropy": ent.item(), "kl": kl_value,
-            "clip_frac": float((clipped & (mb.loss_mask > 0)).sum()) / total_tokens}
+            "clip_frac": float((clipped & (mb.loss_mask > 0)).sum()) / total_tokens, **lp}
 
 
 def _value_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float,

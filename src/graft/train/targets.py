@@ -21,13 +21,14 @@ import torch
 
 from graft.algos import ADVANTAGES, KL_ESTIMATORS, LOSS_AGG
 from graft.algos.advantages import AdvantageInputs, compute_advantages, outcome_token_rewards
+from graft.algos.lp_reg import lp_reg_selection
 from graft.config import Config
 from graft.models.policy import device_of
 from graft.rollout.partial import STALE_TOKENS, stale_tokens
 from graft.rollout.partial import decoupled_truncated_is as truncated_is
 from graft.rollout.tree import tree_tensors
 from graft.rollout.types import Group
-from graft.train.batch import Batch, completion_logprobs, make_batch
+from graft.train.batch import Batch, completion_logprobs, completion_proxy_logprobs, make_batch
 from graft.train.lean import settings
 
 
@@ -79,6 +80,7 @@ class Frozen:
     ref_logprobs: torch.Tensor | None = None  # the KL reference (algo.kl on)
     values: torch.Tensor | None = None  # the critic at scoring time (gae)
     prox_logprobs: torch.Tensor | None = None  # the current policy on stale tokens (stale_is_cap)
+    proxy_logprobs: torch.Tensor | None = None  # Lp-Reg's min-p proxy of the policy (algo.lp_reg_coef)
     fwd_rows: int = 0  # how many full-batch forwards were run (compute accounting)
 
 
@@ -101,6 +103,10 @@ def frozen_forwards(learner, batch: Batch, masks: TokenMasks, cfg: Config) -> Fr
         out.fwd_rows += 1
     if needs_prox(masks, cfg):
         out.prox_logprobs, _ = completion_logprobs(learner.policy, batch, cfg.rl.temperature, **kw)
+        out.fwd_rows += 1
+    if cfg.algo.lp_reg_coef > 0:
+        out.proxy_logprobs = completion_proxy_logprobs(learner.policy, batch, cfg.rl.temperature,
+                                                       cfg.algo.lp_reg_min_p)
         out.fwd_rows += 1
     return out
 
@@ -134,9 +140,14 @@ def targets(groups: list[Group], batch: Batch, masks: TokenMasks, frozen: Frozen
         old_logprobs = old * tokens
         advantages = advantages * is_weight  # (B, T) the loss is linear in the advantage
     old_values = frozen.values if frozen.values is not None else torch.zeros_like(tokens)
+    lp_reg = None
+    if frozen.proxy_logprobs is not None:  # chosen on the whole batch: micro-batching cannot move it
+        lp_reg = lp_reg_selection(batch.old_logprobs, frozen.proxy_logprobs, advantages * mask, mask,
+                                  algo.lp_reg_frac)
     batch = replace(batch, old_logprobs=old_logprobs, loss_mask=mask, advantages=advantages * mask,
                     loss_weights=weights, old_values=old_values, returns=returns, demo_mask=masks.demo * mask,
-                    policy_shaping_mask=masks.policy_shaping * mask, ref_logprobs=frozen.ref_logprobs)
+                    policy_shaping_mask=masks.policy_shaping * mask, ref_logprobs=frozen.ref_logprobs,
+                    proxy_logprobs=frozen.proxy_logprobs, lp_reg_mask=lp_reg)
     return batch, kl_reward
 
 
