@@ -76,7 +76,8 @@ SETTINGS = {
         variants=(("sft_then_rl+dynamic", ("select.dynamic_sampling=true",)),  # DAPO dynamic sampling
                   ("sft_then_rl+pcl", ("curriculum.name=pcl",)),  # prompt curriculum (PCL)
                   ("sft_then_rl+dars", ("curriculum.dars=true", "curriculum.dars_extra=64")),  # DARS
-                  ("sft_then_rl+clip0.2", ("algo.clip_high=0.2",))),  # clip-higher off: symmetric clip
+                  ("sft_then_rl+clip0.2", ("algo.clip_high=0.2",)),  # clip-higher off: symmetric clip
+                  ("sft_then_rl+lpreg", ("algo.lp_reg_coef=1.0",))),  # Lp-Reg at the reference code's settings
     ),
     "few_demos": Setting(
         about=("two-digit addition/subtraction; correct demonstrations on a seeded 3% of the training "
@@ -89,7 +90,10 @@ SETTINGS = {
                   # instead of ~85), before it sharpens the policy further; RL gets the compute saved
                   ("sft_then_rl+warm400", ("sft.steps=400", "rl.steps=353")),
                   ("sft_then_rl+dars", ("curriculum.dars=true", "curriculum.dars_extra=64")),
-                  ("sft_then_rl+clip0.2", ("algo.clip_high=0.2",))),
+                  ("sft_then_rl+clip0.2", ("algo.clip_high=0.2",)),
+                  ("sft_then_rl+lpreg", ("algo.lp_reg_coef=1.0",)),
+                  # Lp-Reg on 20x more tokens: the lowest-probability 20% of negative-advantage tokens
+                  ("sft_then_rl+lpreg20", ("algo.lp_reg_coef=1.0", "algo.lp_reg_frac=0.2"))),
     ),
 }
 

@@ -518,6 +518,12 @@ class DistributedConfig(_Section):
     without reserving anything (on a GPU box every worker then shares the learner's GPU 0)."""
     max_replacements: int = Field(3, ge=0)
     """ray: how many times one call's worker may be replaced before the run stops with an error."""
+    weight_sync: Literal["object_store", "broadcast"] = "object_store"
+    """ray: how a new policy version reaches the rollout workers. `object_store`: one `ray.put`,
+    each worker fetches it. `broadcast`: a gloo broadcast from the learner over a torch.distributed
+    group of it and the rollout workers (graft.distributed.weights; bench/weight_sync.py measures
+    both); a failed broadcast falls back to the object store for that version, and a replaced
+    worker gets its call's version through the object store."""
 
 
 class Config(_Section):

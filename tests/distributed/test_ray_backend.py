@@ -91,6 +91,18 @@ def test_two_rollout_workers_train_exactly_like_the_local_backend(local, two_wor
     assert_same_metrics(two_workers, local)
 
 
+def test_broadcast_weights_train_exactly_like_the_local_backend(tmp_path, local, ray_cluster, monkeypatch, caplog):
+    """weight_sync: broadcast (a gloo group of the learner and both workers) sends the same
+    weights: the run equals the local backend's, every version went by broadcast (no fallback)."""
+    made = _capture_backends(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="graft.distributed"):
+        got = _train(tmp_path, "bcast", [*RAY, "distributed.rollout_workers=2", "distributed.weight_sync=broadcast"])
+    assert_same_metrics(got, local)
+    source = made[0].source
+    assert source.sync.generation == 0 and source.weights is None and not source.sync.refs  # one group, no puts
+    assert "weight broadcast" not in caplog.text
+
+
 def _capture_backends(monkeypatch, then=lambda backend: None) -> list:
     """Every RayBackend the run builds (and ``then`` run on it once its workers are up)."""
     made = []
@@ -137,6 +149,32 @@ def test_killed_and_hung_workers_are_replaced_and_nothing_is_lost(tmp_path, monk
     assert "re-issued 2 requests of step 60" in caplog.text  # what the run's log says
 
 
+def test_with_broadcast_weights_a_killed_worker_is_replaced_and_nothing_is_lost(tmp_path, monkeypatch, caplog,
+                                                                                two_workers):
+    """A rollout worker SIGKILLed inside its first call: the broadcast group loses a member. The
+    re-issued call gets its version through the object store, the next version's broadcast forms
+    the group again with the replacement, and the run equals the uninterrupted one."""
+    def kill_rollout_worker_1(backend) -> None:
+        rollouts = backend.rollouts
+        ray.get(rollouts.actors[1].set_delay.remote(3.0), timeout=30)
+        pid, gather = rollouts.where[1][0], rollouts.gather
+
+        def kill_then_gather(calls):
+            rollouts.gather = gather
+            os.kill(pid, signal.SIGKILL)
+            return gather(calls)
+
+        rollouts.gather = kill_then_gather
+
+    made = _capture_backends(monkeypatch, kill_rollout_worker_1)
+    with caplog.at_level(logging.WARNING, logger="graft.distributed"):
+        got = _train(tmp_path, "bcast-fault", [*RAY, "distributed.rollout_workers=2", "distributed.reward_workers=2",
+                                               "distributed.weight_sync=broadcast"])
+    assert_same_metrics(got, two_workers)
+    assert len(made[0].rollouts.replaced) == 1 and "died" in made[0].rollouts.replaced[0]
+    assert made[0].source.sync.generation >= 1  # formed again after the replacement
+
+
 @pytest.mark.slow  # about 30 s: two subprocesses that each import torch, graft and Ray
 def test_a_killed_driver_resumes_like_an_uninterrupted_run(tmp_path, ray_cluster, monkeypatch):
     short = ["sft.steps=4", "checkpoint.every=1"]  # the subprocesses start torch, graft and Ray: keep them short
@@ -149,8 +187,8 @@ def test_a_killed_driver_resumes_like_an_uninterrupted_run(tmp_path, ray_cluster
     assert_same_metrics(trainer.run(out, resume=True), want)
 
 
-@pytest.mark.parametrize("k", [1, pytest.param(2, marks=pytest.mark.slow)])
-def test_max_staleness_bounds_how_old_trained_rollouts_are(tmp_path, ray_cluster, monkeypatch, k):
+@pytest.mark.parametrize("k,sync", [(1, "object_store"), (1, "broadcast"), pytest.param(2, "object_store", marks=pytest.mark.slow)])
+def test_max_staleness_bounds_how_old_trained_rollouts_are(tmp_path, ray_cluster, monkeypatch, k, sync):
     seen = {"chained": 0, "rollouts": 0}
     verify = rb.RayVerifier.verify
 
@@ -164,7 +202,7 @@ def test_max_staleness_bounds_how_old_trained_rollouts_are(tmp_path, ray_cluster
                 seen["rollouts"] += 1
 
     monkeypatch.setattr(rb.RayVerifier, "verify", checked)
-    rows = _train(tmp_path, f"async{k}", [*RAY, f"distributed.max_staleness={k}"])
+    rows = _train(tmp_path, f"async{k}", [*RAY, f"distributed.max_staleness={k}", f"distributed.weight_sync={sync}"])
     assert seen["chained"] == 3 * 4 and seen["rollouts"] == 4 * 16  # steps 2-4 verified ahead, on workers
     rl = [m for m in rows if "losses/policy" in m]
     assert [m["rollout/staleness_max"] for m in rl] == [0.0] + [float(min(i, k)) for i in range(1, 4)]
@@ -224,7 +262,7 @@ def test_rollout_workers_reserve_gpus_and_put_their_copy_on_the_assigned_one(mon
         def remote(self, _cfg):
             return object()
 
-    monkeypatch.setattr(rb.ray, "remote", lambda cls: Remote())
+    monkeypatch.setattr(rb.ray, "remote", lambda cls=None, **kw: Remote() if cls else (lambda c: Remote()))
     monkeypatch.setattr(rb.WorkerPool, "_ready", lambda self, slots: [(0, "node")] * len(slots))
     rb.WorkerPool("rollout", rb.RolloutWorker, cfg, 2, gpus=0.5)
     rb.WorkerPool("reward", rb.RewardWorker, cfg, 1)

@@ -63,8 +63,9 @@ def _stop(temp_dir: str) -> None:
             time.sleep(0.2)
 
 
-@pytest.mark.slow  # about a minute on 2 busy cores: two raylets, a driver, three actors
-def test_rollout_workers_spread_over_two_nodes(tmp_path):
+@pytest.mark.slow  # about a minute each on 2 busy cores: two raylets, a driver, three actors
+@pytest.mark.parametrize("sync", ["object_store", "broadcast"])  # weights between the nodes either way
+def test_rollout_workers_spread_over_two_nodes(tmp_path, sync):
     temp_dir = tempfile.mkdtemp(prefix="graft-ray-", dir="/tmp")  # short: Ray's socket paths
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -84,13 +85,14 @@ def test_rollout_workers_spread_over_two_nodes(tmp_path):
                      "rl.num_prompts=4", "rl.num_generations=2", "rl.max_new_tokens=8", "eval.num_examples=4",
                      "eval.max_new_tokens=8", "distributed.backend=ray", "distributed.rollout_workers=2",
                      "distributed.rollout_placement=spread", "distributed.worker_cpus=0.5",
-                     f"distributed.address=127.0.0.1:{port}"]
+                     f"distributed.address=127.0.0.1:{port}", f"distributed.weight_sync={sync}"]
         proc = subprocess.run([sys.executable, "-c", TRAIN, str(tmp_path / "run"), *overrides],
                               env=env, capture_output=True, text=True, timeout=300, check=False)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         nodes = dict(re.findall(r"graft.distributed rollout worker (\d+): pid \d+ on node (\w+)", proc.stdout))
         assert sorted(nodes) == ["0", "1"] and nodes["0"] != nodes["1"], proc.stdout[-3000:]
         assert (tmp_path / "run" / "summary.json").is_file()
+        assert "weight broadcast" not in proc.stdout + proc.stderr  # no version fell back to the object store
     finally:
         _stop(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -11,7 +11,7 @@ def distributed_problems(cfg) -> list[str]:
     d, out = cfg.distributed, []
     if d.backend == "local":
         changed = [key for key, default in (("rollout_workers", 1), ("reward_workers", 1), ("max_staleness", 0),
-                                            ("rollout_worker_gpus", 0.0))
+                                            ("rollout_worker_gpus", 0.0), ("weight_sync", "object_store"))
                    if getattr(d, key) != default]
         out += [f"config key 'distributed.{key}': applies to distributed.backend=ray only (backend is local)"
                 for key in changed]

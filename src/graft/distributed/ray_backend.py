@@ -35,6 +35,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -57,7 +58,11 @@ STARTUP_TIMEOUT_S = 120.0
 
 
 class RolloutWorker:
-    """A policy copy and the configured rollout source, in a worker process."""
+    """A policy copy and the configured rollout source, in a worker process.
+
+    Its calls run one at a time, in order (Ray's default concurrency group), except ``join`` and
+    ``receive`` (``distributed.weight_sync: broadcast``), which run in their own group (threads), so
+    a version's weights can arrive while the previous version still generates."""
 
     def __init__(self, cfg: Config):
         from graft.models.load import create_policy
@@ -71,6 +76,48 @@ class RolloutWorker:
             self.source.engine_device = "cuda"  # the engine on the GPU Ray assigned, the copy on the CPU
         self.version: int | None = None
         self.delay = 0.0  # tests: seconds to sleep before each call (a hung worker)
+        self.group = None  # broadcast: this worker's member of the learner's gloo group
+        self.received: dict[int, dict] = {}  # broadcast: version -> state dict, newest few
+        self.arrived = threading.Condition()
+
+    @ray.method(concurrency_group="weights")
+    def alive(self) -> bool:
+        """Answers even while a call generates (the broadcast's check before forming a group)."""
+        return True
+
+    @ray.method(concurrency_group="weights")
+    def join(self, host: str, port: int, generation: int, rank: int, size: int) -> bool:
+        """Become rank ``rank`` of the learner's broadcast group of ``generation``."""
+        from graft.distributed.weights import new_group
+
+        self.group = new_group(host, port, generation, rank, size, self.cfg.distributed.worker_timeout_s)
+        return True
+
+    @ray.method(concurrency_group="weights")
+    def receive(self, version: int, specs: list) -> bool:
+        """Take part in the broadcast of ``version``'s weights (``specs``: their layout)."""
+        from graft.distributed.weights import broadcast, empty_buffers, unflatten
+
+        buffers = empty_buffers(specs)
+        broadcast(self.group, buffers)
+        with self.arrived:
+            self.received[version] = unflatten(specs, buffers)
+            for old in sorted(self.received)[: -(self.cfg.distributed.max_staleness + 2)]:
+                del self.received[old]  # older than any call still to come can ask for
+            self.arrived.notify_all()
+        return True
+
+    def _weights(self, weights: list, version: int) -> dict:
+        """``version``'s state dict: from the object store when the call carries a reference
+        (``weights[0]``), else as broadcast (waiting for it to arrive)."""
+        timeout = self.cfg.distributed.worker_timeout_s
+        if weights[0] is not None:
+            return ray.get(weights[0], timeout=timeout)
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: version in self.received, timeout=timeout):
+                raise GraftError(f"rollout worker: the weights of version {version} were not broadcast to it "
+                                 f"within distributed.worker_timeout_s={timeout}")
+            return self.received[version]
 
     def where(self) -> tuple[int, str]:
         """(process id, Ray node id)."""
@@ -81,12 +128,11 @@ class RolloutWorker:
 
     def generate(self, weights: list, version: int, requests: list[Request]):
         """Groups for ``requests`` (keyed) with the weights of ``version`` (``weights[0]``: their
-        object ref, fetched only when this copy holds another version)."""
+        object ref, or None when they were broadcast; loaded only when this copy holds another version)."""
         if self.delay:
             time.sleep(self.delay)
         if version != self.version:
-            state = ray.get(weights[0], timeout=self.cfg.distributed.worker_timeout_s)
-            self.policy.module.load_state_dict(state)
+            self.policy.module.load_state_dict(self._weights(weights, version))
             self.version = version
         return self.source.generate(self.policy, requests, version)
 
@@ -180,6 +226,7 @@ class Call:
     actor_gen: int = -1
     reissued: bool = False
     replacements: int = 0
+    before_reissue: object = None  # () -> None, run before the call goes to a replacement
 
 
 class WorkerPool:
@@ -187,7 +234,8 @@ class WorkerPool:
 
     def __init__(self, role: str, cls: type, cfg: Config, size: int, placement=None, gpus: float = 0.0):
         self.role, self.cfg, self.size, self.gpus = role, cfg, size, gpus  # gpus: each actor's num_gpus
-        self.remote_cls = ray.remote(cls)
+        groups = {"weights": 3} if cls is RolloutWorker else None  # alive / join / receive beside the calls
+        self.remote_cls = ray.remote(concurrency_groups=groups)(cls) if groups else ray.remote(cls)
         self.placement = placement  # slot -> scheduling_strategy (None: anywhere)
         self.actors = [self._create(slot) for slot in range(size)]
         self.where = self._ready(list(range(size)))  # per slot: (pid, node id)
@@ -240,6 +288,8 @@ class WorkerPool:
             self.replaced.append(line)
             log.warning(line)
         call.reissued = True
+        if call.before_reissue is not None:
+            call.before_reissue()
         self.submit(call)
 
     def gather(self, calls: list[Call]) -> list:
@@ -276,6 +326,65 @@ class WorkerPool:
 # ---------------------------------------------------------------- the driver-side stages
 
 
+class WeightBroadcast:
+    """``distributed.weight_sync: broadcast``, the learner's side: a gloo group of the learner
+    (rank 0) and the rollout pool's actors, formed again (a new generation) whenever the pool has
+    replaced an actor since; each version sent as flat buffers (``graft.distributed.weights``).
+    Keeps the last few versions' state dicts for calls re-issued to a replacement, which was not
+    in that version's broadcast (``object_ref``: one ``ray.put`` each, on demand)."""
+
+    def __init__(self, pool: WorkerPool, cfg: Config):
+        from graft.distributed.weights import serve_store
+
+        self.pool, self.timeout = pool, cfg.distributed.worker_timeout_s
+        self.store, self.host, self.port = serve_store(self.timeout)
+        self.group, self.generation, self.members = None, -1, None
+        self.kept: dict[int, dict] = {}  # version -> state dict
+        self.refs: dict[int, ray.ObjectRef] = {}
+
+    def _form(self) -> None:
+        from graft.distributed.weights import new_group
+
+        # a dead member would keep the group's rendezvous waiting for it: check first (a dead actor
+        # answers at once with an error; then this version goes through the object store)
+        ray.get([a.alive.remote() for a in self.pool.actors], timeout=min(self.timeout, STARTUP_TIMEOUT_S))
+        self.generation += 1
+        size = len(self.pool.actors) + 1
+        joins = [a.join.remote(self.host, self.port, self.generation, r + 1, size)
+                 for r, a in enumerate(self.pool.actors)]
+        self.group = new_group(self.host, self.port, self.generation, 0, size, self.timeout, store=self.store)
+        ray.get(joins, timeout=self.timeout)
+        self.members = list(self.pool.gens)
+
+    def send(self, state: dict, version: int, keep: int) -> bool:
+        """Broadcast ``state`` as ``version``; False (logged) when it failed: then the caller sends
+        it through the object store and the group is formed again for the next version."""
+        from graft.distributed.weights import broadcast, flatten
+
+        self.kept[version] = state
+        for old in sorted(self.kept)[:-keep]:
+            self.kept.pop(old)
+            self.refs.pop(old, None)
+        try:
+            if self.group is None or self.members != self.pool.gens:
+                self._form()
+            specs, buffers = flatten(state)
+            acks = [a.receive.remote(version, specs) for a in self.pool.actors]
+            broadcast(self.group, buffers)
+            ray.get(acks, timeout=self.timeout)
+            return True
+        except (RuntimeError, *_DEAD) as exc:  # a member died or hung: gloo or Ray says so
+            log.warning("weight broadcast of version %d failed (%s: %s); sent through the object store, "
+                        "the group is formed again for the next version", version, type(exc).__name__, exc)
+            self.group = None
+            return False
+
+    def object_ref(self, version: int) -> ray.ObjectRef:
+        if version not in self.refs:
+            self.refs[version] = ray.put(self.kept[version])
+        return self.refs[version]
+
+
 @dataclass
 class Job:
     """One step's requests, submitted: the generation calls per chunk and, when chained, the
@@ -297,8 +406,9 @@ class RaySource:
     def __init__(self, cfg: Config, rollouts: WorkerPool, rewards: WorkerPool, verified: set[int]):
         self.cfg, self.rollouts, self.rewards, self.verified = cfg, rollouts, rewards, verified
         self.lookahead = cfg.distributed.max_staleness  # steps the loop announces ahead (0 = sync)
-        self.weights: ray.ObjectRef | None = None
+        self.weights: ray.ObjectRef | None = None  # the current version's ref (None: broadcast)
         self.version: int | None = None
+        self.sync = WeightBroadcast(rollouts, cfg) if cfg.distributed.weight_sync == "broadcast" else None
         self.pending: dict[int, Job] = {}  # step -> its job, submitted ahead
         self.wanted: dict[int, list[Request]] = {}  # step -> requests announced, not yet submitted
 
@@ -340,19 +450,30 @@ class RaySource:
             self.wanted[step] = requests
 
     def _sync(self, policy, version: int) -> None:
-        """One ``ray.put`` of the learner's weights (on the CPU) per version."""
+        """The learner's weights (on the CPU) to the workers once per version: one ``ray.put``, or
+        a broadcast (``weight_sync: broadcast``; the object store when it fails)."""
         if version != self.version:
             state = {k: v.detach().to("cpu") for k, v in policy.module.state_dict().items()}
-            self.weights, self.version = ray.put(state), version
+            sent = self.sync is not None and self.sync.send(state, version, keep=self.lookahead + 1)
+            self.weights, self.version = (None if sent else ray.put(state)), version
+
+    def _box(self, slot: int) -> list:
+        """What a call to ``slot`` carries for the current version: its object ref, or None when
+        the version was broadcast to the slot's actor (not when the actor was replaced since)."""
+        if self.weights is None and self.sync.members[slot] != self.rollouts.gens[slot]:
+            return [self.sync.object_ref(self.version)]
+        return [self.weights]
 
     def _submit(self, requests: list[Request], step: int, chain_verify: bool) -> Job:
         slices = chunks(len(requests), self.rollouts.size)
-        box, version = [self.weights], self.version
+        version = self.version
         job = Job(step, requests, version, slices, [])
         for c, sl in enumerate(slices):
-            part = requests[sl]
-            call = Call(c, lambda actor, part=part: actor.generate.remote(box, version, part),
-                        f"{len(part)} requests of step {step}")
+            part, box = requests[sl], self._box(c)
+            # a replacement was not in the broadcast: it gets the version through the object store
+            refill = None if box[0] is not None else (lambda box=box: box.__setitem__(0, self.sync.object_ref(version)))
+            call = Call(c, lambda actor, part=part, box=box: actor.generate.remote(box, version, part),
+                        f"{len(part)} requests of step {step}", before_reissue=refill)
             job.gen.append(self.rollouts.submit(call))
         if chain_verify:
             for c, gen in enumerate(job.gen):

@@ -1,0 +1,88 @@
+"""Weights from the learner to the rollout workers by a collective broadcast
+(``distributed.weight_sync: broadcast``), instead of the object store.
+
+A torch.distributed gloo process group over the learner (rank 0) and the rollout workers (ranks
+1..n). A version's weights travel as one flat CPU buffer per dtype (``flatten`` / ``unflatten``),
+sent by one ``broadcast`` each from rank 0 over TCP. The object store instead copies the weights
+into shared memory on the learner's node and each worker pulls its copy (through Ray's object
+transfer from another node). NCCL (GPU to GPU, never through host memory) would use the same
+group code with ``ProcessGroupNCCL``; it is not offered until it has run on GPUs.
+
+Groups are objects (``ProcessGroupGloo`` / ``ProcessGroupNCCL`` built on a ``PrefixStore``), not
+torch.distributed's global default group, so a group can be formed again under a new
+*generation* prefix when a worker is replaced, and the learner's process keeps no global state.
+The rendezvous is a ``TCPStore`` the learner serves on a free port of its node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Where one tensor of a state dict lies in its dtype's flat buffer."""
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    offset: int  # elements into the buffer of ``dtype``
+    numel: int
+
+
+def flatten(state: dict[str, torch.Tensor]) -> tuple[list[Spec], dict[torch.dtype, torch.Tensor]]:
+    """A state dict as one contiguous CPU buffer per dtype (in the state dict's order) and the
+    specs that cut it back; the buffers are new tensors."""
+    specs, parts, sizes = [], {}, {}
+    for name, t in state.items():
+        offset = sizes.get(t.dtype, 0)
+        specs.append(Spec(name, t.dtype, tuple(t.shape), offset, t.numel()))
+        sizes[t.dtype] = offset + t.numel()
+        parts.setdefault(t.dtype, []).append(t.detach().reshape(-1).to("cpu"))
+    return specs, {dtype: torch.cat(ts) for dtype, ts in parts.items()}
+
+
+def empty_buffers(specs: list[Spec], device: torch.device | str = "cpu") -> dict[torch.dtype, torch.Tensor]:
+    """Receive buffers of the sizes ``specs`` describe."""
+    sizes: dict[torch.dtype, int] = {}
+    for s in specs:
+        sizes[s.dtype] = max(sizes.get(s.dtype, 0), s.offset + s.numel)
+    return {dtype: torch.empty(n, dtype=dtype, device=device) for dtype, n in sizes.items()}
+
+
+def unflatten(specs: list[Spec], buffers: dict[torch.dtype, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict ``flatten`` made ``buffers`` from (views into them)."""
+    return {s.name: buffers[s.dtype][s.offset : s.offset + s.numel].view(s.shape) for s in specs}
+
+
+def _order(buffers: dict[torch.dtype, torch.Tensor]) -> list[torch.Tensor]:
+    """Every rank broadcasts the buffers in the same order: by dtype name."""
+    return [buffers[d] for d in sorted(buffers, key=str)]
+
+
+def new_group(host: str, port: int, generation: int, rank: int, size: int, timeout_s: float, store=None):
+    """This process's member of the gloo group of ``generation`` (blocks until all ``size`` ranks
+    have joined). ``store``: the learner's own TCPStore server (rank 0); other ranks connect to it."""
+    if store is None:
+        store = dist.TCPStore(host, port, is_master=False, timeout=timedelta(seconds=timeout_s))
+    prefixed = dist.PrefixStore(f"graft-weights-{generation}", store)
+    return dist.ProcessGroupGloo(prefixed, rank, size, timedelta(seconds=timeout_s))
+
+
+def broadcast(group, buffers: dict[torch.dtype, torch.Tensor]) -> None:
+    """Send (rank 0) or receive (the others) every buffer, in place, and wait for it."""
+    for buf in _order(buffers):
+        group.broadcast(buf, 0).wait()
+
+
+def serve_store(timeout_s: float):
+    """The rendezvous store the learner serves: (store, host, port), on a free port of its node."""
+    import ray
+
+    host = ray.util.get_node_ip_address()
+    store = dist.TCPStore(host, 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=timeout_s))
+    return store, host, store.port
