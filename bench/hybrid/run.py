@@ -95,6 +95,12 @@ SETTINGS = {
                   # Lp-Reg on 20x more tokens: the lowest-probability 20% of negative-advantage tokens
                   ("sft_then_rl+lpreg20", ("algo.lp_reg_coef=1.0", "algo.lp_reg_frac=0.2"))),
     ),
+    "countdown": Setting(
+        about=("countdown with 3 numbers (reach the target with + - * /, each number at most once); a "
+               "shortest solution for each of the 10,000 training prompts (PILOT)"),
+        task=("task.name=countdown", "task.difficulty=3"),
+        budget=5.0e6, warmup_steps=800, target=0.3,
+    ),
 }
 
 
