@@ -103,6 +103,25 @@ def test_broadcast_weights_train_exactly_like_the_local_backend(tmp_path, local,
     assert "weight broadcast" not in caplog.text
 
 
+def test_a_call_to_a_worker_replaced_since_the_broadcast_carries_the_version_by_object_store():
+    """Within one version (a refill round of dynamic sampling, say), a call to a slot whose actor
+    was replaced after the broadcast gets the version's object ref; the others carry None."""
+    class Pool:
+        size, gens = 2, [0, 1]  # slot 1 replaced once since the group was formed
+
+    class Sync:
+        members = [0, 0]
+
+        def object_ref(self, version):
+            return f"ref of {version}"
+
+    source = rb.RaySource(build_config({}, [*RUN, *RAY]), Pool(), None, set())
+    source.sync, source.weights, source.version = Sync(), None, 7
+    assert source._box(0) == [None] and source._box(1) == ["ref of 7"]
+    source.weights = "put"  # the broadcast failed: everyone fetches the put
+    assert source._box(0) == source._box(1) == ["put"]
+
+
 def _capture_backends(monkeypatch, then=lambda backend: None) -> list:
     """Every RayBackend the run builds (and ``then`` run on it once its workers are up)."""
     made = []
