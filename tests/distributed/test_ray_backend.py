@@ -107,10 +107,10 @@ def test_a_call_to_a_worker_replaced_since_the_broadcast_carries_the_version_by_
     """Within one version (a refill round of dynamic sampling, say), a call to a slot whose actor
     was replaced after the broadcast gets the version's object ref; the others carry None."""
     class Pool:
-        size, gens = 2, [0, 1]  # slot 1 replaced once since the group was formed
+        size, gens = 2, (0, 1)  # slot 1 replaced once since the group was formed
 
     class Sync:
-        members = [0, 0]
+        members = (0, 0)
 
         def object_ref(self, version):
             return f"ref of {version}"
