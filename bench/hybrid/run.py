@@ -61,6 +61,7 @@ class Setting:
     warmup_steps: int  # SFT steps every SFT + RL schedule runs first
     target: float  # held-out greedy accuracy whose compute-to-reach is reported
     variants: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (name, overrides on sft_then_rl's): extra rows
+    in_default: bool = True  # run when --settings is not given
     sft_step: float = 2.64e3  # compute of one SFT step (32 demonstrations), measured in pilots
     rl_step: float = 1.4e4  # compute of one RL step (16 prompts x 8 rollouts, up to 32 tokens)
 
@@ -95,11 +96,15 @@ SETTINGS = {
                   # Lp-Reg on 20x more tokens: the lowest-probability 20% of negative-advantage tokens
                   ("sft_then_rl+lpreg20", ("algo.lp_reg_coef=1.0", "algo.lp_reg_frac=0.2"))),
     ),
+    # a second task, not yet a result: at 5M compute SFT only is still climbing steeply (pilot in
+    # bench/hybrid/README.md), so it is left out of the default --settings until a budget where SFT
+    # plateaus fits a session (this model: 4x BASE's width and 2x its depth, ~3 min a run at 5M)
     "countdown": Setting(
         about=("countdown with 3 numbers (reach the target with + - * /, each number at most once); a "
-               "shortest solution for each of the 10,000 training prompts (PILOT)"),
-        task=("task.name=countdown", "task.difficulty=3"),
-        budget=5.0e6, warmup_steps=800, target=0.3,
+               "shortest solution for each of the 10,000 training prompts; model d=128, 4 layers"),
+        task=("task.name=countdown", "task.difficulty=3", "model.d_model=128", "model.n_layers=4",
+              "model.n_heads=4"),
+        budget=5.0e6, warmup_steps=800, target=0.3, in_default=False,
     ),
 }
 
@@ -229,7 +234,9 @@ def _job(args: tuple) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {', '.join(SETTINGS)}")
+    ap.add_argument("--settings", default=",".join(n for n, s in SETTINGS.items() if s.in_default),
+                    help=f"comma-separated, of {', '.join(SETTINGS)} (default: all but "
+                         f"{', '.join(n for n, s in SETTINGS.items() if not s.in_default)})")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--methods", default=None, help="comma-separated subset (default: all)")
     ap.add_argument("--points", type=int, default=12, help="evaluations along each run")
