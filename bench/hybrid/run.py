@@ -35,7 +35,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,14 +164,16 @@ def pass_at_ks(policy, task, cfg, n: int, ks: list[int], seed: int) -> dict:
     return {f"pass@{k}": mean_pass_at_k(correct, n, k) for k in ks}
 
 
-def run_one(setting: str, method: str, seed: int, overrides: list[str], points: int, work: str) -> dict:
-    """Train one (method, seed) of ``setting`` from scratch until the setting's budget is spent."""
+def run_one(setting: str, method: str, seed: int, overrides: list[str], points: int, work: str,
+            budget: float | None = None) -> dict:
+    """Train one (method, seed) of ``setting`` from scratch until the budget (the setting's unless
+    given) is spent."""
     from graft.config import build_config
     from graft.eval.evaluate import evaluate
     from graft.train.loop import prepare, train
 
     spec = SETTINGS[setting]
-    budget = spec.budget
+    budget = budget or spec.budget
     cfg = build_config({}, BASE + list(spec.task) + overrides + [f"seed={seed}", f"name={method}"])
     setup = prepare(cfg)
     policy, task = setup.policy, setup.task  # the loop trains this very object (no resume here)
@@ -223,9 +225,9 @@ def run_one(setting: str, method: str, seed: int, overrides: list[str], points: 
 
 
 def _job(args: tuple) -> dict:
-    setting, method, seed, overrides, points, work = args
+    setting, method, seed, overrides, points, work, budget = args
     out = Path(work) / setting / "results" / f"{method}-s{seed}.json"
-    result = run_one(setting, method, seed, overrides, points, work)
+    result = run_one(setting, method, seed, overrides, points, work, budget)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, out)
@@ -244,6 +246,8 @@ def main() -> None:
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench-hybrid"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra config override for every run (pilots)")
+    ap.add_argument("--budget", type=float, default=None, help="pilots: every setting's compute budget")
+    ap.add_argument("--warmup", type=int, default=None, help="pilots: every setting's SFT warm-up steps")
     ap.add_argument("--report", action="store_true", help="then write the results files (report.py)")
     args = ap.parse_args()
     work = Path(args.work)
@@ -254,13 +258,16 @@ def main() -> None:
         (work / name / "results").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     jobs = []
-    tables = {name: methods(SETTINGS[name]) for name in chosen_settings}
+    def piloted(spec: Setting) -> Setting:
+        return replace(spec, budget=args.budget or spec.budget, warmup_steps=args.warmup or spec.warmup_steps)
+
+    tables = {name: methods(piloted(SETTINGS[name])) for name in chosen_settings}
     unknown = sorted(set(args.methods.split(",") if args.methods else []) - {m for t in tables.values() for m in t})
     if unknown:
         ap.error(f"--methods: {', '.join(unknown)} is in none of the chosen settings")
     for name, table in tables.items():  # a method only some settings have (a variant) runs there only
         chosen = [m for m in args.methods.split(",") if m in table] if args.methods else list(table)
-        jobs += [(name, m, int(s), table[m] + args.set, args.points, str(work))
+        jobs += [(name, m, int(s), table[m] + args.set, args.points, str(work), args.budget)
                  for s in args.seeds.split(",") for m in chosen
                  if not (work / name / "results" / f"{m}-s{int(s)}.json").is_file()]
     print(f"{len(jobs)} runs to do", flush=True)
