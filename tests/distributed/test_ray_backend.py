@@ -15,11 +15,11 @@ pytest.importorskip("ray")
 
 import ray
 from killed_runs import Trainer
+from same_metrics import assert_same_metrics
 
 import graft.distributed.ray_backend as rb
 from graft.config import build_config
 from graft.distributed.ray_backend import chunks
-from graft.step_stats import TIMING_KEYS
 from graft.train.logging import read_metrics
 from graft.train.loop import prepare, train
 
@@ -33,7 +33,6 @@ RUN = [
     "eval.num_examples=8", "eval.max_new_tokens=16", "eval.batch_size=8", "checkpoint.every=1000",
 ]
 RAY = ["distributed.backend=ray", "distributed.worker_cpus=0"]
-TIMING = TIMING_KEYS  # wall-clock keys (graft.step_stats)
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +48,6 @@ def _train(tmp_path, name, extra=()) -> list[dict]:
     out = tmp_path / name
     train(prepare(build_config({}, [*RUN, *extra])), out)
     return read_metrics(out / "metrics.jsonl")
-
-
-def assert_same_metrics(got: list[dict], want: list[dict]) -> None:
-    assert len(got) == len(want) > 0
-    for g, w in zip(got, want):
-        keys = [k for k in w if k not in TIMING]
-        assert [k for k in g if k not in TIMING] == keys
-        for k in keys:
-            assert g[k] == pytest.approx(w[k], abs=1e-6), (w["step"], k)
 
 
 @pytest.fixture(scope="module")

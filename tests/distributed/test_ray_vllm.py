@@ -15,11 +15,11 @@ pytest.importorskip("vllm", reason="vLLM is not installed here: `make test-vllm`
 pytest.importorskip("ray", reason="Ray is not installed here: `make test-vllm` installs it in .venv-vllm")
 
 import ray
+from same_metrics import assert_same_metrics
 
 from graft.config import build_config
 from graft.distributed.checks import distributed_problems
 from graft.models.hf_testing import build_tiny_hf_model
-from graft.step_stats import TIMING_KEYS
 from graft.train.logging import read_metrics
 from graft.train.loop import prepare, train
 
@@ -64,16 +64,6 @@ def local(tmp_path_factory, model_dir):
     return _train(tmp_path_factory.mktemp("local") / "run", model_dir)
 
 
-def _same(got: list[dict], want: list[dict]) -> None:
-    skip = set(TIMING_KEYS) | PER_ENGINE
-    assert len(got) == len(want) > 0
-    for g, w in zip(got, want):
-        keys = [k for k in w if k not in skip]
-        assert [k for k in g if k not in skip] == keys
-        for k in keys:
-            assert g[k] == pytest.approx(w[k], abs=1e-6), (w["step"], k)
-
-
 def _rl(rows: list[dict]) -> list[dict]:
     return [r for r in rows if "rollout/reward_mean" in r]
 
@@ -93,7 +83,7 @@ def test_the_local_run_samples_something_to_compare(local):
 def test_vllm_rollout_workers_sample_exactly_like_the_local_engine(tmp_path, model_dir, local, ray_cluster, workers):
     got = _train(tmp_path / "run", model_dir, **RAY, **{"distributed.rollout_workers": workers,
                                                          "distributed.reward_workers": workers})
-    _same(got, local)
+    assert_same_metrics(got, local, skip=PER_ENGINE)
     # each worker's engine took each new version once (the split gives every worker requests)
     assert [r["rollout/weight_loads"] for r in _rl(got)] == [float(workers)] * 3
 
