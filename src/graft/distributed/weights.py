@@ -64,13 +64,26 @@ def _order(buffers: dict[torch.dtype, torch.Tensor]) -> list[torch.Tensor]:
     return [buffers[d] for d in sorted(buffers, key=str)]
 
 
-def new_group(host: str, port: int, generation: int, rank: int, size: int, timeout_s: float, store=None):
+def new_group(host: str, port: int, generation: int, rank: int, size: int, timeout_s: float, store=None,
+              local_ip: str | None = None):
     """This process's member of the gloo group of ``generation`` (blocks until all ``size`` ranks
-    have joined). ``store``: the learner's own TCPStore server (rank 0); other ranks connect to it."""
+    have joined). ``store``: the learner's own TCPStore server (rank 0); other ranks connect to it.
+    ``local_ip``: the address gloo listens on (this node's Ray address: gloo would otherwise resolve
+    the hostname, which fails or picks another interface on some machines)."""
     if store is None:
         store = dist.TCPStore(host, port, is_master=False, timeout=timedelta(seconds=timeout_s))
     prefixed = dist.PrefixStore(f"graft-weights-{generation}", store)
-    return dist.ProcessGroupGloo(prefixed, rank, size, timedelta(seconds=timeout_s))
+    options = dist.ProcessGroupGloo._Options()
+    options._timeout = timedelta(seconds=timeout_s)
+    options._devices = [dist.ProcessGroupGloo.create_device(hostname=local_ip or node_ip())]
+    return dist.ProcessGroupGloo(prefixed, rank, size, options)
+
+
+def node_ip() -> str:
+    """This node's address as Ray knows it."""
+    import ray
+
+    return ray.util.get_node_ip_address()
 
 
 def broadcast(group, buffers: dict[torch.dtype, torch.Tensor]) -> None:
@@ -81,8 +94,6 @@ def broadcast(group, buffers: dict[torch.dtype, torch.Tensor]) -> None:
 
 def serve_store(timeout_s: float):
     """The rendezvous store the learner serves: (store, host, port), on a free port of its node."""
-    import ray
-
-    host = ray.util.get_node_ip_address()
+    host = node_ip()
     store = dist.TCPStore(host, 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=timeout_s))
     return store, host, store.port
