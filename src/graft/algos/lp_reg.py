@@ -28,6 +28,8 @@ exists but is 0). Choices here, said so in docs/objectives.md:
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from graft.algos.kl import kl_k3
@@ -37,7 +39,7 @@ def minp_proxy_logprobs(logits: torch.Tensor, targets: torch.Tensor, min_p: floa
     """log pi_proxy of each target token (step 1 of the module docstring); -inf where the min-p
     filter drops it. ``logits`` (B, T, V) already tempered, ``targets`` (B, T) -> (B, T)."""
     logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
-    keep = logp >= logp.amax(dim=-1, keepdim=True) + torch.log(torch.tensor(min_p))  # p >= min_p * max p
+    keep = logp >= logp.amax(dim=-1, keepdim=True) + math.log(min_p)  # p >= min_p * max p
     log_z = torch.logsumexp(logp.masked_fill(~keep, float("-inf")), dim=-1)  # (B, T) log of the kept mass
     token = logp.gather(-1, targets[..., None])[..., 0]  # (B, T)
     kept = keep.gather(-1, targets[..., None])[..., 0]  # (B, T) bool

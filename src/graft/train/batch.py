@@ -202,4 +202,3 @@ def completion_proxy_logprobs(policy: Policy, batch: Batch, temperature: float, 
         out.append(minp_proxy_logprobs(logits, batch.targets[start : start + rows], min_p))
     proxy = torch.cat(out)  # (B, Tc)
     return torch.where(batch.attention_mask[:, Tp:] > 0, proxy, torch.zeros_like(proxy))
-
