@@ -379,6 +379,11 @@ class WeightBroadcast:
             self.group = None
             return False
 
+    def close(self) -> None:
+        """Drop the group and stop serving the rendezvous store."""
+        self.group = self.store = None
+        self.kept, self.refs = {}, {}
+
     def object_ref(self, version: int) -> ray.ObjectRef:
         if version not in self.refs:
             self.refs[version] = ray.put(self.kept[version])
@@ -603,6 +608,8 @@ class RayBackend:
         self.verifier = RayVerifier(self.rewards, verified)
 
     def close(self) -> None:
+        if self.source.sync is not None:
+            self.source.sync.close()
         self.rollouts.close()
         self.rewards.close()
         if self.group is not None:
