@@ -31,7 +31,8 @@ test: $(STAMP)
 # the tests marked slow, which `make test` (and so CI) leaves out: genuinely long runs that add to
 # the default suite's coverage, never tests moved out of it. Today: the whole quickstart, seed 0,
 # one thread, checked to learn (tests/test_quickstart_slow.py, about 2.5 min on 2 cores); the Ray backend's
-# two-node run, killed-driver resume and max_staleness=2 runs (tests/distributed, about 1 min).
+# two-node runs (weights by object store and by broadcast), killed-driver resume, max_staleness=2 and
+# its exact resume (tests/distributed, about 1.5 min). All of it: about 4 min.
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
