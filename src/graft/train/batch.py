@@ -189,16 +189,17 @@ def completion_logprobs(
 
 @torch.no_grad()
 def completion_proxy_logprobs(policy: Policy, batch: Batch, temperature: float, min_p: float,
-                              rows: int = 16) -> torch.Tensor:
+                              chunk: int = 1024) -> torch.Tensor:
     """Lp-Reg's min-p proxy log-probs (B, Tc) of the completion tokens under ``policy`` at
-    ``temperature`` (``graft.algos.lp_reg.minp_proxy_logprobs``), ``rows`` rows of full logits at a
-    time; padding columns are 0."""
+    ``temperature`` (``graft.algos.lp_reg.minp_proxy_logprobs``): like ``completion_logprobs``'
+    lean path, only the completion positions' hidden states go through the head, ``chunk`` tokens
+    at a time, so no (B, T, V) tensor exists. Padding columns are 0."""
+    mask = batch.attention_mask
     Tp, Tc = batch.prompt_width, batch.targets.shape[1]
-    out = []
-    for start in range(0, len(batch), rows):
-        ids, mask = batch.ids[start : start + rows], batch.attention_mask[start : start + rows]
-        logits, _ = policy.forward(ids, mask, position_ids_from_mask(mask), use_cache=False)  # (b, T, V)
-        logits = logits[:, Tp - 1 : Tp - 1 + Tc] / temperature  # (b, Tc, V) predicts the completion
-        out.append(minp_proxy_logprobs(logits, batch.targets[start : start + rows], min_p))
-    proxy = torch.cat(out)  # (B, Tc)
-    return torch.where(batch.attention_mask[:, Tp:] > 0, proxy, torch.zeros_like(proxy))
+    hidden = policy.hidden(batch.ids, mask, position_ids_from_mask(mask))[:, Tp - 1 : Tp - 1 + Tc]  # (B, Tc, C)
+    B, _, C = hidden.shape
+    flat_h, flat_t = hidden.reshape(B * Tc, C), batch.targets.reshape(B * Tc)  # (N, C), (N,)
+    parts = [minp_proxy_logprobs(policy.logits_from_hidden(flat_h[s : s + chunk])[None] / temperature,
+                                 flat_t[s : s + chunk][None], min_p)[0] for s in range(0, B * Tc, chunk)]
+    proxy = torch.cat(parts).view(B, Tc)  # (B, Tc)
+    return torch.where(mask[:, Tp:] > 0, proxy, torch.zeros_like(proxy))

@@ -106,7 +106,7 @@ def frozen_forwards(learner, batch: Batch, masks: TokenMasks, cfg: Config) -> Fr
         out.fwd_rows += 1
     if cfg.algo.lp_reg_coef > 0:
         out.proxy_logprobs = completion_proxy_logprobs(learner.policy, batch, cfg.rl.temperature,
-                                                       cfg.algo.lp_reg_min_p)
+                                                       cfg.algo.lp_reg_min_p, chunk=lean.logprob_chunk or 1024)
         out.fwd_rows += 1
     return out
 
