@@ -267,10 +267,8 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
                 progress(step + 1, cfg.total_steps, metrics)
             if state["step"] % cfg.checkpoint.every == 0 or state["step"] in (cfg.sft.steps, cfg.total_steps):
                 save(state["step"])
-    except BaseException:
+    finally:  # the workers, an engine's memory (rollout.engine: vllm): the final evaluation's now
         pipe.backend.close()
-        raise
-    pipe.backend.close()  # the workers, an engine's memory (rollout.engine: vllm): the final evaluation's now
     final = run_eval("final")
     if state["eval_after_sft"] is None:
         state["eval_after_sft"] = final  # rl.steps == 0: SFT's result is the final one
