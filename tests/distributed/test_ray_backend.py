@@ -10,6 +10,7 @@ import os
 import signal
 
 import pytest
+import torch
 
 pytest.importorskip("ray")
 
@@ -110,6 +111,23 @@ def test_a_call_to_a_worker_replaced_since_the_broadcast_carries_the_version_by_
     assert source._box(0) == [None] and source._box(1) == ["ref of 7"]
     source.weights = "put"  # the broadcast failed: everyone fetches the put
     assert source._box(0) == source._box(1) == ["put"]
+
+
+def test_a_version_kept_for_replacements_is_a_copy_not_the_live_parameters(ray_cluster):
+    """On a CPU learner the state dict it sends holds the parameters themselves; a replacement
+    asking for that version after the next update must get the version's weights, not the update's."""
+    from graft.distributed.weights import WeightBroadcast
+
+    class Pool:  # no rollout workers: a group of the learner alone still runs the whole send
+        actors, gens = (), ()
+
+    sync = WeightBroadcast(Pool(), build_config({}, [*RUN, *RAY]))
+    params = {"w": torch.arange(4.0), "b": torch.ones(2)}
+    assert sync.send(params, version=5, keep=2)
+    params["w"].add_(10.0)  # the optimizer steps the live tensors
+    sent = ray.get(sync.object_ref(5))
+    assert torch.equal(sent["w"], torch.arange(4.0)) and torch.equal(sent["b"], torch.ones(2))
+    sync.close()
 
 
 def _capture_backends(monkeypatch, then=lambda backend: None) -> list:

@@ -326,70 +326,6 @@ class WorkerPool:
 # ---------------------------------------------------------------- the driver-side stages
 
 
-class WeightBroadcast:
-    """``distributed.weight_sync: broadcast``, the learner's side: a gloo group of the learner
-    (rank 0) and the rollout pool's actors, formed again (a new generation) whenever the pool has
-    replaced an actor since; each version sent as flat buffers (``graft.distributed.weights``).
-    Keeps the last few versions' state dicts for calls re-issued to a replacement, which was not
-    in that version's broadcast (``object_ref``: one ``ray.put`` each, on demand)."""
-
-    def __init__(self, pool: WorkerPool, cfg: Config):
-        from graft.distributed.weights import serve_store
-
-        self.pool, self.timeout = pool, cfg.distributed.worker_timeout_s
-        self.store, self.host, self.port = serve_store(self.timeout)
-        self.group, self.generation, self.members = None, -1, None
-        self.kept: dict[int, dict] = {}  # version -> state dict
-        self.refs: dict[int, ray.ObjectRef] = {}
-
-    def _form(self) -> None:
-        from graft.distributed.weights import new_group
-
-        # a dead member would keep the group's rendezvous waiting for it: check first (a dead actor
-        # answers at once with an error; then this version goes through the object store)
-        ray.get([a.alive.remote() for a in self.pool.actors], timeout=min(self.timeout, STARTUP_TIMEOUT_S))
-        self.generation += 1
-        size = len(self.pool.actors) + 1
-        joins = [a.join.remote(self.host, self.port, self.generation, r + 1, size)
-                 for r, a in enumerate(self.pool.actors)]
-        self.group = new_group(self.host, self.port, self.generation, 0, size, self.timeout, store=self.store)
-        ray.get(joins, timeout=self.timeout)
-        self.members = list(self.pool.gens)
-
-    def send(self, state: dict, version: int, keep: int) -> bool:
-        """Broadcast ``state`` as ``version``; False (logged) when it failed: then the caller sends
-        it through the object store and the group is formed again for the next version."""
-        from graft.distributed.weights import broadcast, flatten
-
-        self.kept[version] = state
-        for old in sorted(self.kept)[:-keep]:
-            self.kept.pop(old)
-            self.refs.pop(old, None)
-        try:
-            if self.group is None or self.members != self.pool.gens:
-                self._form()
-            specs, buffers = flatten(state)
-            acks = [a.receive.remote(version, specs) for a in self.pool.actors]
-            broadcast(self.group, buffers)
-            ray.get(acks, timeout=self.timeout)
-            return True
-        except (RuntimeError, *_DEAD) as exc:  # a member died or hung: gloo or Ray says so
-            log.warning("weight broadcast of version %d failed (%s: %s); sent through the object store, "
-                        "the group is formed again for the next version", version, type(exc).__name__, exc)
-            self.group = None
-            return False
-
-    def close(self) -> None:
-        """Drop the group and stop serving the rendezvous store."""
-        self.group = self.store = None
-        self.kept, self.refs = {}, {}
-
-    def object_ref(self, version: int) -> ray.ObjectRef:
-        if version not in self.refs:
-            self.refs[version] = ray.put(self.kept[version])
-        return self.refs[version]
-
-
 @dataclass
 class Job:
     """One step's requests, submitted: the generation calls per chunk and, when chained, the
@@ -413,7 +349,11 @@ class RaySource:
         self.lookahead = cfg.distributed.max_staleness  # steps the loop announces ahead (0 = sync)
         self.weights: ray.ObjectRef | None = None  # the current version's ref (None: broadcast)
         self.version: int | None = None
-        self.sync = WeightBroadcast(rollouts, cfg) if cfg.distributed.weight_sync == "broadcast" else None
+        self.sync = None  # weight_sync: broadcast -> its learner side (graft.distributed.weights)
+        if cfg.distributed.weight_sync == "broadcast":
+            from graft.distributed.weights import WeightBroadcast
+
+            self.sync = WeightBroadcast(rollouts, cfg)
         self.pending: dict[int, Job] = {}  # step -> its job, submitted ahead
         self.wanted: dict[int, list[Request]] = {}  # step -> requests announced, not yet submitted
 
@@ -489,10 +429,8 @@ class RaySource:
         return job
 
     def _take(self, job: Job) -> tuple[list[Group], SourceReport]:
-        if job.result is not None:  # finished ahead (a checkpoint); restored groups are new objects
-            groups, report = job.result
-            if job.verify or not job.gen:  # verified with its generation (a chained or restored job)
-                self.verified.update(id(g) for g in groups)
+        if job.result is not None:  # finished ahead (a checkpoint: always a chained, verified job)
+            self.verified.update(id(g) for g in job.result[0])  # restored groups are new objects
             return job.result
         answers = self.rollouts.gather(job.gen)
         groups: list[Group] = []

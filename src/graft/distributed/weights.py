@@ -8,6 +8,9 @@ into shared memory on the learner's node and each worker pulls its copy (through
 transfer from another node). NCCL (GPU to GPU, never through host memory) would use the same
 group code with ``ProcessGroupNCCL``; it is not offered until it has run on GPUs.
 
+``WeightBroadcast`` is the learner's side over the Ray backend's rollout pool (the workers' side
+is ``RolloutWorker.join`` / ``receive`` in ``graft.distributed.ray_backend``).
+
 Groups are objects (``ProcessGroupGloo`` / ``ProcessGroupNCCL`` built on a ``PrefixStore``), not
 torch.distributed's global default group, so a group can be formed again under a new
 *generation* prefix when a worker is replaced, and the learner's process keeps no global state.
@@ -19,8 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+import ray
 import torch
 import torch.distributed as dist
+
+from graft.distributed.ray_backend import _DEAD, STARTUP_TIMEOUT_S, log
 
 
 @dataclass(frozen=True)
@@ -81,8 +87,6 @@ def new_group(host: str, port: int, generation: int, rank: int, size: int, timeo
 
 def node_ip() -> str:
     """This node's address as Ray knows it."""
-    import ray
-
     return ray.util.get_node_ip_address()
 
 
@@ -97,3 +101,62 @@ def serve_store(timeout_s: float):
     host = node_ip()
     store = dist.TCPStore(host, 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=timeout_s))
     return store, host, store.port
+
+
+class WeightBroadcast:
+    """``distributed.weight_sync: broadcast``, the learner's side: a gloo group of the learner
+    (rank 0) and the rollout pool's actors, formed again (a new generation) whenever the pool has
+    replaced an actor since; each version sent as flat buffers (``flatten``, ``broadcast``).
+    Keeps the last few versions' flat buffers (copies, made once for the broadcast) for calls
+    re-issued to a replacement, which was not in that version's broadcast (``object_ref``: one
+    ``ray.put`` each, on demand)."""
+
+    def __init__(self, pool, cfg):
+        self.pool, self.timeout = pool, cfg.distributed.worker_timeout_s
+        self.store, self.host, self.port = serve_store(self.timeout)
+        self.group, self.generation, self.members = None, -1, None
+        self.kept: dict[int, tuple] = {}  # version -> (specs, flat buffers): copies of its weights
+        self.refs: dict[int, ray.ObjectRef] = {}
+
+    def _form(self) -> None:
+        # a dead member would keep the group's rendezvous waiting for it: check first (a dead actor
+        # answers at once with an error; then this version goes through the object store)
+        ray.get([a.alive.remote() for a in self.pool.actors], timeout=min(self.timeout, STARTUP_TIMEOUT_S))
+        self.generation += 1
+        size = len(self.pool.actors) + 1
+        joins = [a.join.remote(self.host, self.port, self.generation, r + 1, size)
+                 for r, a in enumerate(self.pool.actors)]
+        self.group = new_group(self.host, self.port, self.generation, 0, size, self.timeout, store=self.store)
+        ray.get(joins, timeout=self.timeout)
+        self.members = list(self.pool.gens)
+
+    def send(self, state: dict, version: int, keep: int) -> bool:
+        """Broadcast ``state`` as ``version``; False (logged) when it failed: then the caller sends
+        it through the object store and the group is formed again for the next version."""
+        specs, buffers = flatten(state)  # copies: on a CPU learner ``state`` holds the live parameters
+        self.kept[version] = (specs, buffers)
+        for old in sorted(self.kept)[:-keep]:
+            self.kept.pop(old)
+            self.refs.pop(old, None)
+        try:
+            if self.group is None or self.members != self.pool.gens:
+                self._form()
+            acks = [a.receive.remote(version, specs) for a in self.pool.actors]
+            broadcast(self.group, buffers)
+            ray.get(acks, timeout=self.timeout)
+            return True
+        except (RuntimeError, *_DEAD) as exc:  # a member died or hung: gloo or Ray says so
+            log.warning("weight broadcast of version %d failed (%s: %s); sent through the object store, "
+                        "the group is formed again for the next version", version, type(exc).__name__, exc)
+            self.group = None
+            return False
+
+    def close(self) -> None:
+        """Drop the group and stop serving the rendezvous store."""
+        self.group = self.store = None
+        self.kept, self.refs = {}, {}
+
+    def object_ref(self, version: int) -> ray.ObjectRef:
+        if version not in self.refs:
+            self.refs[version] = ray.put(unflatten(*self.kept[version]))
+        return self.refs[version]
