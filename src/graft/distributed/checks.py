@@ -10,9 +10,9 @@ from __future__ import annotations
 def distributed_problems(cfg) -> list[str]:
     d, out = cfg.distributed, []
     if d.backend == "local":
-        changed = [key for key, default in (("rollout_workers", 1), ("reward_workers", 1), ("max_staleness", 0),
-                                            ("rollout_worker_gpus", 0.0), ("weight_sync", "object_store"))
-                   if getattr(d, key) != default]
+        defaults = type(d).model_fields  # the schema's defaults, not copies of them
+        changed = [key for key in ("rollout_workers", "reward_workers", "max_staleness", "rollout_worker_gpus",
+                                   "weight_sync") if getattr(d, key) != defaults[key].default]
         out += [f"config key 'distributed.{key}': applies to distributed.backend=ray only (backend is local)"
                 for key in changed]
         return out
