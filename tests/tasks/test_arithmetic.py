@@ -1,5 +1,7 @@
 """ArithmeticTask: formats, verifier, split determinism and disjointness."""
 
+import re
+
 import pytest
 
 from graft.tasks import TASKS, Example, make_task
@@ -170,7 +172,8 @@ def test_teacher_error_config_key(tmp_path):
     cfg = build_config({}, ["task.teacher_error=0.6", "task.num_train=500", "task.num_test=50"])
     task = build_task(cfg.task)
     assert any(not task.score(e, e.demonstration).correct for e in task.train_examples())
-    cfg = build_config({}, ["task.name=countdown", "task.teacher_error=0.5"])
+    # a task class without a modelled slip (the user's task of examples/my_task.py) refuses it
+    cfg = build_config({}, ["task.name=examples.my_task:ReverseTask", "task.teacher_error=0.5"])
     with pytest.raises(GraftError, match="task.teacher_error"):
         build_task(cfg.task)
 
@@ -233,6 +236,33 @@ def test_every_verbose_demonstration_verifies_and_is_longer():
     assert max(len(e.demonstration) for e in six.train_examples()) < 200 < MAX_CHARS
     with pytest.raises(ValueError, match="demo_style"):
         ArithmeticTask(demo_style="terse")
+
+
+def test_hedging_demonstrations_by_hand():
+    full = "let me think. 7+5+0=12, next column. 4+8+1=13, that is all. A:132"
+    assert demonstration(47, "+", 85, "hedging") == full  # no draws: every phrase
+    assert demonstration(47, "+", 85, "hedging", _Always(0.0)) == full
+    assert demonstration(47, "+", 85, "hedging", _Always(0.75)) == demonstration(47, "+", 85)  # none: the plain form
+    # the draws: the opening phrase, then one per gap after a step, left to right
+    assert demonstration(85, "-", 47, "hedging", _Draws(0.9, 0.1, 0.9)) == "15-7-0=8, next column. 8-4-1=3 A:38"
+    assert demonstration(85, "-", 47, "hedging", _Draws(0.1, 0.9, 0.2)) == "let me think. 15-7-0=8,8-4-1=3, that is all. A:38"
+    assert demonstration(0, "-", 0, "hedging") == "let me think. 0-0-0=0, that is all. A:0"
+
+
+def test_every_hedging_demonstration_verifies_has_no_more_numbers_and_is_longer():
+    plain, hedging = ArithmeticTask(), ArithmeticTask(demo_style="hedging")
+    pairs = list(zip(plain.train_examples() + plain.test_examples(),
+                     hedging.train_examples() + hedging.test_examples(), strict=True))
+    for p, h in pairs:
+        assert h.prompt == p.prompt and hedging.score(h, h.demonstration).correct
+        assert re.findall(r"\d+", h.demonstration) == re.findall(r"\d+", p.demonstration)  # filler carries no number
+        unhedged = h.demonstration.replace("let me think. ", "").replace(", next column. ", ",").replace(
+            ", that is all. ", " ")
+        assert unhedged == p.demonstration  # the filler removed: the plain demonstration
+    ratio = sum(len(h.demonstration) for _, h in pairs) / sum(len(p.demonstration) for p, _ in pairs)
+    assert 2.4 < ratio < 2.6 and max(len(h.demonstration) for _, h in pairs) == 65
+    opened = sum(h.demonstration.startswith("let me think. ") for _, h in pairs) / len(pairs)
+    assert 0.73 < opened < 0.77  # each phrase with probability 3/4
 
 
 def test_demo_style_config_key():

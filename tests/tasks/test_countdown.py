@@ -153,3 +153,64 @@ def test_too_few_problems_or_bad_difficulty_raise():
 def test_registry():
     assert TASKS["countdown"] is CountdownTask
     assert isinstance(make_task("countdown", num_train=10, num_test=5), CountdownTask)
+
+
+# --------------------------------------------------------------------------- imperfect teacher
+
+
+class _Always:
+    """A stand-in RNG whose draws are all ``value`` (forces every slip, or none)."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def test_flawed_steps_by_hand():
+    from graft.tasks.countdown import flawed_steps
+
+    slip, keep = _Always(0.0), _Always(0.99)
+    steps = solve((13, 7, 6), 97)
+    assert demonstration(steps) == "13*7=91,91+6=97 A:97"
+    assert demonstration(flawed_steps(steps, 0.6, slip)) == "13*7=92,92+6=98 A:98"  # carried into the next step
+    assert flawed_steps(steps, 0.6, keep) == steps
+    assert flawed_steps(steps, 0.0, slip) == steps  # error 0: no slips
+    sub = [(25, "*", 4, 100), (100, "-", 1, 99)]
+    assert demonstration(flawed_steps(sub, 1.0, slip)) == "25*4=101,101-1=100 A:100"
+    no_mul = [(25, "+", 7, 32), (32, "+", 3, 35)]
+    assert flawed_steps(no_mul, 1.0, slip) == no_mul  # the teacher only slips on multiplications
+    # a later operation made invalid by the slip: the teacher writes the floor of the division
+    div = [(3, "*", 2, 6), (12, "/", 6, 2)]
+    assert demonstration(flawed_steps(div, 1.0, slip)) == "3*2=7,12/7=1 A:1"
+    # the slipped value smaller than the other operand of a subtraction becomes the larger: reordered
+    flip = [(2, "*", 2, 4), (5, "-", 4, 1)]
+    assert flawed_steps(flip, 1.0, slip) == [(2, "*", 2, 5), (5, "-", 5, 0)]
+
+
+def test_teacher_error_changes_training_demonstrations_only():
+    clean = CountdownTask(num_train=2000, num_test=100)
+    flawed = CountdownTask(num_train=2000, num_test=100, teacher_error=0.6)
+    assert flawed.test_examples() == clean.test_examples()
+    pairs = list(zip(clean.train_examples(), flawed.train_examples(), strict=True))
+    assert all(c.prompt == f.prompt and c.answer == f.answer for c, f in pairs)
+    changed = [(c, f) for c, f in pairs if c.demonstration != f.demonstration]
+    assert all("*" in c.demonstration for c, _ in changed)  # only solutions with a multiplication
+    assert all(not flawed.score(f, f.demonstration).correct for _, f in changed)  # each slip is a wrong answer
+    # about 48% of the solutions multiply, each slips with probability 0.6 (one multiplication, mostly)
+    assert 0.24 < len(changed) / len(pairs) < 0.36
+    again = CountdownTask(num_train=2000, num_test=100, teacher_error=0.6)  # seeded by split_seed
+    assert [e.demonstration for e in again.train_examples()] == [e.demonstration for e in flawed.train_examples()]
+    with pytest.raises(ValueError, match="teacher_error"):
+        CountdownTask(teacher_error=-0.1)
+
+
+def test_teacher_error_config_key():
+    from graft.config import build_config
+    from graft.tasks.build import build_task
+
+    cfg = build_config({}, ["task.name=countdown", "task.teacher_error=0.6", "task.num_train=500",
+                            "task.num_test=50"])
+    task = build_task(cfg.task)
+    assert any(not task.score(e, e.demonstration).correct for e in task.train_examples())

@@ -13,7 +13,7 @@ from graft.tasks.base import DemoSubset, Task
 TEACHER_KEYS = {"teacher_error": 0.0, "demo_style": "plain"}
 _REFUSALS = {
     "teacher_error": ("config key 'task.teacher_error' is {value}, but task {task} has no modelled teacher slip "
-                      "(arithmetic has; the quickstart config sets 0.6 for it): set it to 0, e.g. "
+                      "(arithmetic and countdown have; the quickstart config sets 0.6 for it): set it to 0, e.g. "
                       "--set task.teacher_error=0"),
     "demo_style": ("config key 'task.demo_style': task {task} has only its plain demonstrations, no {value} "
                    "teacher (arithmetic has); leave it at plain"),

@@ -32,6 +32,17 @@ answer equals the target. reward = 1.0 if correct else 0.0;
 parts = {"correct": 0/1, "format": 1 if "A:" is followed by an integer,
 "valid_steps": 1 if there is at least one step and every step is valid}.
 
+Imperfect teacher (``teacher_error`` = p > 0, training demonstrations only): a teacher weak
+at multiplication. Each ``*`` step of the shortest solution is written with its result one too
+high with probability p; the later steps use the value it wrote, recomputed with the same
+operations (larger operand first; a subtraction of equal values gives 0, an inexact division is
+written as the floor, a division by 0 as 0), and the answer is the last step's result. E.g. 13,7,6->97 with its slip:
+"13*7=92,92+6=98 A:98" (true solution "13*7=91,91+6=97 A:97"). The slips are drawn with
+``random.Random(split_seed * 1_000_003 + i)`` for the i-th training example, so every run sees
+the same demonstrations. Test examples, prompts, answers and the verifier are unchanged: the
+student is graded against the truth, not against its teacher. At difficulty 3 about 48% of the
+shortest solutions have a multiplication.
+
 Split: problems are drawn with ``random.Random(split_seed)``, skipping prompts
 already drawn; the first ``num_test`` distinct prompts are the test set, the
 next ``num_train`` the training set. If the generator stops finding new prompts
@@ -44,6 +55,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
+from dataclasses import replace
 
 from graft.tasks.base import Example, Score
 
@@ -152,6 +164,32 @@ def demonstration(steps: list[Step]) -> str:
     return ",".join(f"{a}{op}{b}={r}" for a, op, b, r in steps) + f" {MARKER}{steps[-1][3]}"
 
 
+def flawed_steps(steps: list[Step], error: float, rng) -> list[Step]:
+    """The imperfect teacher's version of ``steps`` (module docstring): each ``*`` step's result is
+    one too high with probability ``error`` (one ``rng.random()`` draw per ``*`` step, in order),
+    and the later steps are recomputed from the values actually written."""
+    written: dict[int, int] = {}  # a true intermediate value -> the value the teacher wrote for it
+    out: list[Step] = []
+    for a, op, b, r in steps:
+        # an operand the teacher already got wrong (a given number equal to that true value is taken
+        # for it: rare, and the demonstration is wrong either way)
+        a, b = written.pop(a, a), written.pop(b, b)
+        if a < b:
+            a, b = b, a
+        if op == "/":
+            new = a // b if b else 0  # b is 0 only after a slip made a subtraction of equal values
+        elif op == "-":
+            new = a - b
+        else:
+            new = apply(a, op, b)
+        if op == "*" and rng.random() < error:
+            new += 1
+        if new != r:
+            written[r] = new
+        out.append((a, op, b, new))
+    return out
+
+
 def check(numbers: tuple[int, ...], target: int, completion: str) -> dict[str, float]:
     """Parse and verify a completion; returns the score parts (see module docstring)."""
     text = completion[:MAX_CHARS]
@@ -208,7 +246,9 @@ class CountdownTask:
     name = "countdown"
 
     def __init__(self, difficulty: int = 3, num_train: int = 10000, num_test: int = 500,
-                 split_seed: int = 0):
+                 split_seed: int = 0, teacher_error: float = 0.0):
+        if not 0.0 <= teacher_error <= 1.0:
+            raise ValueError(f"teacher_error must be in [0, 1], got {teacher_error}")
         if not 2 <= difficulty <= 5:
             raise ValueError(f"countdown difficulty must be 2..5 (how many numbers), got {difficulty}")
         if num_train < 1 or num_test < 1:
@@ -234,6 +274,12 @@ class CountdownTask:
         drawn = list(problems.values())
         self._test = [self._example(p, f"countdown-test-{i}") for i, p in enumerate(drawn[:num_test])]
         self._train = [self._example(p, f"countdown-train-{i}") for i, p in enumerate(drawn[num_test:])]
+        if teacher_error > 0:
+            self._train = [
+                replace(ex, demonstration=demonstration(flawed_steps(
+                    solve(*problem), teacher_error, random.Random(split_seed * 1_000_003 + i))))
+                for i, (ex, problem) in enumerate(zip(self._train, drawn[num_test:], strict=True))
+            ]
 
     def _example(self, problem: tuple[tuple[int, ...], int], ident: str) -> Example:
         numbers, target = problem
