@@ -2,6 +2,7 @@
 
     PYTHONPATH=src .venv/bin/python bench/length.py [--methods none,laser,grpo_lambda,s_grpo]
                                                     [--seeds 0,1,2,3,4] [--steps 80]
+                                                    [--style verbose|hedging]
 
 Issue 14's length claim: on a task with verbose demonstrations, length shaping (LASER,
 GRPO-lambda, S-GRPO; ``graft.rewards.shaping``) cuts completion length by >= 30% while held-out
@@ -11,6 +12,8 @@ accuracy stays within the 95% CI of RL without shaping.
    (``task.demo_style=verbose``: the problem restated and a digit/carry check after every column,
    each written with probability 3/4; 2.5x the plain form on average, and greedy decoding after
    SFT writes the fullest one), small built-in model (d_model 64, 2 layers, 2 heads), ``threads=1``.
+   ``--style hedging``: the hedging teacher instead (``task.demo_style=hedging``: the same plain
+   steps with content-free filler phrases, each written with probability 3/4; the same 2.5x).
 2. For each method (``METHODS``: no shaping, then each length shaping) and seed: RL from that
    checkpoint (``model.path``, ``sft.steps=0``), the same RL steps, prompts, generations and
    learning rate for every method; only ``shaping.*`` differs.
@@ -44,7 +47,7 @@ TRACE_EVERY = 5  # steps between the points of a run's RL trace in the results f
 BASE = [
     "log.progress=false", "threads=1", "checkpoint.every=100000", "checkpoint.keep=1",
     "model.d_model=64", "model.n_layers=2", "model.n_heads=2",
-    "task.name=arithmetic", "task.difficulty=2", "task.demo_style=verbose",
+    "task.name=arithmetic", "task.difficulty=2", "task.demo_style=verbose",  # --style replaces it
     "task.num_train=10000", "task.num_test=200",
     "eval.num_examples=200", "eval.max_new_tokens=96",
 ]
@@ -70,7 +73,12 @@ def _rel(path: Path) -> str:
         return Path(path).name
 
 
-def warm_start(work: Path, extra: list[str]) -> Path:
+def style_base(style: str) -> list[str]:
+    """BASE with the teacher's ``task.demo_style`` (in the same place: finished runs compare their lists)."""
+    return [f"task.demo_style={style}" if o.startswith("task.demo_style=") else o for o in BASE]
+
+
+def warm_start(work: Path, extra: list[str], style: str = "verbose") -> Path:
     """The SFT checkpoint's model directory (trained once, reused by later runs)."""
     from graft.config import build_config
     from graft.train.checkpoint import list_checkpoints
@@ -78,18 +86,19 @@ def warm_start(work: Path, extra: list[str]) -> Path:
 
     run = work / "sft"
     if not list_checkpoints(run / "checkpoints"):
-        train(prepare(build_config({}, BASE + SFT + extra + ["seed=0", "name=sft"])), run)
+        train(prepare(build_config({}, style_base(style) + SFT + extra + ["seed=0", "name=sft"])), run)
     return list_checkpoints(run / "checkpoints")[-1] / "model"
 
 
-def run_one(method: str, seed: int, model: Path, work: Path, steps: int, extra: list[str]) -> dict:
+def run_one(method: str, seed: int, model: Path, work: Path, steps: int, extra: list[str],
+            style: str = "verbose") -> dict:
     """RL from the warm start with ``method``'s shaping; its final and starting evaluations."""
     from graft.config import build_config
     from graft.train.logging import read_metrics
     from graft.train.loop import prepare, train
 
     out = work / f"{method}-s{seed}"
-    overrides = BASE + RL + METHODS[method] + extra + [
+    overrides = style_base(style) + RL + METHODS[method] + extra + [
         f"model.path={model}", f"rl.steps={steps}", f"seed={seed}", f"name={method}"]
     asked = work / f"{method}-s{seed}.overrides.json"  # what the finished run was trained with
     if not (out / "summary.json").is_file():
@@ -163,6 +172,8 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--steps", type=int, default=80, help="RL steps of every run")
+    ap.add_argument("--style", default="verbose", choices=["verbose", "hedging"],
+                    help="the teacher that writes the demonstrations (task.demo_style)")
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench-length"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra config override for every RL run (pilots)")
@@ -178,12 +189,12 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     work = Path(args.work)
     t0 = time.perf_counter()
-    model = warm_start(work, args.sft_set)
+    model = warm_start(work, args.sft_set, args.style)
     print(f"warm start: {_rel(model)} [{time.perf_counter() - t0:.0f} s]", flush=True)
     runs: dict[str, list[dict]] = {m: [] for m in methods}
     for method in methods:
         for seed in seeds:
-            r = run_one(method, seed, model, work, args.steps, args.set)
+            r = run_one(method, seed, model, work, args.steps, args.set, args.style)
             runs[method].append(r)
             print(f"{method:>12} seed {seed}: acc {r['start_accuracy']:.3f} -> {r['accuracy']:.3f}, "
                   f"length {r['start_length']:.1f} -> {r['length']:.1f}, sampled acc {r['sampled_accuracy']:.3f} "
@@ -193,10 +204,10 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "command": f"bench/length.py --methods {args.methods} --seeds {args.seeds} --steps {args.steps}"
+        "command": f"bench/length.py --style {args.style} --methods {args.methods} --seeds {args.seeds} --steps {args.steps}"
                    f" --work {_rel(work)} --out {_rel(out)}"
                    + "".join(f" --set {s}" for s in args.set) + "".join(f" --sft-set {s}" for s in args.sft_set),
-        "base": BASE, "sft": SFT + args.sft_set, "rl": RL + args.set, "methods": {m: METHODS[m] for m in methods},
+        "base": style_base(args.style), "sft": SFT + args.sft_set, "rl": RL + args.set, "methods": {m: METHODS[m] for m in methods},
         "warm_start": _rel(model), "bootstrap_reps": REPS, "table": table,
         "runs": [r for rs in runs.values() for r in rs],
         "wall_seconds": time.perf_counter() - t0,

@@ -41,3 +41,9 @@ def test_summary_by_hand():
     text = length.markdown(table)
     assert "| short | 0.950 [" in text and "| 41.3 [" in text and "| 0.69 | yes |" in text
     assert text.splitlines()[2].endswith("| - |")  # no claim for the baseline itself
+
+
+def test_style_replaces_the_teacher_in_place():
+    hedging = length.style_base("hedging")
+    assert "task.demo_style=hedging" in hedging and "task.demo_style=verbose" not in hedging
+    assert len(hedging) == len(length.BASE) and length.style_base("verbose") == length.BASE

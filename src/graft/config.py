@@ -105,10 +105,11 @@ class TaskConfig(_Section):
     """Imperfect teacher: the training demonstrations carry this rate of the task's typical slip
     (arithmetic: a carry or borrow forgotten, per column that has one); answers and the verifier stay
     true. 0 = a perfect teacher. Tasks without a modelled slip refuse a value > 0."""
-    demo_style: Literal["plain", "verbose"] = "plain"
-    """How the teacher writes demonstrations: `plain` (the task's compact worked solutions) or `verbose`
-    (the same steps with redundant restatements, same final answer; arithmetic: 2.5x longer on average). Tasks
-    without a verbose teacher refuse `verbose`."""
+    demo_style: Literal["plain", "verbose", "hedging"] = "plain"
+    """How the teacher writes demonstrations: `plain` (the task's compact worked solutions), `verbose`
+    (the same steps with restatements and checks, same final answer; arithmetic: 2.5x longer on average) or
+    `hedging` (the same steps with content-free filler phrases; arithmetic: 2.5x). Tasks without such a
+    teacher refuse them."""
     grader: str = "exact"
     """`dataset` task: verifier by name (math, code, sql, exact, regex; see docs/verifiers.md)."""
     grader_options: dict[str, Any] = {}

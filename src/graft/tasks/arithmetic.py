@@ -37,6 +37,19 @@ Text formats (printable ASCII only):
         Length: the restatement (up to 2d + 3 characters), 9-10 characters per
         column and 16-17 per check, then the answer; two digits: at most 64
         characters, 52 on average, 2.5x the plain form; six digits: under 200.
+    hedging demonstration  (``demo_style="hedging"``; every demonstration, training and test)
+                    "let me think. 7+5+0=12, next column. 4+8+1=13, that is all. A:132"
+                    "7+5+0=12, next column. 4+8+1=13 A:132"
+        What a hedging teacher writes: the plain steps with fixed filler phrases
+        that say nothing about the problem: "let me think. " before the first
+        step, ", next column. " instead of each "," between steps, ", that is
+        all. " instead of the space before the answer; each phrase written
+        independently with probability VERBOSE_P (the same draws as the verbose
+        teacher's: ``random.Random(f"verbose:{split_seed}:{id}")``), so the most
+        common form has every phrase. Unlike the verbose teacher's checks, the
+        filler carries no number: dropping it cannot lose information.
+        Length: two digits: at most 65 characters (every phrase), 52 on average,
+        2.5x the plain form (as the verbose teacher's).
     final answer    the integer right after the first "A:" marker (spaces after
                     the marker are allowed, leading zeros are ignored); anything
                     after it is ignored.
@@ -72,8 +85,8 @@ from graft.tasks.base import Example, Score
 
 MARKER = "A:"
 MAX_CHARS = 512  # completions are read up to here; the longest demonstration is 63 chars (< 200 verbose)
-DEMO_STYLES = ("plain", "verbose")
-VERBOSE_P = 0.75  # the verbose teacher writes each optional piece (restatement, column check) this often
+DEMO_STYLES = ("plain", "verbose", "hedging")
+VERBOSE_P = 0.75  # the verbose / hedging teacher writes each optional piece this often
 _ANSWER = re.compile(r"A: *(-?\d{1,40})")  # 40 digits: far beyond any answer, cheap to parse
 
 
@@ -125,12 +138,20 @@ def _write(a: int, op: str, b: int, steps: list[tuple[str, int, int]], answer: i
         body = "".join(f"{text} digit {digit} {out} {carry}; " if say() else f"{text}; "
                        for text, digit, carry in steps)
         return f"{head}{body}{MARKER}{answer}"
+    if style == "hedging":  # filler phrases, each with probability VERBOSE_P (all of them when wordy is None)
+        def say(phrase: str, bare: str) -> str:
+            return phrase if wordy is None or wordy.random() < VERBOSE_P else bare
+
+        head = say("let me think. ", "")
+        body = "".join(text + (say(", next column. ", ",") if i < len(steps) - 1 else say(", that is all. ", " "))
+                       for i, (text, _, _) in enumerate(steps))
+        return f"{head}{body}{MARKER}{answer}"
     raise ValueError(f"demo_style must be one of {', '.join(DEMO_STYLES)}, got {style!r}")
 
 
 def demonstration(a: int, op: str, b: int, style: str = "plain", wordy: random.Random | None = None) -> str:
     """Column-by-column worked solution of ``a op b`` (a >= b for "-"), ending in `` A:<answer>``;
-    ``style``: ``plain`` or ``verbose``; ``wordy``: the verbose teacher's draws of which optional
+    ``style``: ``plain``, ``verbose`` or ``hedging``; ``wordy``: the teacher's draws of which optional
     pieces it writes, None = all of them (module docstring)."""
     steps, answer = _columns(a, op, b)
     return _write(a, op, b, steps, answer, style, wordy)
@@ -203,8 +224,8 @@ class ArithmeticTask:
             ]
 
     def _wordy(self, ident: str) -> random.Random | None:
-        """The verbose teacher's draws for the example ``ident`` (its own stream, apart from the slips')."""
-        return random.Random(f"verbose:{self._split_seed}:{ident}") if self.demo_style == "verbose" else None
+        """The verbose / hedging teacher's draws for the example ``ident`` (its own stream, apart from the slips')."""
+        return random.Random(f"verbose:{self._split_seed}:{ident}") if self.demo_style != "plain" else None
 
     def _example(self, problem: tuple[int, str, int], ident: str) -> Example:
         a, op, b = problem
