@@ -106,6 +106,15 @@ SETTINGS = {
               "model.n_heads=4"),
         budget=5.0e6, warmup_steps=800, target=0.3, in_default=False,
     ),
+    "countdown_teacher": Setting(
+        about=("countdown with 3 numbers; a demonstration for each of the 10,000 training prompts, written "
+               "by a teacher weak at multiplication: each * step's result one too high with probability 0.6 "
+               "(task.teacher_error=0.6: 29% of its solutions wrong); the verifier checks every step; "
+               "model d=128, 4 layers"),
+        task=("task.name=countdown", "task.difficulty=3", "task.teacher_error=0.6", "model.d_model=128",
+              "model.n_layers=4", "model.n_heads=4"),
+        budget=1.2e7, warmup_steps=2700, target=0.3, sft_step=3.2e3, rl_step=1.7e4,
+    ),
 }
 
 
