@@ -103,8 +103,9 @@ class TaskConfig(_Section):
     same for every `seed`); the others are prompt + answer only. 1.0 = every demonstration."""
     teacher_error: float = Field(0.0, ge=0, le=1)
     """Imperfect teacher: the training demonstrations carry this rate of the task's typical slip
-    (arithmetic: a carry or borrow forgotten, per column that has one); answers and the verifier stay
-    true. 0 = a perfect teacher. Tasks without a modelled slip refuse a value > 0."""
+    (arithmetic: a carry or borrow forgotten, per column that has one; countdown: a multiplication's result
+    one too high, per * step); answers and the verifier stay true. 0 = a perfect teacher. Tasks without a
+    modelled slip refuse a value > 0."""
     demo_style: Literal["plain", "verbose", "hedging"] = "plain"
     """How the teacher writes demonstrations: `plain` (the task's compact worked solutions), `verbose`
     (the same steps with restatements and checks, same final answer; arithmetic: 2.5x longer on average) or
