@@ -106,6 +106,8 @@ SETTINGS = {
               "model.n_heads=4"),
         budget=5.0e6, warmup_steps=800, target=0.3, in_default=False,
     ),
+    # the same task from an imperfect teacher; a pilot too (bench/hybrid/README.md): ~12 min a run at 12M,
+    # where SFT only has plateaued, so the 5-seed table with every schedule (~5 h here) is not run
     "countdown_teacher": Setting(
         about=("countdown with 3 numbers; a demonstration for each of the 10,000 training prompts, written "
                "by a teacher weak at multiplication: each * step's result one too high with probability 0.6 "
@@ -113,7 +115,8 @@ SETTINGS = {
                "model d=128, 4 layers"),
         task=("task.name=countdown", "task.difficulty=3", "task.teacher_error=0.6", "model.d_model=128",
               "model.n_layers=4", "model.n_heads=4"),
-        budget=1.2e7, warmup_steps=2700, target=0.3, sft_step=3.2e3, rl_step=1.7e4,
+        budget=1.2e7, warmup_steps=2700, target=0.3, sft_step=3.2e3, rl_step=1.7e4, in_default=False,
+        variants=(("sft_then_rl+lr1e-4", ("rl.lr=0.0001",)), ("sft_then_rl+lr2e-4", ("rl.lr=0.0002",))),
     ),
 }
 
