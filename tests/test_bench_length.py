@@ -47,3 +47,22 @@ def test_style_replaces_the_teacher_in_place():
     hedging = length.style_base("hedging")
     assert "task.demo_style=hedging" in hedging and "task.demo_style=verbose" not in hedging
     assert len(hedging) == len(length.BASE) and length.style_base("verbose") == length.BASE
+
+
+def test_phrase_count_from_length():
+    spec = importlib.util.spec_from_file_location("bench_length_forms", BENCH / "length_forms.py")
+    forms = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(forms)
+    from graft.tasks.arithmetic import demonstration
+
+    class _Draws:
+        def __init__(self, *values):
+            self.values = list(values)
+
+        def random(self):
+            return self.values.pop(0)
+
+    plain = len(demonstration(47, "+", 85))
+    for draws, phrases in [((0.9, 0.9, 0.9), 0), ((0.1, 0.9, 0.9), 1), ((0.9, 0.1, 0.1), 2), ((0.1, 0.1, 0.1), 3)]:
+        text = demonstration(47, "+", 85, "hedging", _Draws(*draws))
+        assert forms.phrase_count(len(text) + 1, plain) == phrases  # + the end-of-sequence token
