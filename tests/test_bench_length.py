@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from draws import Draws
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 _spec = importlib.util.spec_from_file_location("bench_length", BENCH / "length.py")
@@ -55,14 +56,8 @@ def test_phrase_count_from_length():
     spec.loader.exec_module(forms)
     from graft.tasks.arithmetic import demonstration
 
-    class _Draws:
-        def __init__(self, *values):
-            self.values = list(values)
-
-        def random(self):
-            return self.values.pop(0)
 
     plain = len(demonstration(47, "+", 85))
     for draws, phrases in [((0.9, 0.9, 0.9), 0), ((0.1, 0.9, 0.9), 1), ((0.9, 0.1, 0.1), 2), ((0.1, 0.1, 0.1), 3)]:
-        text = demonstration(47, "+", 85, "hedging", _Draws(*draws))
+        text = demonstration(47, "+", 85, "hedging", Draws(*draws))
         assert forms.phrase_count(len(text) + 1, plain) == phrases  # + the end-of-sequence token

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from draws import Always, Draws
 
 from graft.tasks import TASKS, Example, make_task
 from graft.tasks.arithmetic import MAX_CHARS, ArithmeticTask, demonstration, final_answer
@@ -127,20 +128,10 @@ def test_registry():
 # --------------------------------------------------------------------------- imperfect teacher
 
 
-class _Always:
-    """A stand-in RNG whose draws are all ``value`` (forces every slip, or none)."""
-
-    def __init__(self, value: float):
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
-
-
 def test_flawed_demonstrations_by_hand():
     from graft.tasks.arithmetic import flawed_demonstration
 
-    slip, keep = _Always(0.0), _Always(0.99)  # random() < error: 0.0 always slips, 0.99 never (error 0.6)
+    slip, keep = Always(0.0), Always(0.99)  # random() < error: 0.0 always slips, 0.99 never (error 0.6)
     assert flawed_demonstration(47, "+", 85, 0.6, keep) == demonstration(47, "+", 85)
     assert flawed_demonstration(47, "+", 85, 0.6, slip) == "7+5+0=12,4+8+0=12 A:22"  # both carries lost
     assert flawed_demonstration(85, "-", 47, 0.6, slip) == "15-7-0=8,8-4-0=4 A:48"  # borrow not passed on
@@ -181,31 +172,21 @@ def test_teacher_error_config_key(tmp_path):
 # --------------------------------------------------------------------------- verbose teacher
 
 
-class _Draws:
-    """A stand-in RNG that returns the given draws in turn."""
-
-    def __init__(self, *values: float):
-        self.values = list(values)
-
-    def random(self) -> float:
-        return self.values.pop(0)
-
-
 def test_verbose_demonstrations_by_hand():
     from graft.tasks.arithmetic import flawed_demonstration
 
     full = "47+85: 7+5+0=12 digit 2 carry 1; 4+8+1=13 digit 3 carry 1; A:132"
     assert demonstration(47, "+", 85, "verbose") == full  # no draws: every optional piece
-    assert demonstration(47, "+", 85, "verbose", _Always(0.0)) == full  # draws < 3/4: written
-    assert demonstration(47, "+", 85, "verbose", _Always(0.75)) == "7+5+0=12; 4+8+1=13; A:132"
+    assert demonstration(47, "+", 85, "verbose", Always(0.0)) == full  # draws < 3/4: written
+    assert demonstration(47, "+", 85, "verbose", Always(0.75)) == "7+5+0=12; 4+8+1=13; A:132"
     # the draws: restatement, then one check per column, right to left
-    assert demonstration(85, "-", 47, "verbose", _Draws(0.1, 0.9, 0.2)) == "85-47: 15-7-0=8; 8-4-1=3 digit 3 borrow 0; A:38"
-    assert demonstration(85, "-", 47, "verbose", _Draws(0.9, 0.1, 0.9)) == "15-7-0=8 digit 8 borrow 1; 8-4-1=3; A:38"
+    assert demonstration(85, "-", 47, "verbose", Draws(0.1, 0.9, 0.2)) == "85-47: 15-7-0=8; 8-4-1=3 digit 3 borrow 0; A:38"
+    assert demonstration(85, "-", 47, "verbose", Draws(0.9, 0.1, 0.9)) == "15-7-0=8 digit 8 borrow 1; 8-4-1=3; A:38"
     assert demonstration(7, "+", 85, "verbose") == "7+85: 7+5+0=12 digit 2 carry 1; 0+8+1=9 digit 9 carry 0; A:92"
     assert demonstration(0, "-", 0, "verbose") == "0-0: 0-0-0=0 digit 0 borrow 0; A:0"
     assert demonstration(12, "+", 34) == "2+4+0=6,1+3+0=4 A:46"  # plain is the default
     # the imperfect teacher writes its slip in the verbose form too: the carry it passes on is 0
-    assert (flawed_demonstration(47, "+", 85, 0.6, _Always(0.0), "verbose")
+    assert (flawed_demonstration(47, "+", 85, 0.6, Always(0.0), "verbose")
             == "47+85: 7+5+0=12 digit 2 carry 0; 4+8+0=12 digit 2 carry 0; A:22")
     with pytest.raises(ValueError, match="demo_style"):
         demonstration(1, "+", 2, "terse")
@@ -241,11 +222,11 @@ def test_every_verbose_demonstration_verifies_and_is_longer():
 def test_hedging_demonstrations_by_hand():
     full = "let me think. 7+5+0=12, next column. 4+8+1=13, that is all. A:132"
     assert demonstration(47, "+", 85, "hedging") == full  # no draws: every phrase
-    assert demonstration(47, "+", 85, "hedging", _Always(0.0)) == full
-    assert demonstration(47, "+", 85, "hedging", _Always(0.75)) == demonstration(47, "+", 85)  # none: the plain form
+    assert demonstration(47, "+", 85, "hedging", Always(0.0)) == full
+    assert demonstration(47, "+", 85, "hedging", Always(0.75)) == demonstration(47, "+", 85)  # none: the plain form
     # the draws: the opening phrase, then one per gap after a step, left to right
-    assert demonstration(85, "-", 47, "hedging", _Draws(0.9, 0.1, 0.9)) == "15-7-0=8, next column. 8-4-1=3 A:38"
-    assert demonstration(85, "-", 47, "hedging", _Draws(0.1, 0.9, 0.2)) == "let me think. 15-7-0=8,8-4-1=3, that is all. A:38"
+    assert demonstration(85, "-", 47, "hedging", Draws(0.9, 0.1, 0.9)) == "15-7-0=8, next column. 8-4-1=3 A:38"
+    assert demonstration(85, "-", 47, "hedging", Draws(0.1, 0.9, 0.2)) == "let me think. 15-7-0=8,8-4-1=3, that is all. A:38"
     assert demonstration(0, "-", 0, "hedging") == "let me think. 0-0-0=0, that is all. A:0"
 
 

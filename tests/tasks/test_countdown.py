@@ -3,6 +3,7 @@
 import time
 
 import pytest
+from draws import Always
 
 from graft.tasks import TASKS, Example, make_task
 from graft.tasks.countdown import CountdownTask, check, demonstration, solve
@@ -154,20 +155,10 @@ def test_registry():
 # --------------------------------------------------------------------------- imperfect teacher
 
 
-class _Always:
-    """A stand-in RNG whose draws are all ``value`` (forces every slip, or none)."""
-
-    def __init__(self, value: float):
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
-
-
 def test_flawed_steps_by_hand():
     from graft.tasks.countdown import flawed_steps
 
-    slip, keep = _Always(0.0), _Always(0.99)
+    slip, keep = Always(0.0), Always(0.99)
     steps = solve((13, 7, 6), 97)
     assert demonstration(steps) == "13*7=91,91+6=97 A:97"
     assert demonstration(flawed_steps(steps, 0.6, slip)) == "13*7=92,92+6=98 A:98"  # carried into the next step
