@@ -116,7 +116,11 @@ SETTINGS = {
         task=("task.name=countdown", "task.difficulty=3", "task.teacher_error=0.6", "model.d_model=128",
               "model.n_layers=4", "model.n_heads=4"),
         budget=1.2e7, warmup_steps=2700, target=0.3, sft_step=3.2e3, rl_step=1.7e4, in_default=False,
-        variants=(("sft_then_rl+lr1e-4", ("rl.lr=0.0001",)), ("sft_then_rl+lr2e-4", ("rl.lr=0.0002",))),
+        variants=(("sft_then_rl+lr1e-4", ("rl.lr=0.0001",)), ("sft_then_rl+lr2e-4", ("rl.lr=0.0002",)),
+                  # the control: the same warm-up, then SFT instead of RL (adaptive at p = 1: every step SFT,
+                  # at mix.sft_lr), enough steps for the rest of the budget
+                  ("sft_then_sft", ("mix.schedule=adaptive", "rl.steps=1100", "mix.adaptive_p_min=1.0",
+                                    "mix.adaptive_p_max=1.0"))),
     ),
 }
 
