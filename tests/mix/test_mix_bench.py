@@ -31,7 +31,8 @@ def test_the_bench_runs_every_schedule_and_both_baselines_with_valid_configs():
         assert set(table) == {"sft_only", "rl_only", *MIX_SCHEDULES, *variants}
         for name, overrides in table.items():
             cfg = build_config({}, run.BASE + list(setting.task) + overrides)
-            assert cfg.mix.schedule == (name if name in MIX_SCHEDULES else "sft_then_rl")
+            named = [o.split("=", 1)[1] for o in dict(setting.variants).get(name, ()) if o.startswith("mix.schedule=")]
+            assert cfg.mix.schedule == (name if name in MIX_SCHEDULES else (named or ["sft_then_rl"])[-1])
             changes_warmup = any(o.startswith("sft.steps=") for o in dict(setting.variants).get(name, ()))
             if name not in ("sft_only", "rl_only") and not changes_warmup:  # the same warm-up first
                 assert cfg.sft.steps == setting.warmup_steps, name
@@ -50,6 +51,11 @@ def test_the_bench_runs_every_schedule_and_both_baselines_with_valid_configs():
     # the shorter warm-up: 400 SFT steps (1.056e6), 3.944e6 left: 1.25 x 3.944e6 / 14000 RL steps
     warm = build_config({}, run.BASE + few["sft_then_rl+warm400"])
     assert (warm.sft.steps, warm.rl.steps) == (400, 353)
+    # countdown_teacher's control: the same warm-up, then only SFT steps (adaptive at p = 1)
+    spec = run.SETTINGS["countdown_teacher"]
+    control = build_config({}, run.BASE + list(spec.task) + run.methods(spec)["sft_then_sft"])
+    assert control.mix.schedule == "adaptive" and control.sft.steps == spec.warmup_steps
+    assert control.mix.adaptive_p_min == control.mix.adaptive_p_max == 1.0
 
 
 def test_a_warm_up_that_spends_the_budget_is_refused():
