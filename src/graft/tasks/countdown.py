@@ -55,7 +55,6 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from dataclasses import replace
 
 from graft.tasks.base import Example, Score
 
@@ -272,18 +271,17 @@ class CountdownTask:
             misses = 0
             problems[prompt] = (numbers, target)
         drawn = list(problems.values())
-        self._test = [self._example(p, f"countdown-test-{i}") for i, p in enumerate(drawn[:num_test])]
-        self._train = [self._example(p, f"countdown-train-{i}") for i, p in enumerate(drawn[num_test:])]
-        if teacher_error > 0:
-            self._train = [
-                replace(ex, demonstration=demonstration(flawed_steps(
-                    solve(*problem), teacher_error, random.Random(split_seed * 1_000_003 + i))))
-                for i, (ex, problem) in enumerate(zip(self._train, drawn[num_test:], strict=True))
-            ]
+        solutions = [solve(*problem) for problem in drawn]  # solved once: the teacher's slips start from these
+        self._test = [self._example(p, steps, f"countdown-test-{i}")
+                      for i, (p, steps) in enumerate(zip(drawn[:num_test], solutions[:num_test], strict=True))]
+        self._train = [
+            self._example(p, flawed_steps(steps, teacher_error, random.Random(split_seed * 1_000_003 + i))
+                          if teacher_error > 0 else steps, f"countdown-train-{i}")
+            for i, (p, steps) in enumerate(zip(drawn[num_test:], solutions[num_test:], strict=True))
+        ]
 
-    def _example(self, problem: tuple[tuple[int, ...], int], ident: str) -> Example:
+    def _example(self, problem: tuple[tuple[int, ...], int], steps: list[Step], ident: str) -> Example:
         numbers, target = problem
-        steps = solve(numbers, target)
         assert steps is not None, (numbers, target)  # the target was built from these numbers
         return Example(
             prompt=prompt_of(numbers, target),
