@@ -5,7 +5,8 @@
 For the warm start ``bench/length.py --style hedging`` trained under ``<work>/sft``: 8 samples at
 T=1 of each of the 200 held-out prompts; a sample's phrase count is read from its length in tokens
 over the plain demonstration's (one token per character, + end-of-sequence), each of the hedging
-teacher's three phrases being 14 or 15 characters (docs/mixing.md "A hedging teacher"). Prints
+teacher's three phrases adding 14 characters (``graft.tasks.arithmetic.HEDGE_*``; docs/mixing.md "A hedging
+teacher"). Prints
 samples and accuracy per count (counts outside 0 .. columns + 1 are other, mostly broken, forms).
 """
 
@@ -17,12 +18,17 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PHRASE_CHARS = (14 + 15 + 15) / 3  # "let me think. ", ", next column. " (for ","), ", that is all. " (for " ")
+
+def _phrase_chars() -> float:
+    """Mean characters a hedging phrase adds (each replaces "", "," or " " respectively)."""
+    from graft.tasks.arithmetic import HEDGE_CLOSE, HEDGE_NEXT, HEDGE_OPEN
+
+    return (len(HEDGE_OPEN) + len(HEDGE_NEXT) - 1 + len(HEDGE_CLOSE) - 1) / 3
 
 
 def phrase_count(length: int, plain_chars: int) -> int:
     """Phrases in a completion of ``length`` tokens whose plain form has ``plain_chars`` characters."""
-    return round((length - plain_chars - 1) / PHRASE_CHARS)
+    return round((length - plain_chars - 1) / _phrase_chars())
 
 
 def main() -> None:

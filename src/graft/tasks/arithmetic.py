@@ -87,6 +87,9 @@ MARKER = "A:"
 MAX_CHARS = 512  # completions are read up to here; the longest demonstration is 63 chars (< 200 verbose)
 DEMO_STYLES = ("plain", "verbose", "hedging")
 VERBOSE_P = 0.75  # the verbose / hedging teacher writes each optional piece this often
+# the hedging teacher's filler: before the first step, instead of each "," between steps, instead of the space
+# before the answer
+HEDGE_OPEN, HEDGE_NEXT, HEDGE_CLOSE = "let me think. ", ", next column. ", ", that is all. "
 _ANSWER = re.compile(r"A: *(-?\d{1,40})")  # 40 digits: far beyond any answer, cheap to parse
 
 
@@ -142,8 +145,8 @@ def _write(a: int, op: str, b: int, steps: list[tuple[str, int, int]], answer: i
         def say(phrase: str, bare: str) -> str:
             return phrase if wordy is None or wordy.random() < VERBOSE_P else bare
 
-        head = say("let me think. ", "")
-        body = "".join(text + (say(", next column. ", ",") if i < len(steps) - 1 else say(", that is all. ", " "))
+        head = say(HEDGE_OPEN, "")
+        body = "".join(text + (say(HEDGE_NEXT, ",") if i < len(steps) - 1 else say(HEDGE_CLOSE, " "))
                        for i, (text, _, _) in enumerate(steps))
         return f"{head}{body}{MARKER}{answer}"
     raise ValueError(f"demo_style must be one of {', '.join(DEMO_STYLES)}, got {style!r}")
