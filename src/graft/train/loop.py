@@ -137,9 +137,11 @@ def start_rl(policy: Policy, cfg: Config) -> Learner:
     return learner
 
 
-def _restore(last: Path, cfg: Config, saved: dict) -> Learner:
-    """The learner as saved in checkpoint ``last`` (weights, optimizers, reference, critic)."""
-    policy = load_saved_policy(last / "model", cfg.model)
+def _restore(last: Path, cfg: Config, saved: dict, policy: Policy) -> Learner:
+    """The learner as saved in checkpoint ``last`` (weights, optimizers, reference, critic). The
+    saved weights are copied into ``policy`` (the run's ``Setup.policy``), so that the object a
+    caller holds is the one trained, resumed or not."""
+    policy.module.load_state_dict(load_saved_policy(last / "model", cfg.model).module.state_dict())
     learner = Learner(policy, _optimizer(policy.module, cfg, cfg.sft.lr))
     learner.optimizer.load_state_dict(saved["optimizer"])
     if saved.get("reference") == "base":  # LoRA: the base model under the adapters
@@ -172,7 +174,8 @@ def _open_run_dir(run_dir: Path, cfg: Config, resume: bool, write: bool = True) 
 
 
 def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> dict:
-    """Run (or resume) a whole training job; returns the summary written to ``summary.json``."""
+    """Run (or resume) a whole training job on ``setup.policy`` (trained in place; on resume the
+    checkpoint's weights are loaded into it); returns the summary written to ``summary.json``."""
     cfg, task = setup.cfg, setup.task
     policy = setup.policy
     run_dir = Path(run_dir)
@@ -191,7 +194,7 @@ def train(setup: Setup, run_dir: Path, resume: bool = False, progress=None) -> d
         found = ckpt.list_checkpoints(run_dir / "checkpoints") if resume else []
         if found:  # restore weights, optimizers, RNG and counters of the newest complete checkpoint
             saved = ckpt.load_trainer_state(found[-1])
-            learner = _restore(found[-1], cfg, saved)
+            learner = _restore(found[-1], cfg, saved, policy)
             schedule.load_state_dict(saved["mix"])
             curriculum.load_state_dict(saved.get("curriculum"))
             source.load_state_dict(saved.get("source", saved.get("partial")))  # "partial": older checkpoints
