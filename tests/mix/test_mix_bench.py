@@ -107,3 +107,48 @@ def test_exploration_means_the_first_and_last_quarter_of_the_rl_steps():
     assert out["zero_var_first_quarter"] == pytest.approx(0.95)
     assert out["zero_var_last_quarter"] == pytest.approx(0.35)
     assert report.exploration([[], []]) is None
+
+
+SMALL = ["model.d_model=32", "task.num_train=300", "task.num_test=16", "eval.num_examples=16",
+         "sft.batch_size=16", "sft.warmup_steps=1", "rl.num_prompts=4", "rl.num_generations=4",
+         "rl.max_new_tokens=16", "eval.max_new_tokens=16"]
+PER_STEP = ("losses/sft", "losses/policy", "optim/grad_norm", "optim/lr", "rollout/reward_mean",
+            "mix/sft_share", "mix/p_sft", "mix/grad_norm_ratio")
+
+
+def test_a_run_from_the_shared_warm_up_is_the_run_from_step_zero(tmp_path):
+    """sft_then_rl and adaptive (whose state after the warm-up is a gradient-norm average) continue
+    from one shared warm-up exactly as when each trains its own: the same per-step metrics, final
+    accuracy, pass@k and evaluation curve."""
+    from graft.train.logging import read_metrics
+
+    runs = {"sft_then_rl": ["mix.schedule=sft_then_rl", "sft.steps=6", "rl.steps=4"],
+            "adaptive": ["mix.schedule=adaptive", "sft.steps=6", "rl.steps=8", "mix.adaptive_p_min=0.3",
+                         "mix.adaptive_p_max=0.5"]}
+    budget, work_a, work_b = 4e5, tmp_path / "own", tmp_path / "shared"
+    warm = run.run_one("teacher", "warmup", 0, SMALL + runs["sft_then_rl"], 6, str(work_b), budget, warmup=6)
+    assert warm is None and (run.warmup_dir(work_b, "teacher", 0) / "warmup.json").is_file()
+    for name, overrides in runs.items():
+        own = run.run_one("teacher", name, 0, SMALL + overrides, 6, str(work_a), budget)
+        shared = run.run_one("teacher", name, 0, SMALL + overrides, 6, str(work_b), budget, shared=True)
+        for key in ("final_accuracy", "start_accuracy", "steps", "compute", "mean_sft_share", "pass@1", "pass@16"):
+            assert own[key] == shared[key], (name, key)
+        assert [(p["step"], p["accuracy"]) for p in own["curve"]] == [(p["step"], p["accuracy"]) for p in shared["curve"]]
+        assert own["rl_trace"] == shared["rl_trace"] and own["rl_trace"], name
+        rows = [read_metrics(w / "teacher" / "runs" / f"{name}-s0" / "metrics.jsonl") for w in (work_a, work_b)]
+        assert [{k: r.get(k) for k in PER_STEP} for r in rows[0]] == [{k: r.get(k) for k in PER_STEP} for r in rows[1]]
+    kinds = [r["mix/sft_share"] for r in rows[0][6:]]  # adaptive drew both kinds of step after the warm-up
+    assert 0.0 in kinds and 1.0 in kinds, kinds
+
+
+def test_the_methods_that_share_the_warm_up(tmp_path):
+    """Every schedule and every RL-only variant share sft_then_rl's warm-up; a shorter warm-up or
+    the baselines do not; a warm-up of another config is refused."""
+    few = run.SETTINGS["few_demos"]
+    shared = set(run.sharing(few, run.methods(few)))
+    assert shared == {*MIX_SCHEDULES, *(n for n, _ in few.variants)} - {"sft_then_rl+warm400"}
+    budget = 4e5
+    run.run_one("teacher", "warmup", 0, SMALL + ["sft.steps=4", "rl.steps=2"], 4, str(tmp_path), budget, warmup=4)
+    with pytest.raises(SystemExit, match="sft"):  # another SFT learning rate: not the same warm-up
+        run.run_one("teacher", "sft_then_rl", 0, SMALL + ["sft.steps=4", "rl.steps=2", "sft.lr=0.001"], 4,
+                    str(tmp_path), budget, shared=True)
