@@ -2,7 +2,7 @@
 
     PYTHONPATH=src .venv/bin/python bench/length.py [--methods none,laser,grpo_lambda,s_grpo]
                                                     [--seeds 0,1,2,3,4] [--steps 80]
-                                                    [--style verbose|hedging]
+                                                    [--style verbose|hedging|recheck]
 
 Issue 14's length claim: on a task with verbose demonstrations, length shaping (LASER,
 GRPO-lambda, S-GRPO; ``graft.rewards.shaping``) cuts completion length by >= 30% while held-out
@@ -14,6 +14,9 @@ accuracy stays within the 95% CI of RL without shaping.
    SFT writes the fullest one), small built-in model (d_model 64, 2 layers, 2 heads), ``threads=1``.
    ``--style hedging``: the hedging teacher instead (``task.demo_style=hedging``: the same plain
    steps with content-free filler phrases, each written with probability 3/4; the same 2.5x).
+   ``--style recheck``: the overthinking teacher (``task.demo_style=recheck``: the plain solution, then
+   up to two verbatim repeats after its answer, each with probability 3/4; the verifier reads the
+   first answer, so the repeats cannot change a reward; 3x the plain form).
 2. For each method (``METHODS``: no shaping, then each length shaping) and seed: RL from that
    checkpoint (``model.path``, ``sft.steps=0``), the same RL steps, prompts, generations and
    learning rate for every method; only ``shaping.*`` differs.
@@ -172,7 +175,7 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--steps", type=int, default=80, help="RL steps of every run")
-    ap.add_argument("--style", default="verbose", choices=["verbose", "hedging"],
+    ap.add_argument("--style", default="verbose", choices=["verbose", "hedging", "recheck"],
                     help="the teacher that writes the demonstrations (task.demo_style)")
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench-length"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

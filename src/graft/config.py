@@ -106,11 +106,12 @@ class TaskConfig(_Section):
     (arithmetic: a carry or borrow forgotten, per column that has one; countdown: a multiplication's result
     one too high, per * step); answers and the verifier stay true. 0 = a perfect teacher. Tasks without a
     modelled slip refuse a value > 0."""
-    demo_style: Literal["plain", "verbose", "hedging"] = "plain"
+    demo_style: Literal["plain", "verbose", "hedging", "recheck"] = "plain"
     """How the teacher writes demonstrations: `plain` (the task's compact worked solutions), `verbose`
     (the same steps with restatements and checks, same final answer; arithmetic: 2.5x longer on average) or
-    `hedging` (the same steps with content-free filler phrases; arithmetic: 2.5x). Tasks without such a
-    teacher refuse them."""
+    `hedging` (the same steps with content-free filler phrases; arithmetic: 2.5x) or `recheck` (the plain
+    solution, then up to two verbatim repeats after its answer, which the verifier ignores; arithmetic: 3x).
+    Tasks without such a teacher refuse them."""
     grader: str = "exact"
     """`dataset` task: verifier by name (math, code, sql, exact, regex; see docs/verifiers.md)."""
     grader_options: dict[str, Any] = {}

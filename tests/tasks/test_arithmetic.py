@@ -246,6 +246,31 @@ def test_every_hedging_demonstration_verifies_has_no_more_numbers_and_is_longer(
     assert 0.73 < opened < 0.77  # each phrase with probability 3/4
 
 
+def test_recheck_demonstrations_by_hand():
+    plain = "7+5+0=12,4+8+1=13 A:132"
+    assert demonstration(47, "+", 85, "recheck") == f"{plain}. check {plain}. check {plain}"  # no draws: both repeats
+    assert demonstration(47, "+", 85, "recheck", Always(0.75)) == plain  # none
+    assert demonstration(85, "-", 47, "recheck", Draws(0.9, 0.1)) == "15-7-0=8,8-4-1=3 A:38. check 15-7-0=8,8-4-1=3 A:38"
+
+
+def test_every_recheck_demonstration_is_the_plain_one_repeated_and_scores_on_its_first_answer():
+    plain, recheck = ArithmeticTask(), ArithmeticTask(demo_style="recheck")
+    pairs = list(zip(plain.train_examples() + plain.test_examples(),
+                     recheck.train_examples() + recheck.test_examples(), strict=True))
+    counts = [0, 0, 0]
+    for p, r in pairs:
+        assert r.prompt == p.prompt and recheck.score(r, r.demonstration).correct
+        parts = r.demonstration.split(". check ")
+        assert set(parts) == {p.demonstration} and len(parts) <= 3
+        counts[len(parts) - 1] += 1
+        wrong = p.demonstration.replace(f"A:{p.answer}", "A:-1")  # a first answer that is wrong ...
+        assert not recheck.score(r, f"{wrong}. check {p.demonstration}").correct  # ... is not mended by a repeat
+    shares = [c / len(pairs) for c in counts]  # Binomial(2, 3/4): 1/16, 6/16, 9/16
+    assert abs(shares[0] - 1 / 16) < 0.01 and abs(shares[1] - 6 / 16) < 0.02 and abs(shares[2] - 9 / 16) < 0.02
+    ratio = sum(len(r.demonstration) for _, r in pairs) / sum(len(p.demonstration) for p, _ in pairs)
+    assert 2.9 < ratio < 3.1 and max(len(r.demonstration) for _, r in pairs) <= 88
+
+
 def test_demo_style_config_key():
     from graft.config import ConfigError, build_config
     from graft.errors import GraftError

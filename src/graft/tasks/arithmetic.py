@@ -50,6 +50,16 @@ Text formats (printable ASCII only):
         filler carries no number: dropping it cannot lose information.
         Length: two digits: at most 65 characters (every phrase), 52 on average,
         2.5x the plain form (as the verbose teacher's).
+    recheck demonstration  (``demo_style="recheck"``; every demonstration, training and test)
+                    "7+5+0=12,4+8+1=13 A:132. check 7+5+0=12,4+8+1=13 A:132"
+        What an overthinking teacher writes: the plain solution, answer
+        included, then up to RECHECKS = 2 verbatim repeats of it, each after
+        ". check " and each written independently with probability VERBOSE_P
+        (the same draws as the verbose teacher's), so the most common form has
+        both. Everything after the first answer is ignored by the verifier
+        (below): the repeats cost tokens and cannot change the reward, like the
+        re-verification a reasoning model writes after it has found its answer.
+        Length: two digits: at most 88 characters, 3x the plain form on average.
     final answer    the integer right after the first "A:" marker (spaces after
                     the marker are allowed, leading zeros are ignored); anything
                     after it is ignored.
@@ -85,11 +95,12 @@ from graft.tasks.base import Example, Score
 
 MARKER = "A:"
 MAX_CHARS = 512  # completions are read up to here; the longest demonstration is 63 chars (< 200 verbose)
-DEMO_STYLES = ("plain", "verbose", "hedging")
+DEMO_STYLES = ("plain", "verbose", "hedging", "recheck")
 VERBOSE_P = 0.75  # the verbose / hedging teacher writes each optional piece this often
 # the hedging teacher's filler: before the first step, instead of each "," between steps, instead of the space
 # before the answer
 HEDGE_OPEN, HEDGE_NEXT, HEDGE_CLOSE = "let me think. ", ", next column. ", ", that is all. "
+RECHECK, RECHECKS = ". check ", 2  # the overthinking teacher: what comes before each repeat, how many at most
 _ANSWER = re.compile(r"A: *(-?\d{1,40})")  # 40 digits: far beyond any answer, cheap to parse
 
 
@@ -149,12 +160,16 @@ def _write(a: int, op: str, b: int, steps: list[tuple[str, int, int]], answer: i
         body = "".join(text + (say(HEDGE_NEXT, ",") if i < len(steps) - 1 else say(HEDGE_CLOSE, " "))
                        for i, (text, _, _) in enumerate(steps))
         return f"{head}{body}{MARKER}{answer}"
+    if style == "recheck":  # the plain solution, then each repeat of it with probability VERBOSE_P
+        plain = _write(a, op, b, steps, answer, "plain", None)
+        repeats = sum(wordy is None or wordy.random() < VERBOSE_P for _ in range(RECHECKS))
+        return plain + f"{RECHECK}{plain}" * repeats
     raise ValueError(f"demo_style must be one of {', '.join(DEMO_STYLES)}, got {style!r}")
 
 
 def demonstration(a: int, op: str, b: int, style: str = "plain", wordy: random.Random | None = None) -> str:
     """Column-by-column worked solution of ``a op b`` (a >= b for "-"), ending in `` A:<answer>``;
-    ``style``: ``plain``, ``verbose`` or ``hedging``; ``wordy``: the teacher's draws of which optional
+    ``style``: ``plain``, ``verbose``, ``hedging`` or ``recheck``; ``wordy``: the teacher's draws of which optional
     pieces it writes, None = all of them (module docstring)."""
     steps, answer = _columns(a, op, b)
     return _write(a, op, b, steps, answer, style, wordy)
