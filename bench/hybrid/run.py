@@ -106,8 +106,8 @@ SETTINGS = {
               "model.n_heads=4"),
         budget=5.0e6, warmup_steps=800, target=0.3, in_default=False,
     ),
-    # the same task from an imperfect teacher; a pilot too (bench/hybrid/README.md): ~12 min a run at 12M,
-    # where SFT only has plateaued, so the 5-seed table with every schedule (~5 h here) is not run
+    # the same task from an imperfect teacher (bench/hybrid/README.md): ~12 min a run at 12M from scratch,
+    # ~4 min from the shared warm-up
     "countdown_teacher": Setting(
         about=("countdown with 3 numbers; a demonstration for each of the 10,000 training prompts, written "
                "by a teacher weak at multiplication: each * step's result one too high with probability 0.6 "
@@ -120,7 +120,12 @@ SETTINGS = {
                   # the control: the same warm-up, then SFT instead of RL (adaptive at p = 1: every step SFT,
                   # at mix.sft_lr), enough steps for the rest of the budget
                   ("sft_then_sft", ("mix.schedule=adaptive", "rl.steps=1100", "mix.adaptive_p_min=1.0",
-                                    "mix.adaptive_p_max=1.0"))),
+                                    "mix.adaptive_p_max=1.0")),
+                  # gentler continuations: the annealed warm-up's SFT resumed at a lower constant lr
+                  ("sft_then_sft+lr1e-4", ("mix.schedule=adaptive", "rl.steps=1100", "mix.adaptive_p_min=1.0",
+                                           "mix.adaptive_p_max=1.0", "mix.sft_lr=0.0001")),
+                  ("sft_then_sft+lr3e-4", ("mix.schedule=adaptive", "rl.steps=1100", "mix.adaptive_p_min=1.0",
+                                           "mix.adaptive_p_max=1.0", "mix.sft_lr=0.0003"))),
     ),
 }
 
