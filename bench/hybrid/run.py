@@ -13,7 +13,9 @@
    setting's budget of compute units (``perf/compute`` summed over steps: forward-token
    equivalents, forward-only tokens x 1 + forward-and-backward tokens x 3, proportional to
    FLOPs; see ``graft.train.steps.compute_metrics``). Every SFT + RL schedule first runs the same
-   SFT warm-up (``Setting.warmup_steps``, sft_then_rl's SFT phase), then its own mixed phase.
+   SFT warm-up (``Setting.warmup_steps``, sft_then_rl's SFT phase), then its own mixed phase; the
+   methods that share it (``sharing``) continue from one warm-up per seed, trained first
+   (``fork``; ``--no-share``: each trains its own, with the same results).
    The budget is enforced from the progress callback, which also evaluates the live policy
    (greedy, held-out) at every ``--points``-th of it; that evaluation is not counted as compute
    nor as training wall time.
