@@ -62,7 +62,8 @@ class Setting:
     budget: float  # compute units per run
     warmup_steps: int  # SFT steps every SFT + RL schedule runs first
     target: float  # held-out greedy accuracy whose compute-to-reach is reported
-    variants: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (name, overrides on sft_then_rl's): extra rows
+    # extra rows (name, overrides): "X+..." on method X's overrides when X is a method, else on sft_then_rl's
+    variants: tuple[tuple[str, tuple[str, ...]], ...] = ()
     in_default: bool = True  # run when --settings is not given
     sft_step: float = 2.64e3  # compute of one SFT step (32 demonstrations), measured in pilots
     rl_step: float = 1.4e4  # compute of one RL step (16 prompts x 8 rollouts, up to 32 tokens)
@@ -124,10 +125,9 @@ SETTINGS = {
                   ("sft_then_sft", ("mix.schedule=adaptive", "rl.steps=1100", "mix.adaptive_p_min=1.0",
                                     "mix.adaptive_p_max=1.0")),
                   # gentler continuations: the annealed warm-up's SFT resumed at a lower constant lr
-                  ("sft_then_sft+lr1e-4", ("mix.schedule=adaptive", "rl.steps=1100", "mix.adaptive_p_min=1.0",
-                                           "mix.adaptive_p_max=1.0", "mix.sft_lr=0.0001")),
-                  ("sft_then_sft+lr3e-4", ("mix.schedule=adaptive", "rl.steps=1100", "mix.adaptive_p_min=1.0",
-                                           "mix.adaptive_p_max=1.0", "mix.sft_lr=0.0003"))),
+                  ("sft_then_sft+lr1e-4", ("mix.sft_lr=0.0001",)), ("sft_then_sft+lr3e-4", ("mix.sft_lr=0.0003",)),
+                  # the schedules whose mixed phase has SFT steps, at that lower SFT lr
+                  ("interleaved+sftlr1e-4", ("mix.sft_lr=0.0001",)), ("adaptive+sftlr1e-4", ("mix.sft_lr=0.0001",))),
     ),
 }
 
@@ -163,8 +163,9 @@ def methods(setting: Setting) -> dict[str, list[str]]:
         if not any(s.startswith("rl.steps=") for s in sets):
             sets = [f"rl.steps={rl_steps}", *sets]
         out[name] = [f"mix.schedule={name}", f"sft.steps={warm}", *sets]
-    for name, sets in setting.variants:  # the same recipe as sft_then_rl with one setting changed
-        out[name] = [*out["sft_then_rl"], *sets]
+    for name, sets in setting.variants:  # a method's recipe (X+..., else sft_then_rl's) with settings changed
+        base = name.rsplit("+", 1)[0]
+        out[name] = [*out[base if "+" in name and base in out else "sft_then_rl"], *sets]
     return out
 
 

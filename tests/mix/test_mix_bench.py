@@ -31,8 +31,11 @@ def test_the_bench_runs_every_schedule_and_both_baselines_with_valid_configs():
         assert set(table) == {"sft_only", "rl_only", *MIX_SCHEDULES, *variants}
         for name, overrides in table.items():
             cfg = build_config({}, run.BASE + list(setting.task) + overrides)
-            named = [o.split("=", 1)[1] for o in dict(setting.variants).get(name, ()) if o.startswith("mix.schedule=")]
-            assert cfg.mix.schedule == (name if name in MIX_SCHEDULES else (named or ["sft_then_rl"])[-1])
+            base = name.rsplit("+", 1)[0] if "+" in name and name.rsplit("+", 1)[0] in table else "sft_then_rl"
+            if name in dict(setting.variants):  # a variant: its base method's overrides, then its own
+                assert overrides == [*table[base], *dict(setting.variants)[name]], name
+            named = [o.split("=", 1)[1] for o in overrides if o.startswith("mix.schedule=")]
+            assert cfg.mix.schedule == (name if name in MIX_SCHEDULES else named[-1]), name
             changes_warmup = any(o.startswith("sft.steps=") for o in dict(setting.variants).get(name, ()))
             if name not in ("sft_only", "rl_only") and not changes_warmup:  # the same warm-up first
                 assert cfg.sft.steps == setting.warmup_steps, name
@@ -56,6 +59,10 @@ def test_the_bench_runs_every_schedule_and_both_baselines_with_valid_configs():
     control = build_config({}, run.BASE + list(spec.task) + run.methods(spec)["sft_then_sft"])
     assert control.mix.schedule == "adaptive" and control.sft.steps == spec.warmup_steps
     assert control.mix.adaptive_p_min == control.mix.adaptive_p_max == 1.0
+    gentle = build_config({}, run.BASE + list(spec.task) + run.methods(spec)["sft_then_sft+lr1e-4"])
+    assert gentle.mix.adaptive_p_min == 1.0 and gentle.mix.sft_lr == 1e-4
+    interleaved = build_config({}, run.BASE + list(spec.task) + run.methods(spec)["interleaved+sftlr1e-4"])
+    assert (interleaved.mix.schedule, interleaved.mix.buffer_size, interleaved.mix.sft_lr) == ("interleaved", 8, 1e-4)
 
 
 def test_a_warm_up_that_spends_the_budget_is_refused():
