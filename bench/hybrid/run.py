@@ -81,7 +81,9 @@ SETTINGS = {
                   ("sft_then_rl+pcl", ("curriculum.name=pcl",)),  # prompt curriculum (PCL)
                   ("sft_then_rl+dars", ("curriculum.dars=true", "curriculum.dars_extra=64")),  # DARS
                   ("sft_then_rl+clip0.2", ("algo.clip_high=0.2",)),  # clip-higher off: symmetric clip
-                  ("sft_then_rl+lpreg", ("algo.lp_reg_coef=1.0",))),  # Lp-Reg at the reference code's settings
+                  ("sft_then_rl+lpreg", ("algo.lp_reg_coef=1.0",)),  # Lp-Reg at the reference code's settings
+                  # the schedules with SFT steps in the mixed phase at a 10x smaller SFT lr (as on countdown_teacher)
+                  ("interleaved+sftlr1e-4", ("mix.sft_lr=0.0001",)), ("adaptive+sftlr1e-4", ("mix.sft_lr=0.0001",))),
     ),
     "few_demos": Setting(
         about=("two-digit addition/subtraction; correct demonstrations on a seeded 3% of the training "
