@@ -99,7 +99,8 @@ SETTINGS = {
                   ("sft_then_rl+clip0.2", ("algo.clip_high=0.2",)),
                   ("sft_then_rl+lpreg", ("algo.lp_reg_coef=1.0",)),
                   # Lp-Reg on 20x more tokens: the lowest-probability 20% of negative-advantage tokens
-                  ("sft_then_rl+lpreg20", ("algo.lp_reg_coef=1.0", "algo.lp_reg_frac=0.2"))),
+                  ("sft_then_rl+lpreg20", ("algo.lp_reg_coef=1.0", "algo.lp_reg_frac=0.2")),
+                  ("interleaved+sftlr1e-4", ("mix.sft_lr=0.0001",)), ("adaptive+sftlr1e-4", ("mix.sft_lr=0.0001",))),
     ),
     # a second task, not yet a result: at 5M compute SFT only is still climbing steeply (pilot in
     # bench/hybrid/README.md), so it is left out of the default --settings until a budget where SFT
