@@ -39,6 +39,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,6 +54,10 @@ BASE = [
     "mix.sft_lr=0.001",
     "optim.fused_adamw=false",  # the per-tensor AdamW every recorded run used (the default before 2026-12)
 ]
+
+
+# the schedules with SFT steps in the mixed phase at a 10x smaller SFT lr than BASE's mix.sft_lr
+SMALL_SFT_LR = (("interleaved+sftlr1e-4", ("mix.sft_lr=0.0001",)), ("adaptive+sftlr1e-4", ("mix.sft_lr=0.0001",)))
 
 
 @dataclass(frozen=True)
@@ -82,8 +87,7 @@ SETTINGS = {
                   ("sft_then_rl+dars", ("curriculum.dars=true", "curriculum.dars_extra=64")),  # DARS
                   ("sft_then_rl+clip0.2", ("algo.clip_high=0.2",)),  # clip-higher off: symmetric clip
                   ("sft_then_rl+lpreg", ("algo.lp_reg_coef=1.0",)),  # Lp-Reg at the reference code's settings
-                  # the schedules with SFT steps in the mixed phase at a 10x smaller SFT lr (as on countdown_teacher)
-                  ("interleaved+sftlr1e-4", ("mix.sft_lr=0.0001",)), ("adaptive+sftlr1e-4", ("mix.sft_lr=0.0001",))),
+                  *SMALL_SFT_LR),
     ),
     "few_demos": Setting(
         about=("two-digit addition/subtraction; correct demonstrations on a seeded 3% of the training "
@@ -100,7 +104,7 @@ SETTINGS = {
                   ("sft_then_rl+lpreg", ("algo.lp_reg_coef=1.0",)),
                   # Lp-Reg on 20x more tokens: the lowest-probability 20% of negative-advantage tokens
                   ("sft_then_rl+lpreg20", ("algo.lp_reg_coef=1.0", "algo.lp_reg_frac=0.2")),
-                  ("interleaved+sftlr1e-4", ("mix.sft_lr=0.0001",)), ("adaptive+sftlr1e-4", ("mix.sft_lr=0.0001",))),
+                  *SMALL_SFT_LR),
     ),
     # a second task, not yet a result: at 5M compute SFT only is still climbing steeply (pilot in
     # bench/hybrid/README.md), so it is left out of the default --settings until a budget where SFT
@@ -129,8 +133,7 @@ SETTINGS = {
                                     "mix.adaptive_p_max=1.0")),
                   # gentler continuations: the annealed warm-up's SFT resumed at a lower constant lr
                   ("sft_then_sft+lr1e-4", ("mix.sft_lr=0.0001",)), ("sft_then_sft+lr3e-4", ("mix.sft_lr=0.0003",)),
-                  # the schedules whose mixed phase has SFT steps, at that lower SFT lr
-                  ("interleaved+sftlr1e-4", ("mix.sft_lr=0.0001",)), ("adaptive+sftlr1e-4", ("mix.sft_lr=0.0001",))),
+                  *SMALL_SFT_LR),
     ),
 }
 
@@ -206,12 +209,11 @@ def warmup_dir(work: str | Path, setting: str, seed: int) -> Path:
     return Path(work) / setting / "warmups" / f"s{seed}"
 
 
-class _Logged:
-    """A warm-up step's ``StepStats`` as its schedule reads it, from the step's logged metrics."""
+def _logged(row: dict) -> SimpleNamespace:
+    """A warm-up step's ``StepStats`` as a schedule reads it on an SFT step, from its logged metrics."""
+    from graft.step_stats import OptimStats
 
-    def __init__(self, row: dict):
-        self.optim = type("Optim", (), {"grad_norm": row["optim/grad_norm"], "lr": row["optim/lr"]})()
-        self.sft_share = row["mix/sft_share"]
+    return SimpleNamespace(optim=OptimStats(row["optim/grad_norm"], row["optim/lr"]), sft_share=row["mix/sft_share"])
 
 
 def fork(setup, run_dir: Path, warm_run: Path, step: int) -> None:
@@ -230,7 +232,8 @@ def fork(setup, run_dir: Path, warm_run: Path, step: int) -> None:
     from graft.train.logging import read_metrics
 
     cfg, saved = setup.cfg, warm_run / "checkpoints" / f"step_{step}"
-    differs = [k for k, v in warmup_view(load_config(warm_run / "config.yaml")).items() if warmup_view(cfg)[k] != v]
+    mine = warmup_view(cfg)
+    differs = [k for k, v in warmup_view(load_config(warm_run / "config.yaml")).items() if mine[k] != v]
     if differs:
         raise SystemExit(f"{warm_run}: its warm-up differs from {cfg.name}'s in {', '.join(differs)}")
     rows = [r for r in read_metrics(warm_run / "metrics.jsonl") if r["step"] < step]
@@ -241,7 +244,7 @@ def fork(setup, run_dir: Path, warm_run: Path, step: int) -> None:
     state = torch.load(checkpoint / "trainer.pt", weights_only=False)
     schedule = MIX_SCHEDULES[cfg.mix.schedule](cfg)
     for row in rows:  # and the metrics it logs on those steps
-        row.update(schedule.observe(row["step"], schedule.plan(row["step"]), _Logged(row)))
+        row.update(schedule.observe(row["step"], schedule.plan(row["step"]), _logged(row)))
     state["mix"] = schedule.state_dict()
     state["curriculum"] = Curriculum(cfg, UniformStream(setup.task.train_examples(), cfg.seed + 1)).state_dict()
     torch.save(state, checkpoint / "trainer.pt")
