@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -48,19 +49,21 @@ def compute_to_target(curve: list[dict], target: float) -> float:
     return 0.0 if curve and curve[0]["accuracy"] >= target else math.inf
 
 
-def _ci(values: list[float], rng: np.random.Generator) -> dict:
+def _ci(values: list[float], method: str, key: str) -> dict:
+    """IQM and 95% CI of one method's values, with a bootstrap stream of its own (seeded by the
+    method and the metric), so that adding a method to a table does not move another's interval."""
+    rng = np.random.default_rng([SEED, zlib.crc32(f"{method}/{key}".encode())])
     point, lo, hi = iqm_over_seeds(values, rng=rng, reps=REPS)
     return {"iqm": point, "ci95": [lo, hi], "mean": float(np.mean(values)), "values": values}
 
 
 def summarize(runs: dict[str, list[dict]], target: float) -> dict:
-    rng = np.random.default_rng(SEED)
     table = {}
     for method, rs in runs.items():
         final = [r["final_accuracy"] for r in rs]
-        row = {"seeds": [r["seed"] for r in rs], "final_accuracy": _ci(final, rng)}
+        row = {"seeds": [r["seed"] for r in rs], "final_accuracy": _ci(final, method, "final_accuracy")}
         for k in ("pass@1", "pass@4", "pass@8", "pass@16"):
-            row[k] = _ci([r[k] for r in rs], rng)
+            row[k] = _ci([r[k] for r in rs], method, k)
         row["rl_exploration"] = exploration([r.get("rl_trace", []) for r in rs])
         reach = [compute_to_target(r["curve"], target) for r in rs]
         row["compute_to_target"] = {"median": float(np.median(reach)), "reached": sum(map(math.isfinite, reach)),
@@ -99,32 +102,47 @@ def exploration(traces: list[list[dict]]) -> dict | None:
 
 
 def plot(settings: dict[str, dict], path: Path) -> None:
+    """One column per setting: on top the baselines and every schedule, below the baselines,
+    ``sft_then_rl`` and the variants (``X+...`` rows), each line its own colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(settings), figsize=(7 * len(settings), 5), squeeze=False)
-    for ax, (name, spec) in zip(axes[0], settings.items(), strict=True):
-        _plot_one(ax, name, spec["runs_by_method"], spec["budget_compute"], spec["target_accuracy"])
+    fig, axes = plt.subplots(2, len(settings), figsize=(7 * len(settings), 10), squeeze=False)
+    for col, (name, spec) in enumerate(settings.items()):
+        runs = spec["runs_by_method"]
+        base = [m for m in ("sft_only", "rl_only") if m in runs]
+        rows = ([m for m in runs if "+" not in m],
+                base + [m for m in runs if m == "sft_then_rl" or "+" in m])
+        for row, (ax, chosen) in enumerate(zip(axes[:, col], rows, strict=True)):
+            what = "schedules" if row == 0 else "variants"
+            _plot_one(ax, f"{name}, {what}", {m: runs[m] for m in chosen}, spec["budget_compute"],
+                      spec["target_accuracy"])
+    fig.suptitle("held-out greedy accuracy, mean over seeds; bands: min..max over seeds of sft_only and sft_then_rl")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def _plot_one(ax, name: str, runs: dict[str, list[dict]], budget: float, target: float) -> None:
+    import matplotlib.pyplot as plt
+
     grid = np.linspace(0, budget, 41)
-    for method, rs in runs.items():
+    colours = plt.get_cmap("tab20").colors
+    for i, (method, rs) in enumerate(runs.items()):
         curves = np.stack([np.interp(grid, [c["compute"] for c in r["curve"]],
                                      [c["accuracy"] for c in r["curve"]]) for r in rs])  # (seeds, 41)
         style = "--" if method in ("sft_only", "rl_only") else "-"
-        line, = ax.plot(grid / 1e6, curves.mean(0), style, label=f"{method} (n={len(rs)})")
-        ax.fill_between(grid / 1e6, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.12)
+        colour = colours[(2 * i) % 20 + (2 * i) // 20 % 2]  # the 10 strong colours, then the 10 light ones
+        ax.plot(grid / 1e6, curves.mean(0), style, color=colour, label=f"{method} (n={len(rs)})")
+        if method in ("sft_only", "sft_then_rl"):  # the two the claim compares: their seeds' spread
+            ax.fill_between(grid / 1e6, curves.min(0), curves.max(0), color=colour, alpha=0.12)
     ax.axhline(target, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("compute (millions of forward-token equivalents: fwd x1 + fwd/bwd x3)")
     ax.set_ylabel("held-out greedy accuracy")
-    ax.set_title(f"{name}: mean over seeds, band = min..max")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(name)
+    ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
 
 

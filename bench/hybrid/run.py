@@ -51,13 +51,21 @@ BASE = [
     "sft.batch_size=32", "sft.lr=0.002", "sft.warmup_steps=20",
     "rl.num_prompts=16", "rl.num_generations=8", "rl.max_new_tokens=32", "rl.lr=0.00005",
     "eval.num_examples=200", "eval.max_new_tokens=32",
-    "mix.sft_lr=0.001",
+    # SFT steps inside the mixed phase (interleaved, adaptive): 1e-3 until 2026-12-02, which wrecked
+    # interleaved on teacher and both on countdown_teacher (bench/hybrid/README.md); rows +sftlr1e-3 keep it
+    "mix.sft_lr=0.0001",
     "optim.fused_adamw=false",  # the per-tensor AdamW every recorded run used (the default before 2026-12)
 ]
 
 
-# the schedules with SFT steps in the mixed phase at a 10x smaller SFT lr than BASE's mix.sft_lr
-SMALL_SFT_LR = (("interleaved+sftlr1e-4", ("mix.sft_lr=0.0001",)), ("adaptive+sftlr1e-4", ("mix.sft_lr=0.0001",)))
+# the schedules with SFT steps in the mixed phase at the bench's earlier mix.sft_lr, 10x BASE's
+LARGE_SFT_LR = (("interleaved+sftlr1e-3", ("mix.sft_lr=0.001",)), ("adaptive+sftlr1e-3", ("mix.sft_lr=0.001",)))
+
+
+def warmup_of(steps: int, budget: float, sft_step: float = 2.64e3, rl_step: float = 1.4e4) -> tuple[str, ...]:
+    """sft_then_rl's overrides for a warm-up of ``steps`` SFT steps instead of the setting's: RL gets
+    the rest of the budget (its steps x1.25, as in ``methods``)."""
+    return (f"sft.steps={steps}", f"rl.steps={math.ceil(1.25 * (budget - steps * sft_step) / rl_step)}")
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,7 @@ SETTINGS = {
                   ("sft_then_rl+dars", ("curriculum.dars=true", "curriculum.dars_extra=64")),  # DARS
                   ("sft_then_rl+clip0.2", ("algo.clip_high=0.2",)),  # clip-higher off: symmetric clip
                   ("sft_then_rl+lpreg", ("algo.lp_reg_coef=1.0",)),  # Lp-Reg at the reference code's settings
-                  *SMALL_SFT_LR),
+                  *LARGE_SFT_LR),
     ),
     "few_demos": Setting(
         about=("two-digit addition/subtraction; correct demonstrations on a seeded 3% of the training "
@@ -98,13 +106,19 @@ SETTINGS = {
                   ("sft_then_rl+entropy", ("algo.entropy_coef=0.01",)),
                   # stop SFT earlier (400 of the 800 warm-up steps, ~43 epochs of the 300 demonstrations
                   # instead of ~85), before it sharpens the policy further; RL gets the compute saved
-                  ("sft_then_rl+warm400", ("sft.steps=400", "rl.steps=353")),
+                  ("sft_then_rl+warm400", warmup_of(400, 5.0e6)),
+                  # stop SFT later instead: at about where SFT only flattens (~3.3M compute, step ~1,250)
+                  ("sft_then_rl+warm1200", warmup_of(1200, 5.0e6)), ("sft_then_rl+warm1500", warmup_of(1500, 5.0e6)),
+                  # bolder RL after the 800-step warm-up: a 2x lr, a hotter sampler, two PPO passes per batch
+                  ("sft_then_rl+lr1e-4", ("rl.lr=0.0001",)), ("sft_then_rl+temp1.2", ("rl.temperature=1.2",)),
+                  ("sft_then_rl+iter2", ("rl.num_iterations=2",)),
+                  ("sft_then_rl+dynamic", ("select.dynamic_sampling=true",)), ("sft_then_rl+pcl", ("curriculum.name=pcl",)),
                   ("sft_then_rl+dars", ("curriculum.dars=true", "curriculum.dars_extra=64")),
                   ("sft_then_rl+clip0.2", ("algo.clip_high=0.2",)),
                   ("sft_then_rl+lpreg", ("algo.lp_reg_coef=1.0",)),
                   # Lp-Reg on 20x more tokens: the lowest-probability 20% of negative-advantage tokens
                   ("sft_then_rl+lpreg20", ("algo.lp_reg_coef=1.0", "algo.lp_reg_frac=0.2")),
-                  *SMALL_SFT_LR),
+                  *LARGE_SFT_LR),
     ),
     # a second task, not yet a result: at 5M compute SFT only is still climbing steeply (pilot in
     # bench/hybrid/README.md), so it is left out of the default --settings until a budget where SFT
@@ -128,12 +142,15 @@ SETTINGS = {
         budget=1.2e7, warmup_steps=2700, target=0.3, sft_step=3.2e3, rl_step=1.7e4, in_default=False,
         variants=(("sft_then_rl+lr1e-4", ("rl.lr=0.0001",)), ("sft_then_rl+lr2e-4", ("rl.lr=0.0002",)),
                   # the control: the same warm-up, then SFT instead of RL (adaptive at p = 1: every step SFT,
-                  # at mix.sft_lr), enough steps for the rest of the budget
+                  # at mix.sft_lr 1e-3), enough steps for the rest of the budget
                   ("sft_then_sft", ("mix.schedule=adaptive", "rl.steps=1100", "mix.adaptive_p_min=1.0",
-                                    "mix.adaptive_p_max=1.0")),
+                                    "mix.adaptive_p_max=1.0", "mix.sft_lr=0.001")),
                   # gentler continuations: the annealed warm-up's SFT resumed at a lower constant lr
                   ("sft_then_sft+lr1e-4", ("mix.sft_lr=0.0001",)), ("sft_then_sft+lr3e-4", ("mix.sft_lr=0.0003",)),
-                  *SMALL_SFT_LR),
+                  # the efficiency remedies where 45% of RL groups are all-equal (15-19% on teacher)
+                  ("sft_then_rl+dynamic", ("select.dynamic_sampling=true",)), ("sft_then_rl+pcl", ("curriculum.name=pcl",)),
+                  ("sft_then_rl+dars", ("curriculum.dars=true", "curriculum.dars_extra=64")),
+                  *LARGE_SFT_LR),
     ),
 }
 

@@ -58,11 +58,16 @@ def test_the_bench_runs_every_schedule_and_both_baselines_with_valid_configs():
     spec = run.SETTINGS["countdown_teacher"]
     control = build_config({}, run.BASE + list(spec.task) + run.methods(spec)["sft_then_sft"])
     assert control.mix.schedule == "adaptive" and control.sft.steps == spec.warmup_steps
-    assert control.mix.adaptive_p_min == control.mix.adaptive_p_max == 1.0
+    assert control.mix.adaptive_p_min == control.mix.adaptive_p_max == 1.0 and control.mix.sft_lr == 1e-3
     gentle = build_config({}, run.BASE + list(spec.task) + run.methods(spec)["sft_then_sft+lr1e-4"])
     assert gentle.mix.adaptive_p_min == 1.0 and gentle.mix.sft_lr == 1e-4
-    interleaved = build_config({}, run.BASE + list(spec.task) + run.methods(spec)["interleaved+sftlr1e-4"])
+    interleaved = build_config({}, run.BASE + list(spec.task) + run.methods(spec)["interleaved"])
     assert (interleaved.mix.schedule, interleaved.mix.buffer_size, interleaved.mix.sft_lr) == ("interleaved", 8, 1e-4)
+    earlier = build_config({}, run.BASE + list(spec.task) + run.methods(spec)["interleaved+sftlr1e-3"])
+    assert earlier.model_copy(update={"mix": interleaved.mix}) == interleaved and earlier.mix.sft_lr == 1e-3
+    # the later warm-ups: RL gets what the longer SFT phase leaves (1.25 x (5e6 - 1200 x 2640) / 14000)
+    late = build_config({}, run.BASE + few["sft_then_rl+warm1200"])
+    assert (late.sft.steps, late.rl.steps) == (1200, 164)
 
 
 def test_a_warm_up_that_spends_the_budget_is_refused():
