@@ -173,6 +173,19 @@ def markdown(table: dict, target: float) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def dumps(result: dict) -> str:
+    """``result`` as JSON: indented, except that each run (its curve and per-step RL trace) is one
+    line, which keeps the file a third of the size of indenting everything."""
+    slots = {name: f"@runs:{name}@" for name in result["settings"]}
+    shell = {**result, "settings": {name: {**spec, "runs": slots[name]}
+                                    for name, spec in result["settings"].items()}}
+    text = json.dumps(shell, indent=1)
+    for name, spec in result["settings"].items():
+        lines = ",\n".join("   " + json.dumps(r, separators=(",", ":")) for r in spec["runs"])
+        text = text.replace(json.dumps(slots[name]), f"[\n{lines}\n  ]" if lines else "[]", 1)
+    return text
+
+
 def write_report(work: Path, out_dir: Path = ROOT / "bench" / "results",
                  readme: Path = ROOT / "bench" / "hybrid" / "README.md") -> dict:
     """Every setting under ``work`` (a directory per setting holding results/) -> the results files."""
@@ -200,7 +213,7 @@ def write_report(work: Path, out_dir: Path = ROOT / "bench" / "results",
         name: {**{k: v for k, v in spec.items() if k != "runs_by_method"},
                "runs": [r for rs in spec["runs_by_method"].values() for r in rs]}
         for name, spec in settings.items()}}
-    (out_dir / "hybrid.json").write_text(json.dumps(result, indent=1))
+    (out_dir / "hybrid.json").write_text(dumps(result))
     text = readme.read_text() if readme.is_file() else ""
     for name, spec in settings.items():
         table = markdown(spec["table"], spec["target_accuracy"])

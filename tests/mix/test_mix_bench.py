@@ -1,6 +1,7 @@
 """The hybrid bench's own logic: which methods it runs, compute to a target, the summary table."""
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -164,3 +165,15 @@ def test_the_methods_that_share_the_warm_up(tmp_path):
     with pytest.raises(SystemExit, match="sft"):  # another SFT learning rate: not the same warm-up
         run.run_one("teacher", "sft_then_rl", 0, SMALL + ["sft.steps=4", "rl.steps=2", "sft.lr=0.001"], 4,
                     str(tmp_path), budget, shared=True)
+
+
+def test_the_results_file_is_the_same_json_with_one_line_a_run():
+    runs = [{"method": "sft_only", "seed": s, "curve": [{"compute": 0.0, "accuracy": 0.1 * s}],
+             "rl_trace": [{"step": 1, "entropy": None}]} for s in range(3)]
+    result = {"bootstrap_reps": 10, "settings": {"a": {"table": {"sft_only": {"seeds": [0, 1, 2]}}, "runs": runs},
+                                                  "b": {"table": {}, "runs": []}}}
+    text = report.dumps(result)
+    assert json.loads(text) == result
+    lines = text.splitlines()
+    assert sum('"method":"sft_only"' in line for line in lines) == 3  # each run on a line of its own
+    assert '"seeds": [' in text  # the rest indented as before
