@@ -60,6 +60,8 @@ BASE = [
 
 # the schedules with SFT steps in the mixed phase at the bench's earlier mix.sft_lr, 10x BASE's
 LARGE_SFT_LR = (("interleaved+sftlr1e-3", ("mix.sft_lr=0.001",)), ("adaptive+sftlr1e-3", ("mix.sft_lr=0.001",)))
+# ... and at graft's default (mix.sft_lr unset: rl.lr, BASE's 5e-5)
+DEFAULT_SFT_LR = (("interleaved+sftlr5e-5", ("mix.sft_lr=0.00005",)), ("adaptive+sftlr5e-5", ("mix.sft_lr=0.00005",)))
 
 
 def warmup_of(steps: int, budget: float, sft_step: float = 2.64e3, rl_step: float = 1.4e4) -> tuple[str, ...]:
@@ -95,7 +97,7 @@ SETTINGS = {
                   ("sft_then_rl+dars", ("curriculum.dars=true", "curriculum.dars_extra=64")),  # DARS
                   ("sft_then_rl+clip0.2", ("algo.clip_high=0.2",)),  # clip-higher off: symmetric clip
                   ("sft_then_rl+lpreg", ("algo.lp_reg_coef=1.0",)),  # Lp-Reg at the reference code's settings
-                  *LARGE_SFT_LR),
+                  *LARGE_SFT_LR, *DEFAULT_SFT_LR),
     ),
     "few_demos": Setting(
         about=("two-digit addition/subtraction; correct demonstrations on a seeded 3% of the training "
