@@ -166,11 +166,12 @@ def test_a_run_from_the_shared_warm_up_is_the_run_from_step_zero(tmp_path):
 
 
 def test_the_methods_that_share_the_warm_up(tmp_path):
-    """Every schedule and every RL-only variant share sft_then_rl's warm-up; a shorter warm-up or
-    the baselines do not; a warm-up of another config is refused."""
+    """Every schedule and every RL-only variant share sft_then_rl's warm-up; a shorter or longer
+    warm-up or the baselines do not; a warm-up of another config is refused."""
     few = run.SETTINGS["few_demos"]
     shared = set(run.sharing(few, run.methods(few)))
-    assert shared == {*MIX_SCHEDULES, *(n for n, _ in few.variants)} - {"sft_then_rl+warm400"}
+    other_warmups = {"sft_then_rl+warm400", "sft_then_rl+warm1200", "sft_then_rl+warm1500"}
+    assert shared == {*MIX_SCHEDULES, *(n for n, _ in few.variants)} - other_warmups
     budget = 4e5
     run.run_one("teacher", "warmup", 0, SMALL + ["sft.steps=4", "rl.steps=2"], 4, str(tmp_path), budget, warmup=4)
     with pytest.raises(SystemExit, match="sft"):  # another SFT learning rate: not the same warm-up
