@@ -64,10 +64,16 @@ LARGE_SFT_LR = (("interleaved+sftlr1e-3", ("mix.sft_lr=0.001",)), ("adaptive+sft
 DEFAULT_SFT_LR = (("interleaved+sftlr5e-5", ("mix.sft_lr=0.00005",)), ("adaptive+sftlr5e-5", ("mix.sft_lr=0.00005",)))
 
 
+def rl_steps_after(sft_steps: int, budget: float, sft_step: float, rl_step: float) -> int:
+    """RL steps for the compute a warm-up of ``sft_steps`` leaves of ``budget``: x1.25, a little past
+    it (completions may grow), so that the budget, not the step count, ends the run."""
+    return math.ceil(1.25 * (budget - sft_steps * sft_step) / rl_step)
+
+
 def warmup_of(steps: int, budget: float, sft_step: float = 2.64e3, rl_step: float = 1.4e4) -> tuple[str, ...]:
     """sft_then_rl's overrides for a warm-up of ``steps`` SFT steps instead of the setting's: RL gets
-    the rest of the budget (its steps x1.25, as in ``methods``)."""
-    return (f"sft.steps={steps}", f"rl.steps={math.ceil(1.25 * (budget - steps * sft_step) / rl_step)}")
+    the rest of the budget."""
+    return (f"sft.steps={steps}", f"rl.steps={rl_steps_after(steps, budget, sft_step, rl_step)}")
 
 
 @dataclass(frozen=True)
@@ -122,14 +128,6 @@ SETTINGS = {
                   ("sft_then_rl+lpreg20", ("algo.lp_reg_coef=1.0", "algo.lp_reg_frac=0.2")),
                   *LARGE_SFT_LR),
     ),
-    # few_demos at twice the budget (SFT only still rose on one seed of five over the last quarter of 5M);
-    # a pilot, seeds 3-4 (bench/results/hybrid_few_demos_10m_pilot.json): SFT only's lead grew, not run further
-    "few_demos_10m": Setting(
-        about=("few_demos (300 correct demonstrations, RL prompts on all 10,000) at 10M compute instead of "
-               "5M: the same 800-step warm-up, RL gets the rest"),
-        task=("task.name=arithmetic", "task.difficulty=2", "task.demo_fraction=0.03"),
-        budget=1.0e7, warmup_steps=800, target=0.6, in_default=False,
-    ),
     # a second task, not yet a result: at 5M compute SFT only is still climbing steeply (pilot in
     # bench/hybrid/README.md), so it is left out of the default --settings until a budget where SFT
     # plateaus fits a session (this model: 4x BASE's width and 2x its depth, ~3 min a run at 5M)
@@ -165,6 +163,13 @@ SETTINGS = {
     ),
 }
 
+# few_demos at twice the budget (SFT only still rose on one seed of five over the last quarter of 5M);
+# a pilot, seeds 3-4 (bench/results/hybrid_few_demos_10m_pilot.json): SFT only's lead grew, not run further
+SETTINGS["few_demos_10m"] = replace(
+    SETTINGS["few_demos"], variants=(), in_default=False, budget=1.0e7,
+    about=("few_demos (300 correct demonstrations, RL prompts on all 10,000) at 10M compute instead of "
+           "5M: the same 800-step warm-up, RL gets the rest"))
+
 
 def methods(setting: Setting) -> dict[str, list[str]]:
     """Method name -> config overrides (on top of BASE, the setting's task and the seed).
@@ -178,7 +183,7 @@ def methods(setting: Setting) -> dict[str, list[str]]:
     after = budget - warm * sft_c  # compute left for the mixed phase after the shared warm-up
     if after <= 0:
         raise ValueError(f"warm-up of {warm} SFT steps spends the whole budget {budget:g}")
-    rl_steps = math.ceil(1.25 * after / rl_c)
+    rl_steps = rl_steps_after(warm, budget, sft_c, rl_c)
     settings = {  # each schedule's settings in this bench; anything not set is the config default
         "sft_then_rl": [f"rl.steps={rl_steps}"],
         "interleaved": ["mix.buffer_size=8", f"rl.steps={math.ceil(1.02 * after / sft_c)}"],  # + its SFT steps
