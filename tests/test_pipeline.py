@@ -67,7 +67,9 @@ def test_selection_reads_the_verifier_not_the_shaped_reward():
 
 
 def test_the_proximal_forward_of_decoupled_is_counts_as_compute(tmp_path):
-    base = ["rollout.strategy=partial", "rollout.over_provision=2"]
+    # every row trained, so that the trained tokens are the whole batch's (with skipping, the rows
+    # of all-equal groups are not trained but the proximal forward still covers them)
+    base = ["rollout.strategy=partial", "rollout.over_provision=2", "optim.skip_zero_advantage=false"]
     plain = _run(tmp_path, "plain", base)
     capped = _run(tmp_path, "capped", base + ["rollout.stale_is_cap=0.5"])
     # the runs are identical until the first step with stale tokens; there the capped run adds one

@@ -51,6 +51,7 @@ class BatchStats:
     reward_mean: float  # shaped reward
     reward_std: float
     verifier_reward_mean: float  # the same rollouts' verifier reward (shaping's effect: the gap)
+    skipped_rows: float | None = None  # rows left out of the update (optim.skip_zero_advantage), when on
 
 
 @dataclass

@@ -30,3 +30,19 @@ def zero_variance(rewards: torch.Tensor) -> torch.Tensor:
 def informative_groups(rewards: torch.Tensor) -> torch.Tensor:
     """True for every group whose rewards are not all equal (DAPO's kept groups). (P, G) -> (P,) bool."""
     return ~zero_variance(rewards)  # (P,)
+
+
+def trained_rows(advantages: torch.Tensor, loss_mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The rows an update must compute. (B, T) advantages, (B, T) loss mask, (B,) bool -> (B,) bool.
+
+    A row counts when an advantage on one of its loss tokens is non-zero, or when ``keep`` says
+    another term acts on it (a demonstration's shaping loss, a regulariser's tokens). Under every
+    policy loss graft has (PPO-clip, GSPO, CISPO) a token's loss is its advantage times a factor
+    of the ratio, so with a zero advantage it and its gradient are exactly zero: with whole-batch
+    aggregation weights, leaving the other rows out of the forward and backward gives the same
+    gradient (up to float rounding) for less compute. Zero-variance groups under GRPO, Dr. GRPO,
+    RLOO and Lite PPO are such rows (``zero_variance``); a baseline over the whole batch
+    (REINFORCE++) or a critic gives them non-zero advantages, and they count.
+    """
+    signal = ((advantages != 0) & (loss_mask > 0)).any(dim=-1)  # (B,)
+    return signal | keep  # (B,)

@@ -52,6 +52,16 @@ class Batch:
             out.append(Batch(**part, prompt_width=self.prompt_width))
         return out
 
+    def rows(self, index: torch.Tensor) -> Batch:
+        """The sub-batch of rows ``index`` ((b,) long), same columns; its ``loss_weights`` stay the
+        whole batch's, so losses summed over it are the whole batch's terms of those rows."""
+        part = {
+            f.name: getattr(self, f.name)[index]
+            for f in fields(self)
+            if f.name != "prompt_width" and getattr(self, f.name) is not None
+        }
+        return Batch(**part, prompt_width=self.prompt_width)
+
     def split_by_length(self, size: int) -> list[Batch]:
         """Length-aware micro-batches (issue 7): rows sorted by real length, longest first, cut
         into groups of at most ``size``, each trimmed to its own longest prompt and completion,

@@ -14,13 +14,14 @@ wires them and never branches on a name.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from graft.algos import KL_ESTIMATORS, POLICY_LOSSES
 from graft.algos.losses import aggregate
 from graft.algos.lp_reg import lp_reg_penalty
+from graft.algos.selection import trained_rows
 from graft.algos.value import clipped_value_loss
 from graft.config import Config
 from graft.curriculum.step import Curriculum
@@ -106,7 +107,7 @@ def rl_step(learner: Learner, pipe: Pipeline, requests: list[Request], refills: 
     shape_groups(got.groups, cfg.shaping, cfg.rl.max_new_tokens)  # once, over the trained groups
     sft_batch = demo_batch(policy, list(demos)) if plan.sft_weight and demos else None
     sft_weight = plan.sft_weight if sft_batch is not None else 0.0
-    batch, kl, frozen_rows, off_policy = None, None, 0, None
+    batch, trained, skipped, kl, frozen_rows, off_policy = None, None, 0, None, 0, None
     losses, grad_norm, padding = LossStats(policy=0.0, total=0.0), 0.0, None  # nothing to learn from
     phases: dict[str, float] = {}  # seconds per stage of the update (perf/*_time)
     if got.groups:
@@ -115,17 +116,23 @@ def rl_step(learner: Learner, pipe: Pipeline, requests: list[Request], refills: 
         with timed(phases, "frozen"):
             frozen = frozen_forwards(learner, batch, masks, cfg)  # reference, critic, proximal
         batch, kl = targets(got.groups, batch, masks, frozen, cfg)  # advantages, weights
+        trained, skipped = trained_part(learner, batch, cfg)  # zero-advantage rows left out (optional)
         with timed(phases, "update"):
-            losses, grad_norm, padding = update(learner, batch, cfg, plan.lr, sft_batch, sft_weight, phases)
+            losses, grad_norm, padding = update(learner, trained, cfg, plan.lr, sft_batch, sft_weight, phases,
+                                                total_tokens=float(batch.loss_mask.sum()))
+        if skipped and losses.entropy is not None:  # the trained rows' entropy, not a share of the batch's
+            losses = replace(losses, entropy=losses.entropy * float(batch.loss_weights.sum())
+                             / max(float(trained.loss_weights.sum()), 1e-12))
         frozen_rows = frozen.fwd_rows
         off_policy = float(masks.stale.sum() / masks.tokens.sum().clamp(min=1)) if masks.has_versions else None
     return StepStats(
         losses=losses, optim=OptimStats(grad_norm, plan.lr),
-        perf=_perf(got, batch, sft_batch, frozen_rows, learner.critic is not None, cfg,
+        perf=_perf(got, batch, trained, sft_batch, frozen_rows, learner.critic is not None, cfg,
                    time.perf_counter() - t0, t_rollout, padding, pipe.curriculum.fwd_tokens, phases),
         sft_share=_share(batch, sft_weight),
         rollout=_rollout_stats(got, kl, off_policy, _staleness(got.groups, version, pipe.source)),
-        batch=_batch_stats(got.groups), select=got.select, counters=dict(got.report.counters),
+        batch=_batch_stats(got.groups, skipped if cfg.optim.skip_zero_advantage else None), select=got.select,
+        counters=dict(got.report.counters),
     )
 
 
@@ -162,14 +169,15 @@ def _rollout_stats(got: Collected, kl: float | None, off_policy: float | None,
     )
 
 
-def _batch_stats(groups: list[Group]) -> BatchStats | None:
+def _batch_stats(groups: list[Group], skipped: int | None = None) -> BatchStats | None:
     if not groups:
         return None
     shaped = torch.tensor([ro.shaped_reward for g in groups for ro in g], device="cpu")  # (B,)
     verifier = torch.tensor([ro.verifier_reward for g in groups for ro in g], device="cpu")  # (B,)
     return BatchStats(groups=float(len(groups)), reward_mean=float(shaped.mean()),
                       reward_std=float(shaped.std()) if shaped.numel() > 1 else 0.0,
-                      verifier_reward_mean=float(verifier.mean()))
+                      verifier_reward_mean=float(verifier.mean()),
+                      skipped_rows=None if skipped is None else float(skipped))
 
 
 def _share(batch: Batch | None, sft_weight: float) -> float:
@@ -179,18 +187,18 @@ def _share(batch: Batch | None, sft_weight: float) -> float:
     return sft_share(float(w.sum()), float((w * batch.demo_mask).sum()), sft_weight)
 
 
-def _perf(got: Collected, batch: Batch | None, sft_batch: Batch | None, frozen_rows: int, has_critic: bool,
-          cfg: Config, step_time: float, t_rollout: float, padding: float | None, curriculum_fwd: float,
-          phases: dict[str, float]) -> PerfStats:
+def _perf(got: Collected, batch: Batch | None, trained: Batch | None, sft_batch: Batch | None, frozen_rows: int,
+          has_critic: bool, cfg: Config, step_time: float, t_rollout: float, padding: float | None,
+          curriculum_fwd: float, phases: dict[str, float]) -> PerfStats:
     """Compute in forward-token equivalents: sampling (every call of the step), the curriculum's
-    feature forward, the frozen forwards; trained tokens count once per PPO iteration."""
+    feature forward, the frozen forwards (over ``batch``); the tokens of ``trained`` (the rows the
+    update computed) count once per PPO iteration."""
     fwd = got.report.fwd_tokens + curriculum_fwd
     train_tokens = 0.0
     if batch is not None:
-        real = float(batch.attention_mask.sum())
         n_iter = cfg.rl.num_iterations
-        fwd += real * frozen_rows
-        train_tokens = n_iter * real * (1 + has_critic)
+        fwd += float(batch.attention_mask.sum()) * frozen_rows
+        train_tokens = n_iter * float(trained.attention_mask.sum()) * (1 + has_critic)
         if sft_batch is not None:
             train_tokens += n_iter * float(sft_batch.attention_mask.sum())
     c = compute_metrics(fwd, train_tokens)
@@ -257,17 +265,40 @@ def _value_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float,
     return {"value": loss.item(), "value_clip_frac": float(clipped.sum()) / total_tokens}
 
 
+def trained_part(learner: Learner, batch: Batch, cfg: Config) -> tuple[Batch, int]:
+    """(the rows the update computes, how many were left out): with ``optim.skip_zero_advantage``
+    and no term but the policy loss acting on every row (no KL in the loss, no entropy bonus, no
+    critic), the rows ``trained_rows`` finds; else, or when it finds none (one row is kept, so the
+    optimizer still steps on a zero gradient as it would), the whole batch."""
+    algo = cfg.algo
+    other_terms = (batch.ref_logprobs is not None and algo.kl_in == "loss") or algo.entropy_coef != 0 \
+        or learner.critic is not None
+    if not cfg.optim.skip_zero_advantage or other_terms:
+        return batch, 0
+    keep = (batch.policy_shaping_mask > 0).any(dim=-1)  # (B,) LUFFY's rows
+    if batch.lp_reg_mask is not None:
+        keep = keep | batch.lp_reg_mask.any(dim=-1)
+    rows = trained_rows(batch.advantages, batch.loss_mask, keep)  # (B,)
+    if bool(rows.all()):
+        return batch, 0
+    index = rows.nonzero().flatten() if bool(rows.any()) else torch.zeros(1, dtype=torch.long, device=rows.device)
+    return batch.rows(index), len(batch) - len(index)
+
+
 def update(learner: Learner, batch: Batch, cfg: Config, lr: float, sft_batch: Batch | None = None,
-           sft_weight: float = 0.0, phases: dict[str, float] | None = None) -> tuple[LossStats, float, float]:
+           sft_weight: float = 0.0, phases: dict[str, float] | None = None,
+           total_tokens: float | None = None) -> tuple[LossStats, float, float]:
     """``num_iterations`` passes over the batch, one optimizer step each (PPO epochs).
 
     With ``sft_batch``, every pass also backwards ``sft_weight`` x the token-mean NLL of its
     demonstrations into the same gradient (the ``weighted`` mixer). Returns the losses (mean over
-    passes), the mean gradient norm before clipping and the micro-batches' padding share. When
+    passes), the mean gradient norm before clipping and the micro-batches' padding share.
+    ``total_tokens``: the loss tokens of the whole batch when ``batch`` is a part of it (the
+    statistics' denominator; default: ``batch``'s own). When
     ``phases`` is given: ``phases["optimizer"]``, the seconds of clipping and optimizer steps, and
     ``phases["backward"]``, those inside the losses' ``backward()`` calls (every micro-batch, pass
     and loss: policy, value, SFT)."""
-    total_tokens = max(float(batch.loss_mask.sum()), 1.0)
+    total_tokens = max(float(batch.loss_mask.sum()) if total_tokens is None else total_tokens, 1.0)
     set_activation_checkpointing(learner.policy.module, cfg.optim.activation_checkpointing)
     sums: dict[str, float] = {}
     grad_norms = []
