@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python bench/update_lean.py                 # W2: 64 rows, 64 prompt + 128 completion tokens
     PYTHONPATH=src python bench/update_lean.py --rows 16 --reps 2 --threads 1
+    PYTHONPATH=src python bench/update_lean.py --only "skip zero-adv. rows" --zero-var 0.4 --reps 3
 
 Builds the W2 model (Qwen2, hidden 256, 4 layers, vocabulary 32,000; random weights, nothing
 downloaded), one batch of random prompt/completion tokens with non-zero advantages and
@@ -32,7 +33,7 @@ from graft.config import build_config
 from graft.models.hf import HFPolicy
 from graft.models.hf_testing import build_tiny_hf_model
 from graft.train.batch import completion_logprobs, make_batch
-from graft.train.rl import Learner, update
+from graft.train.rl import Learner, trained_part, update
 
 CONFIGS = {  # name -> optim overrides; "plain" is today's default path
     "plain": [],
@@ -40,6 +41,8 @@ CONFIGS = {  # name -> optim overrides; "plain" is today's default path
     "fused": ["optim.logprob_chunk=512", "optim.logprob_impl=fused"],
     "fused, micro-batch 16": ["optim.logprob_chunk=512", "optim.logprob_impl=fused", "optim.micro_batch_size=16"],
     "fused, act. ckpt": ["optim.logprob_chunk=512", "optim.logprob_impl=fused", "optim.activation_checkpointing=true"],
+    # the rows with zero advantage (--zero-var of them) left out of forward and backward
+    "skip zero-adv. rows": ["optim.skip_zero_advantage=true"],
 }
 
 
@@ -85,6 +88,8 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=32000)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--zero-var", type=float, default=0.0,
+                    help="share of rows whose advantage is 0, as in all-equal groups (what skipping saves)")
     ap.add_argument("--only", nargs="*", choices=sorted(CONFIGS), help="configurations to run (plain always runs)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -101,6 +106,8 @@ def main() -> None:
     lengths = torch.randint(args.completion // 2, args.completion + 1, (args.rows,), generator=g).tolist()
     completions = [torch.randint(4, V, (n,), generator=g).tolist() for n in lengths]
     advantages = (torch.rand(args.rows, generator=g) * 2 - 1).tolist()
+    for i in range(round(args.zero_var * args.rows)):  # the first rows: a zero-variance group's
+        advantages[i] = 0.0
     batch = make_batch(prompts, completions, policy.tokenizer.pad_id, advantages=advantages)
     with torch.no_grad():  # behaviour log-probs = the current policy's: ratios start at 1, as in on-policy RL
         old, _ = completion_logprobs(policy, batch, chunk=512)
@@ -116,7 +123,9 @@ def main() -> None:
         for n in names:
             with PeakRSS() as mem:
                 t = time.perf_counter()
-                losses, grad_norm, _ = update(learner, batch, cfgs[n], lr=0.0)
+                trained, _ = trained_part(learner, batch, cfgs[n])  # the whole batch unless skipping
+                losses, grad_norm, _ = update(learner, trained, cfgs[n], lr=0.0,
+                                              total_tokens=float(batch.loss_mask.sum()))
                 dt = time.perf_counter() - t
             r = results[n]
             r["time"], r["peak"] = min(r["time"], dt), max(r["peak"], mem.peak - mem.base)
@@ -124,7 +133,7 @@ def main() -> None:
             print(f"rep {rep} {n:24} {dt:7.2f} s  peak +{(mem.peak - mem.base) / 2**20:7.0f} MB", flush=True)
 
     tokens = int(batch.attention_mask.sum())
-    print(f"\n{args.rows} rows, {tokens} real tokens, vocabulary {args.vocab}, {args.threads} threads, "
+    print(f"\n{args.rows} rows ({args.zero_var:.0%} with zero advantage), {tokens} real tokens, vocabulary {args.vocab}, {args.threads} threads, "
           f"best of {args.reps}; load average {os.getloadavg()[0]:.2f} (a shared machine distorts wall times)")
     p = results["plain"]
     print(f"{'configuration':24} {'time (s)':>9} {'peak +MB':>9} {'time/plain':>11} {'mem/plain':>10} "

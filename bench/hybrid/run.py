@@ -55,6 +55,9 @@ BASE = [
     # interleaved on teacher and both on countdown_teacher (bench/hybrid/README.md); rows +sftlr1e-3 keep it
     "mix.sft_lr=0.0001",
     "optim.fused_adamw=false",  # the per-tensor AdamW every recorded run used (the default before 2026-12)
+    # every row in the update, as in the runs recorded before 2026-12-02 (the same update to float
+    # rounding; the +skip rows turn it on)
+    "optim.skip_zero_advantage=false",
 ]
 
 
@@ -74,6 +77,13 @@ def warmup_of(steps: int, budget: float, sft_step: float = 2.64e3, rl_step: floa
     """sft_then_rl's overrides for a warm-up of ``steps`` SFT steps instead of the setting's: RL gets
     the rest of the budget."""
     return (f"sft.steps={steps}", f"rl.steps={rl_steps_after(steps, budget, sft_step, rl_step)}")
+
+
+def skipping(steps: int, budget: float, sft_step: float = 2.64e3, rl_step: float = 1.4e4) -> tuple[str, ...]:
+    """Overrides that leave zero-advantage rows out of the RL update (``optim.skip_zero_advantage``:
+    the same update for less compute) after a warm-up of ``steps``: twice the RL steps, since each
+    costs less, so that the budget still ends the run."""
+    return ("optim.skip_zero_advantage=true", f"rl.steps={2 * rl_steps_after(steps, budget, sft_step, rl_step)}")
 
 
 @dataclass(frozen=True)
@@ -103,7 +113,8 @@ SETTINGS = {
                   ("sft_then_rl+dars", ("curriculum.dars=true", "curriculum.dars_extra=64")),  # DARS
                   ("sft_then_rl+clip0.2", ("algo.clip_high=0.2",)),  # clip-higher off: symmetric clip
                   ("sft_then_rl+lpreg", ("algo.lp_reg_coef=1.0",)),  # Lp-Reg at the reference code's settings
-                  *LARGE_SFT_LR, *DEFAULT_SFT_LR),
+                  *LARGE_SFT_LR, *DEFAULT_SFT_LR,
+                  ("sft_then_rl+skip", skipping(800, 5.0e6))),  # zero-advantage rows out of the update
     ),
     "few_demos": Setting(
         about=("two-digit addition/subtraction; correct demonstrations on a seeded 3% of the training "
@@ -126,7 +137,9 @@ SETTINGS = {
                   ("sft_then_rl+lpreg", ("algo.lp_reg_coef=1.0",)),
                   # Lp-Reg on 20x more tokens: the lowest-probability 20% of negative-advantage tokens
                   ("sft_then_rl+lpreg20", ("algo.lp_reg_coef=1.0", "algo.lp_reg_frac=0.2")),
-                  *LARGE_SFT_LR),
+                  *LARGE_SFT_LR,
+                  # zero-advantage rows out of the update: the same RL steps for less compute, so more of them
+                  ("sft_then_rl+skip", skipping(800, 5.0e6)), ("sft_then_rl+warm1200+skip", skipping(1200, 5.0e6))),
     ),
     # a second task, not yet a result: at 5M compute SFT only is still climbing steeply (pilot in
     # bench/hybrid/README.md), so it is left out of the default --settings until a budget where SFT
@@ -159,7 +172,8 @@ SETTINGS = {
                   # the efficiency remedies where 45% of RL groups are all-equal (15-19% on teacher)
                   ("sft_then_rl+dynamic", ("select.dynamic_sampling=true",)), ("sft_then_rl+pcl", ("curriculum.name=pcl",)),
                   ("sft_then_rl+dars", ("curriculum.dars=true", "curriculum.dars_extra=64")),
-                  *LARGE_SFT_LR),
+                  *LARGE_SFT_LR,
+                  ("sft_then_rl+skip", skipping(2700, 1.2e7, 3.2e3, 1.7e4))),
     ),
 }
 
@@ -218,11 +232,16 @@ class WarmupDone(Exception):
 
 # config sections the SFT warm-up does not read (the loop reads them from step sft.steps on)
 RL_ONLY = ("name", "rl", "algo", "select", "curriculum", "shaping", "mix")
+# ... and keys of other sections that only RL steps read
+RL_ONLY_KEYS = (("optim", "skip_zero_advantage"),)
 
 
 def warmup_view(cfg) -> dict:
-    """What of a config the SFT warm-up reads: every section but ``RL_ONLY``."""
-    return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in RL_ONLY}
+    """What of a config the SFT warm-up reads: every section but ``RL_ONLY``, less ``RL_ONLY_KEYS``."""
+    view = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in RL_ONLY}
+    for section, key in RL_ONLY_KEYS:
+        view[section].pop(key)
+    return view
 
 
 def sharing(setting: Setting, table: dict[str, list[str]]) -> list[str]:

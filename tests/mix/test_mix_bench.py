@@ -37,7 +37,13 @@ def test_the_bench_runs_every_schedule_and_both_baselines_with_valid_configs():
                 assert overrides == [*table[base], *dict(setting.variants)[name]], name
             named = [o.split("=", 1)[1] for o in overrides if o.startswith("mix.schedule=")]
             assert cfg.mix.schedule == (name if name in MIX_SCHEDULES else named[-1]), name
-            changes_warmup = any(o.startswith("sft.steps=") for o in dict(setting.variants).get(name, ()))
+            chain, own = name, []  # the variant's own overrides and those of the variants it builds on
+            while chain in dict(setting.variants):
+                own += dict(setting.variants)[chain]
+                if "+" not in chain:
+                    break
+                chain = chain.rsplit("+", 1)[0]
+            changes_warmup = any(o.startswith("sft.steps=") for o in own)
             if name not in ("sft_only", "rl_only") and not changes_warmup:  # the same warm-up first
                 assert cfg.sft.steps == setting.warmup_steps, name
         assert build_config({}, run.BASE + table["sft_only"]).rl.steps == 0
@@ -170,7 +176,7 @@ def test_the_methods_that_share_the_warm_up(tmp_path):
     warm-up or the baselines do not; a warm-up of another config is refused."""
     few = run.SETTINGS["few_demos"]
     shared = set(run.sharing(few, run.methods(few)))
-    other_warmups = {"sft_then_rl+warm400", "sft_then_rl+warm1200", "sft_then_rl+warm1500"}
+    other_warmups = {"sft_then_rl+warm400", "sft_then_rl+warm1200", "sft_then_rl+warm1500", "sft_then_rl+warm1200+skip"}
     assert shared == {*MIX_SCHEDULES, *(n for n, _ in few.variants)} - other_warmups
     budget = 4e5
     run.run_one("teacher", "warmup", 0, SMALL + ["sft.steps=4", "rl.steps=2"], 4, str(tmp_path), budget, warmup=4)
