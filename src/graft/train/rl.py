@@ -268,8 +268,8 @@ def _value_loss(learner: Learner, mb: Batch, cfg: Config, total_tokens: float,
 def trained_part(learner: Learner, batch: Batch, cfg: Config) -> tuple[Batch, int]:
     """(the rows the update computes, how many were left out): with ``optim.skip_zero_advantage``
     and no term but the policy loss acting on every row (no KL in the loss, no entropy bonus, no
-    critic), the rows ``trained_rows`` finds; else, or when it finds none (one row is kept, so the
-    optimizer still steps on a zero gradient as it would), the whole batch."""
+    critic), the rows ``trained_rows`` finds (when it finds none, the first row alone, so that the
+    optimizer still steps on a zero gradient as it would); otherwise the whole batch."""
     algo = cfg.algo
     other_terms = (batch.ref_logprobs is not None and algo.kl_in == "loss") or algo.entropy_coef != 0 \
         or learner.critic is not None
