@@ -40,27 +40,23 @@ class Batch:
     def __len__(self) -> int:
         return self.ids.shape[0]
 
-    def split(self, size: int) -> list[Batch]:
-        """Micro-batches of at most ``size`` rows (views, never copies to mutate)."""
-        out = []
-        for start in range(0, len(self), size):
-            part = {
-                f.name: getattr(self, f.name)[start : start + size]
-                for f in fields(self)
-                if f.name != "prompt_width" and getattr(self, f.name) is not None
-            }
-            out.append(Batch(**part, prompt_width=self.prompt_width))
-        return out
-
-    def rows(self, index: torch.Tensor) -> Batch:
-        """The sub-batch of rows ``index`` ((b,) long), same columns; its ``loss_weights`` stay the
-        whole batch's, so losses summed over it are the whole batch's terms of those rows."""
+    def _take(self, rows: slice | torch.Tensor) -> Batch:
+        """Every tensor field indexed by ``rows`` (a slice: views; an index tensor: gathered copies)."""
         part = {
-            f.name: getattr(self, f.name)[index]
+            f.name: getattr(self, f.name)[rows]
             for f in fields(self)
             if f.name != "prompt_width" and getattr(self, f.name) is not None
         }
         return Batch(**part, prompt_width=self.prompt_width)
+
+    def split(self, size: int) -> list[Batch]:
+        """Micro-batches of at most ``size`` rows (views, never copies to mutate)."""
+        return [self._take(slice(start, start + size)) for start in range(0, len(self), size)]
+
+    def rows(self, index: torch.Tensor) -> Batch:
+        """The sub-batch of rows ``index`` ((b,) long), same columns; its ``loss_weights`` stay the
+        whole batch's, so losses summed over it are the whole batch's terms of those rows."""
+        return self._take(index)
 
     def split_by_length(self, size: int) -> list[Batch]:
         """Length-aware micro-batches (issue 7): rows sorted by real length, longest first, cut
