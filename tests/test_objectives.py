@@ -34,6 +34,9 @@ NEEDS = {
     ("algo.kl", "k2"): ["algo.kl_coef=0.1", "algo.kl_in=reward"],
     ("algo.kl", "k3"): ["algo.kl_coef=0.1"],
     ("algo.advantage", "gae"): ["rl.num_iterations=2"],
+    # RAFT imitates verified completions only and an untrained policy has none: 200 SFT steps first,
+    # and the verifier's reward alone (no overlong penalty, which would make every reward <= 0)
+    ("algo.advantage", "raft"): ["sft.steps=200", "sft.lr=0.005", "shaping.overlong_cache=0"],
     ("algo.policy_loss", "gspo"): ["rl.num_iterations=2"],
     ("algo.policy_loss", "cispo"): ["rl.num_iterations=2", "algo.clip_low=1.0"],
     ("shaping.length", "laser"): ["shaping.target_len=6"],
@@ -55,11 +58,12 @@ SWITCHES = {
 
 
 def _finite_rows(run: Path) -> list[dict]:
-    rows = read_metrics(run / "metrics.jsonl")
-    assert len(rows) == 2
-    for r in rows:
+    every = read_metrics(run / "metrics.jsonl")
+    for r in every:
         for key, value in r.items():
             assert isinstance(value, (int, float)) and math.isfinite(value), (key, value)
+    rows = [r for r in every if "losses/policy" in r]  # the RL steps (a case may run SFT steps first)
+    assert len(rows) == 2
     if "select/kept_groups" in rows[0]:
         # dynamic sampling selects on the verifier's rewards (DAPO's accuracy filter): the untrained
         # policy solves nothing, so every group is dropped however its shaped rewards vary, the

@@ -2,6 +2,11 @@
 and one table per setting in bench/hybrid/README.md (between ``<!-- table:NAME -->`` markers).
 
     .venv/bin/python bench/hybrid/report.py [--work runs/bench-hybrid]
+    .venv/bin/python bench/hybrid/report.py --restore   # a fresh clone: recorded runs back into --work
+
+``--restore`` writes every run recorded in bench/results/hybrid.json back to
+``<work>/<setting>/results/`` (with the setting's notes and wall seconds) where no file is there, so
+that run.py adds rows to the recorded bench instead of re-running it, and a report keeps every row.
 
 Statistics over seeds (one task per setting, so the score matrices are (seeds, 1)): interquartile mean (IQM)
 with a 95% stratified-bootstrap percentile interval, and the probability of improvement over
@@ -225,10 +230,34 @@ def write_report(work: Path, out_dir: Path = ROOT / "bench" / "results",
     return result
 
 
+def restore(work: Path, recorded: Path = ROOT / "bench" / "results" / "hybrid.json") -> int:
+    """The runs in ``recorded`` -> ``work/<setting>/results/<method>-s<seed>.json`` (as run.py writes
+    them), never over a file that is there; the number written."""
+    written = 0
+    for name, spec in json.loads(recorded.read_text())["settings"].items():
+        results = work / name / "results"
+        results.mkdir(parents=True, exist_ok=True)
+        for run in spec["runs"]:
+            path = results / f"{run['method']}-s{run['seed']}.json"
+            if not path.exists():
+                path.write_text(json.dumps(run, indent=1))
+                written += 1
+        for file, value in (("notes.txt", spec.get("notes") or ""),
+                            ("bench_seconds.txt", " ".join(str(x) for x in spec.get("bench_wall_seconds") or []))):
+            if value and not (work / name / file).exists():
+                (work / name / file).write_text(value + "\n")
+    return written
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench-hybrid"))
-    write_report(Path(ap.parse_args().work))
+    ap.add_argument("--restore", action="store_true", help="write the recorded runs back into --work, then stop")
+    args = ap.parse_args()
+    if args.restore:
+        print(f"restored {restore(Path(args.work))} runs into {args.work}")
+        return
+    write_report(Path(args.work))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Advantage estimators against hand-computed numbers: GRPO, Dr. GRPO, RLOO, Lite PPO,
+"""Advantage estimators against hand-computed numbers: GRPO, Dr. GRPO, RLOO, Lite PPO, RAFT,
 REINFORCE++, GAE, and the token-reward / whitening helpers."""
 
 import math
@@ -15,6 +15,7 @@ from graft.algos.advantages import (
     grpo_advantages,
     lite_advantages,
     outcome_token_rewards,
+    raft_advantages,
     reinforce_pp_advantages,
     rloo_advantages,
     tree_advantages,
@@ -278,16 +279,38 @@ def test_token_estimators_do_not_mutate():
         assert torch.equal(t, c)
 
 
+def test_raft_keeps_the_verified_completions():
+    # 0/1 rewards: 1 on the correct ones; an all-wrong group 0; an all-correct group 1 everywhere
+    # (RAFT imitates it, unlike the baselined estimators)
+    a = raft_advantages(torch.tensor([[1, 0, 0, 1], [0, 0, 0, 0], [1, 1, 1, 1]]))
+    assert a.dtype == torch.float32
+    assert torch.equal(a, torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]))
+
+
+def test_raft_graded_rewards_keep_the_best_ties_and_nothing_unrewarded():
+    # best-of-G: only the maximum (both tied 0.9 kept); a group whose best is 0 or below keeps nothing
+    r = torch.tensor([[0.2, 0.9, 0.5, 0.9], [-1.0, -0.5, -0.5, -2.0], [0.0, 0.0, -1.0, 0.0]], dtype=torch.float64)
+    copy = r.clone()
+    a = raft_advantages(r)
+    assert a.dtype == torch.float64
+    assert torch.equal(a, torch.tensor([[0.0, 1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]],
+                                       dtype=torch.float64))
+    assert torch.equal(r, copy)
+    assert torch.equal(raft_advantages(torch.tensor([[0.7]])), torch.tensor([[1.0]]))  # a group of one
+
+
 # ---------------------------------------------------------------- registry
 
 
 def test_registry():
-    assert set(ADVANTAGES) == {"grpo", "dr_grpo", "rloo", "reinforce_pp", "lite", "gae", "tree", "tree_segment"}
+    assert set(ADVANTAGES) == {"grpo", "dr_grpo", "rloo", "reinforce_pp", "lite", "raft", "gae", "tree",
+                               "tree_segment"}
     expected = {
         "grpo": (grpo_advantages, "group"),
         "dr_grpo": (dr_grpo_advantages, "group"),
         "rloo": (rloo_advantages, "group"),
         "lite": (lite_advantages, "group"),
+        "raft": (raft_advantages, "group"),
         "reinforce_pp": (reinforce_pp_advantages, "token"),
         "gae": (gae_advantages, "critic"),
         "tree": (tree_advantages, "tree"),
