@@ -3,6 +3,7 @@ and one table per setting in bench/hybrid/README.md (between ``<!-- table:NAME -
 
     .venv/bin/python bench/hybrid/report.py [--work runs/bench-hybrid]
     .venv/bin/python bench/hybrid/report.py --restore   # a fresh clone: recorded runs back into --work
+    .venv/bin/python bench/hybrid/report.py --work W --stem NAME   # bench/results/NAME.json, README untouched
 
 ``--restore`` writes every run recorded in bench/results/hybrid.json back to
 ``<work>/<setting>/results/`` (with the setting's notes and wall seconds) where no file is there, so
@@ -192,8 +193,9 @@ def dumps(result: dict) -> str:
 
 
 def write_report(work: Path, out_dir: Path = ROOT / "bench" / "results",
-                 readme: Path = ROOT / "bench" / "hybrid" / "README.md") -> dict:
-    """Every setting under ``work`` (a directory per setting holding results/) -> the results files."""
+                 readme: Path | None = ROOT / "bench" / "hybrid" / "README.md", stem: str = "hybrid") -> dict:
+    """Every setting under ``work`` (a directory per setting holding results/) -> the results files
+    (``out_dir/<stem>.json``, ``out_dir/<stem>_curves.png``; the README's tables unless ``readme`` is None)."""
     from run import SETTINGS  # bench/hybrid/run.py, next to this file
 
     settings: dict[str, dict] = {}
@@ -213,19 +215,19 @@ def write_report(work: Path, out_dir: Path = ROOT / "bench" / "results",
             "table": summarize(runs, spec.target), "runs_by_method": runs,
         }
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot(settings, out_dir / "hybrid_curves.png")
+    plot(settings, out_dir / f"{stem}_curves.png")
     result = {"bootstrap_reps": REPS, "settings": {
         name: {**{k: v for k, v in spec.items() if k != "runs_by_method"},
                "runs": [r for rs in spec["runs_by_method"].values() for r in rs]}
         for name, spec in settings.items()}}
-    (out_dir / "hybrid.json").write_text(dumps(result))
-    text = readme.read_text() if readme.is_file() else ""
+    (out_dir / f"{stem}.json").write_text(dumps(result))
+    text = readme.read_text() if readme is not None and readme.is_file() else ""
     for name, spec in settings.items():
         table = markdown(spec["table"], spec["target_accuracy"])
         print(f"## {name}\n{table}")
         text = re.sub(rf"<!-- table:{name} -->.*<!-- /table:{name} -->",
                       f"<!-- table:{name} -->\n{table}<!-- /table:{name} -->", text, flags=re.DOTALL)
-    if readme.is_file():
+    if readme is not None and readme.is_file():
         readme.write_text(text)
     return result
 
@@ -253,11 +255,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench-hybrid"))
     ap.add_argument("--restore", action="store_true", help="write the recorded runs back into --work, then stop")
+    ap.add_argument("--stem", default=None, help="write bench/results/<stem>.json and <stem>_curves.png instead, "
+                    "and leave the README's tables alone (a replication on other seeds, a pilot)")
     args = ap.parse_args()
     if args.restore:
         print(f"restored {restore(Path(args.work))} runs into {args.work}")
         return
-    write_report(Path(args.work))
+    if args.stem:
+        write_report(Path(args.work), readme=None, stem=args.stem)
+    else:
+        write_report(Path(args.work))
 
 
 if __name__ == "__main__":
