@@ -118,7 +118,8 @@ SETTINGS = {
                   # RAFT, chosen on few_demos, checked here: SFT on the verified rollouts, wrong rows skipped
                   *((f"sft_then_rl+raft{lr}", ("algo.advantage=raft", f"rl.lr={float(lr)}", *skipping(800, 5.0e6)))
                     for lr in ("5e-5", "1e-4")),
-                  ("sft_then_rl+raft1e-4+g4", ("rl.num_prompts=32", "rl.num_generations=4"))),
+                  ("sft_then_rl+raft1e-4+g4", ("rl.num_prompts=32", "rl.num_generations=4")),
+                  ("sft_then_rl+skip+g4", ("rl.num_prompts=32", "rl.num_generations=4"))),  # GRPO so
     ),
     "few_demos": Setting(
         about=("two-digit addition/subtraction; correct demonstrations on a seeded 3% of the training "
@@ -188,7 +189,10 @@ SETTINGS = {
                   ("sft_then_rl+dars", ("curriculum.dars=true", "curriculum.dars_extra=64")),
                   *LARGE_SFT_LR,
                   ("sft_then_rl+skip", skipping(2700, 1.2e7, 3.2e3, 1.7e4)),
-                  ("sft_then_rl+raft1e-4", ("algo.advantage=raft", "rl.lr=0.0001", *skipping(2700, 1.2e7, 3.2e3, 1.7e4)))),
+                  # the two findings of few_demos checked on a task they were not chosen on: RAFT, and
+                  # groups of 4 over twice the prompts (GRPO)
+                  ("sft_then_rl+raft1e-4", ("algo.advantage=raft", "rl.lr=0.0001", *skipping(2700, 1.2e7, 3.2e3, 1.7e4))),
+                  ("sft_then_rl+skip+g4", ("rl.num_prompts=32", "rl.num_generations=4"))),
     ),
 }
 

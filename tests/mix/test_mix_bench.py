@@ -176,7 +176,10 @@ def test_the_methods_that_share_the_warm_up(tmp_path):
     warm-up or the baselines do not; a warm-up of another config is refused."""
     few = run.SETTINGS["few_demos"]
     shared = set(run.sharing(few, run.methods(few)))
-    other_warmups = {"sft_then_rl+warm400", "sft_then_rl+warm1200", "sft_then_rl+warm1500", "sft_then_rl+warm1200+skip"}
+    # the rows named +warmN set a warm-up of their own (and every row built on one)
+    other_warmups = {n for n, _ in few.variants if "+warm" in n}
+    assert {"sft_then_rl+warm400", "sft_then_rl+warm1200", "sft_then_rl+warm1500", "sft_then_rl+warm1200+skip",
+            "sft_then_rl+warm1200+raft1e-4+g4"} <= other_warmups
     assert shared == {*MIX_SCHEDULES, *(n for n, _ in few.variants)} - other_warmups
     budget = 4e5
     run.run_one("teacher", "warmup", 0, SMALL + ["sft.steps=4", "rl.steps=2"], 4, str(tmp_path), budget, warmup=4)
@@ -195,3 +198,60 @@ def test_the_results_file_is_the_same_json_with_one_line_a_run():
     lines = text.splitlines()
     assert sum('"method":"sft_only"' in line for line in lines) == 3  # each run on a line of its own
     assert '"seeds": [' in text  # the rest indented as before
+
+
+def _recorded(tmp_path: Path) -> Path:
+    """A results file in hybrid.json's form: two settings, runs of two methods on seeds 0-2."""
+    runs = {"few_demos": [{"method": m, "seed": s, "final_accuracy": a}
+                          for m, finals in (("sft_only", (0.5, 0.6, 0.4)), ("x", (0.6, 0.5, 0.7)))
+                          for s, a in enumerate(finals)],
+            "teacher": [{"method": "sft_only", "seed": 0, "final_accuracy": 0.3}]}
+    result = {"bootstrap_reps": 10, "settings": {
+        name: {"table": {}, "runs": rs, "notes": "a note" if name == "teacher" else "",
+               "bench_wall_seconds": [12.5] if name == "teacher" else None} for name, rs in runs.items()}}
+    path = tmp_path / "hybrid.json"
+    path.write_text(report.dumps(result))
+    return path
+
+
+def test_restore_puts_the_recorded_runs_back_without_overwriting(tmp_path):
+    recorded, work = _recorded(tmp_path), tmp_path / "work"
+    (work / "few_demos" / "results").mkdir(parents=True)
+    kept = work / "few_demos" / "results" / "x-s1.json"
+    kept.write_text('{"method": "x", "seed": 1, "final_accuracy": 0.99}')  # a newer run: left alone
+    assert report.restore(work, recorded) == 6  # 7 runs recorded, one already there
+    assert json.loads(kept.read_text())["final_accuracy"] == 0.99
+    loaded = report.load(work / "few_demos")
+    assert [r["final_accuracy"] for r in loaded["x"]] == [0.6, 0.99, 0.7]  # by seed, as run.py writes them
+    assert (work / "teacher" / "notes.txt").read_text() == "a note\n"
+    assert (work / "teacher" / "bench_seconds.txt").read_text() == "12.5\n"
+    assert not (work / "few_demos" / "notes.txt").exists()  # nothing recorded, nothing written
+    assert report.restore(work, recorded) == 0  # a second restore writes nothing
+
+
+pooled = _module("pooled")
+
+
+def test_pooled_differences_are_per_seed_and_over_the_shared_seeds(tmp_path):
+    first = _recorded(tmp_path)
+    more = tmp_path / "more.json"  # seed 3 of both methods, and a seed 4 that only x has
+    more.write_text(json.dumps({"settings": {"few_demos": {"runs": [
+        {"method": "sft_only", "seed": 3, "final_accuracy": 0.45},
+        {"method": "x", "seed": 3, "final_accuracy": 0.45}, {"method": "x", "seed": 4, "final_accuracy": 0.9}]}}}))
+    acc = pooled.finals([first, more], "few_demos")
+    assert acc["x"] == {0: 0.6, 1: 0.5, 2: 0.7, 3: 0.45, 4: 0.9}
+    out = pooled.pooled(acc, ["x"], "sft_only")
+    assert out["seeds"] == [0, 1, 2, 3]  # seed 4 has no baseline run to pair with
+    d = out["methods"]["x"]["minus_sft_only"]
+    # by hand: x - sft_only per seed = +0.1, -0.1, +0.3, 0.0; mean 0.075; ahead 2, behind 1, level 1
+    assert d["per_seed"] == pytest.approx([0.1, -0.1, 0.3, 0.0])
+    assert d["mean"] == pytest.approx(0.075)
+    assert (d["seeds_ahead"], d["seeds_behind"]) == (2, 1)
+    assert -0.1 <= d["ci95"][0] <= 0.075 <= d["ci95"][1] <= 0.3  # a bootstrap mean lies within the values
+    # IQM of 4 values cuts one from each end: x (0.45, 0.5, 0.6, 0.7) -> mean(0.5, 0.6) = 0.55
+    assert out["methods"]["x"]["iqm"] == pytest.approx(0.55)
+    clash = tmp_path / "clash.json"  # the same seed recorded twice with another value is refused
+    clash.write_text(json.dumps({"settings": {"few_demos": {"runs": [
+        {"method": "x", "seed": 0, "final_accuracy": 0.1}]}}}))
+    with pytest.raises(SystemExit, match="seed 0 differs"):
+        pooled.finals([first, clash], "few_demos")
