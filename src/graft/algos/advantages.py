@@ -16,7 +16,8 @@ entry of ``ADVANTAGES`` without branching on its name:
 Every function is pure (inputs never modified) and gives exactly 0 where there
 is nothing to learn from (a group of one, a group whose rewards are all equal,
 masked tokens), never nan. One exception by definition: ``raft`` imitates a
-group's best completions, so a group that is all correct keeps advantage 1.
+group's best rewarded completions, so a group that is all correct (or a correct
+group of one) keeps advantage 1.
 """
 
 from __future__ import annotations
@@ -180,22 +181,22 @@ def raft_advantages(rewards: torch.Tensor) -> torch.Tensor:
     """RAFT / rejection-sampling fine-tuning as an advantage: 1 on a group's best completions.
 
     RAFT (Dong et al. 2023, arXiv 2304.06767, Algorithm 1) samples K responses per prompt, keeps
-    the highest-reward one and fine-tunes on the kept samples; with a 0/1 verifier reward, RAFT++
-    ("A Minimalist Approach to LLM Reasoning: from Rejection Sampling to Reinforce", Xiong et al.
-    2025, arXiv 2504.11343, Sec. 2) keeps every correct sample, the loss being the negative
-    log-likelihood of the positive samples. As a per-completion advantage under a policy-gradient
-    loss on fresh samples (ratio 1):
+    the highest-reward one and fine-tunes on the kept samples; "A Minimalist Approach to LLM
+    Reasoning: from Rejection Sampling to Reinforce" (Xiong et al. 2025, arXiv 2504.11343; its
+    abstract: "trains only on positively rewarded samples"; the section and equation were not
+    checked for this docstring) uses it with a 0/1 verifier reward as an RLVR baseline. As a
+    per-completion advantage under a policy-gradient loss on fresh samples (ratio 1):
         A_i = 1  if r_i = max_j r_j and max_j r_j > 0,   else 0,
-    so -A_i log pi(o_i) over the batch is SFT on the verified completions: no baseline, no
-    negative gradient on the wrong ones (the part of GRPO that can push a confident policy off).
+    so -A_i log pi(o_i) over the batch is SFT on the verified completions: no baseline and no
+    gradient from the wrong ones.
 
     Args:
         rewards: (P, G) sequence rewards, any real or integer dtype.
     Returns:
         (P, G) advantages, 1.0 or 0.0, float (float32 for integer input).
 
-    Choices: ties at the maximum all count (RAFT++'s "every correct sample"; RAFT's best-of-K
-    picks one, which with 0/1 rewards is an arbitrary correct one); a group whose best reward is
+    Choices: ties at the maximum all count (every positively rewarded sample, as in the 2025
+    paper; RAFT's best-of-K picks one, which with 0/1 rewards is an arbitrary correct one); a group whose best reward is
     0 or negative (nothing verified) gets 0; a group that is all correct gets 1 everywhere (the
     module's one exception to "all equal gives 0": RAFT imitates it too). With shaped rewards
     (length shaping) only the group's best-shaped completions are kept.
