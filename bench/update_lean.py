@@ -35,7 +35,7 @@ from graft.models.hf_testing import build_tiny_hf_model
 from graft.train.batch import completion_logprobs, make_batch
 from graft.train.rl import Learner, trained_part, update
 
-CONFIGS = {  # name -> optim overrides; "plain" is today's default path
+CONFIGS = {  # name -> optim overrides; "plain": the default path with every row computed (no skipping)
     "plain": [],
     "chunk (checkpoint)": ["optim.logprob_chunk=512"],
     "fused": ["optim.logprob_chunk=512", "optim.logprob_impl=fused"],
@@ -114,8 +114,10 @@ def main() -> None:
     batch.old_logprobs = old * batch.loss_mask
 
     names = ["plain"] + [n for n in CONFIGS if n != "plain" and (args.only is None or n in args.only)]
+    # every row in the update unless a configuration says otherwise: skipping is graft's default
+    # since 2026-12-02, and "plain" must stay the path that computes every row
     base = ["rl.temperature=1.0", "algo.kl=none", "algo.kl_coef=0.0", f"threads={args.threads}",
-            f"optim.micro_batch_size={args.rows}"]
+            f"optim.micro_batch_size={args.rows}", "optim.skip_zero_advantage=false"]
     cfgs = {n: build_config({}, base + CONFIGS[n]) for n in names}
     results: dict[str, dict] = {n: {"time": float("inf"), "peak": 0} for n in names}
     update(learner, batch, cfgs["plain"], lr=0.0)  # warm-up (first-call costs), not timed
