@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from graft.eval.stats import aggregate_mean, iqm_over_seeds, stratified_bootstrap_ci
+from graft.eval.stats import aggregate_mean, stratified_bootstrap_ci
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import REPS, SEED, iqm_ci  # bench/hybrid/report.py: the tables' own IQM and CI
 
 ROOT = Path(__file__).resolve().parents[2]
-REPS = 20_000
 
 
 def finals(files: list[Path], setting: str) -> dict[str, dict[int, float]]:
@@ -41,10 +44,6 @@ def finals(files: list[Path], setting: str) -> dict[str, dict[int, float]]:
     return out
 
 
-def _rng(*names: str) -> np.random.Generator:
-    return np.random.default_rng(zlib.crc32("/".join(names).encode()))  # a stream per statistic
-
-
 def pooled(acc: dict[str, dict[int, float]], methods: list[str], baseline: str) -> dict:
     """The summary for ``methods`` (and the baseline) on the seeds every one of them has."""
     seeds = sorted(set.intersection(*(set(acc[m]) for m in [baseline, *methods])))
@@ -53,12 +52,12 @@ def pooled(acc: dict[str, dict[int, float]], methods: list[str], baseline: str) 
     rows = {}
     for m in [baseline, *methods]:
         values = [acc[m][s] for s in seeds]
-        iqm, lo, hi = iqm_over_seeds(values, rng=_rng(m, "iqm"), reps=REPS)
-        row = {"values": values, "iqm": iqm, "ci95": [lo, hi]}
+        summary = iqm_ci(values, m, "final_accuracy")  # as report.py's tables compute it, on these seeds
+        row = {"values": values, "iqm": summary["iqm"], "ci95": summary["ci95"]}
         if m != baseline:
             diff = np.array(values) - np.array([acc[baseline][s] for s in seeds])
-            mean, dlo, dhi = stratified_bootstrap_ci(aggregate_mean, diff.reshape(-1, 1), rng=_rng(m, "diff"),
-                                                     reps=REPS)
+            rng = np.random.default_rng([SEED, zlib.crc32(f"{m}/minus_{baseline}".encode())])  # a stream of its own
+            mean, dlo, dhi = stratified_bootstrap_ci(aggregate_mean, diff.reshape(-1, 1), rng=rng, reps=REPS)
             row[f"minus_{baseline}"] = {"per_seed": diff.round(6).tolist(), "mean": mean, "ci95": [dlo, dhi],
                                         "seeds_ahead": int((diff > 0).sum()), "seeds_behind": int((diff < 0).sum())}
         rows[m] = row

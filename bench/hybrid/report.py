@@ -55,7 +55,7 @@ def compute_to_target(curve: list[dict], target: float) -> float:
     return 0.0 if curve and curve[0]["accuracy"] >= target else math.inf
 
 
-def _ci(values: list[float], method: str, key: str) -> dict:
+def iqm_ci(values: list[float], method: str, key: str) -> dict:
     """IQM and 95% CI of one method's values, with a bootstrap stream of its own (seeded by the
     method and the metric), so that adding a method to a table does not move another's interval."""
     rng = np.random.default_rng([SEED, zlib.crc32(f"{method}/{key}".encode())])
@@ -67,9 +67,9 @@ def summarize(runs: dict[str, list[dict]], target: float) -> dict:
     table = {}
     for method, rs in runs.items():
         final = [r["final_accuracy"] for r in rs]
-        row = {"seeds": [r["seed"] for r in rs], "final_accuracy": _ci(final, method, "final_accuracy")}
+        row = {"seeds": [r["seed"] for r in rs], "final_accuracy": iqm_ci(final, method, "final_accuracy")}
         for k in ("pass@1", "pass@4", "pass@8", "pass@16"):
-            row[k] = _ci([r[k] for r in rs], method, k)
+            row[k] = iqm_ci([r[k] for r in rs], method, k)
         row["rl_exploration"] = exploration([r.get("rl_trace", []) for r in rs])
         reach = [compute_to_target(r["curve"], target) for r in rs]
         row["compute_to_target"] = {"median": float(np.median(reach)), "reached": sum(map(math.isfinite, reach)),

@@ -86,6 +86,16 @@ def skipping(steps: int, budget: float, sft_step: float = 2.64e3, rl_step: float
     return ("optim.skip_zero_advantage=true", f"rl.steps={2 * rl_steps_after(steps, budget, sft_step, rl_step)}")
 
 
+def raft(lr: str, steps: int, budget: float, sft_step: float = 2.64e3, rl_step: float = 1.4e4) -> tuple[str, ...]:
+    """Overrides for RAFT (``algo.advantage=raft``: SFT on the verified rollouts) at ``rl.lr`` ``lr``
+    after a warm-up of ``steps``, its wrong rows skipped as in ``skipping``."""
+    return ("algo.advantage=raft", f"rl.lr={float(lr)}", *skipping(steps, budget, sft_step, rl_step))
+
+
+# groups of 4 for twice the prompts: the same 128 rollouts a step as BASE's 16 x 8
+G4 = ("rl.num_prompts=32", "rl.num_generations=4")
+
+
 @dataclass(frozen=True)
 class Setting:
     about: str
@@ -116,11 +126,11 @@ SETTINGS = {
                   *LARGE_SFT_LR, *DEFAULT_SFT_LR,
                   ("sft_then_rl+skip", skipping(800, 5.0e6)),  # zero-advantage rows out of the update
                   # RAFT, chosen on few_demos, checked here: SFT on the verified rollouts, wrong rows skipped
-                  *((f"sft_then_rl+raft{lr}", ("algo.advantage=raft", f"rl.lr={float(lr)}", *skipping(800, 5.0e6)))
+                  *((f"sft_then_rl+raft{lr}", raft(lr, 800, 5.0e6))
                     for lr in ("5e-5", "1e-4")),
-                  ("sft_then_rl+raft1e-4+g4", ("rl.num_prompts=32", "rl.num_generations=4")),
+                  ("sft_then_rl+raft1e-4+g4", G4),
                   # the same change for GRPO, so that what the smaller groups do is seen apart from RAFT
-                  ("sft_then_rl+skip+g4", ("rl.num_prompts=32", "rl.num_generations=4"))),
+                  ("sft_then_rl+skip+g4", G4)),
     ),
     "few_demos": Setting(
         about=("two-digit addition/subtraction; correct demonstrations on a seeded 3% of the training "
@@ -148,15 +158,15 @@ SETTINGS = {
                   ("sft_then_rl+skip", skipping(800, 5.0e6)), ("sft_then_rl+warm1200+skip", skipping(1200, 5.0e6)),
                   # RAFT (algo.advantage=raft): SFT on the verified rollouts of all 10,000 prompts, wrong rows
                   # skipped; from GRPO's lr up to half SFT's (3e-4 and 1e-3 collapsed: bench/hybrid/README.md)
-                  *((f"sft_then_rl+raft{lr}", ("algo.advantage=raft", f"rl.lr={float(lr)}", *skipping(800, 5.0e6)))
+                  *((f"sft_then_rl+raft{lr}", raft(lr, 800, 5.0e6))
                     for lr in ("5e-5", "1e-4", "3e-4", "1e-3")),
-                  *((f"sft_then_rl+warm1200+raft{lr}", ("algo.advantage=raft", f"rl.lr={float(lr)}", *skipping(1200, 5.0e6)))
+                  *((f"sft_then_rl+warm1200+raft{lr}", raft(lr, 1200, 5.0e6))
                     for lr in ("5e-5", "1e-4")),
-                  # RAFT needs no group baseline: the same 128 rollouts a step over twice the prompts
-                  ("sft_then_rl+warm1200+raft1e-4+g4", ("rl.num_prompts=32", "rl.num_generations=4")),
+                  # RAFT needs no group baseline: the same rollouts a step over twice the prompts
+                  ("sft_then_rl+warm1200+raft1e-4+g4", G4),
                   # the same change for GRPO, so that what the smaller groups do is seen apart from RAFT
-                  ("sft_then_rl+warm1200+skip+g4", ("rl.num_prompts=32", "rl.num_generations=4")),
-                  ("sft_then_rl+warm1500+raft1e-4", ("algo.advantage=raft", "rl.lr=0.0001", *skipping(1500, 5.0e6)))),
+                  ("sft_then_rl+warm1200+skip+g4", G4),
+                  ("sft_then_rl+warm1500+raft1e-4", raft("1e-4", 1500, 5.0e6))),
     ),
     # a second task, not yet a result: at 5M compute SFT only is still climbing steeply (pilot in
     # bench/hybrid/README.md), so it is left out of the default --settings until a budget where SFT
@@ -193,8 +203,8 @@ SETTINGS = {
                   ("sft_then_rl+skip", skipping(2700, 1.2e7, 3.2e3, 1.7e4)),
                   # the two findings of few_demos checked on a task they were not chosen on: RAFT, and
                   # groups of 4 over twice the prompts (GRPO)
-                  ("sft_then_rl+raft1e-4", ("algo.advantage=raft", "rl.lr=0.0001", *skipping(2700, 1.2e7, 3.2e3, 1.7e4))),
-                  ("sft_then_rl+skip+g4", ("rl.num_prompts=32", "rl.num_generations=4"))),
+                  ("sft_then_rl+raft1e-4", raft("1e-4", 2700, 1.2e7, 3.2e3, 1.7e4)),
+                  ("sft_then_rl+skip+g4", G4)),
     ),
 }
 
