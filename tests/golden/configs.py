@@ -1,7 +1,11 @@
 """The golden tier's cases: tiny configs, one per RL strategy, as ``load_config(None, overrides)``.
 
-Recorded before issue 12 (the RL step as a pipeline of typed stages) by ``record.py`` into
-``golden.json``, re-recorded whole for issue 17 (keyed sampling, docs/sampling_rng.md); ``test_golden.py`` reruns every case and checks each stored metric to 1e-6.
+Recorded before issue 12 (the RL step as a pipeline of typed stages) by ``record.py``,
+re-recorded whole for issue 17 (keyed sampling, docs/sampling_rng.md); ``test_golden.py`` reruns
+every case and checks each stored metric to 1e-6 against the recording of the machine kind it
+runs on (``recordings/<machine_kind()>.json``): float rounding differs between CPU kinds (MKL
+picks its matrix-multiply kernels by vendor and model), and after a few steps the difference
+changes a sampled token, so the numbers of one kind cannot be checked on another.
 
 Every case starts from ``BASE``: the built-in tiny transformer (d_model 32, 2 layers), arithmetic
 with one-digit operands, 60 cheap SFT steps (about 5 ms each) so that the policy answers some
@@ -11,15 +15,18 @@ be trivially zero and the golden values would pin down nothing of the loss. The 
 is on 8 test examples; checkpoints are written only where the loop must (end of SFT, end of run).
 
 ``FIRES`` says, for each case, what in its recorded metrics shows that its feature ran (checked
-on ``golden.json`` by ``test_golden.py::test_case_exercises_its_feature``); ``DIFFERS`` names
+on every recording by ``test_golden.py::test_case_exercises_its_feature``); ``DIFFERS`` names
 metrics that a case's feature moves, beyond the tolerance, away from a baseline case's.
 """
 
 from __future__ import annotations
 
+import platform
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+import torch
 
 from graft.config import Config, load_config
 from graft.step_stats import TIMING_KEYS
@@ -94,6 +101,36 @@ CASES: dict[str, list[str]] = {
                          "algo.advantage=rloo", "algo.loss_agg=seq_mean_token_sum",
                          "rl.lr=0.001"],
 }
+
+
+RECORDINGS = Path(__file__).resolve().parent / "recordings"
+"""One golden file per machine kind: ``<machine_kind()>.json``."""
+
+
+def machine_kind(cpuinfo: str | None = None, capability: str | None = None, version: str | None = None) -> str:
+    """What a case's numbers depend on besides graft's code and the case: the CPU's vendor, family
+    and model (``/proc/cpuinfo``; MKL chooses its kernels by them), the vector instructions torch's
+    own kernels use (``torch.backends.cpu.get_cpu_capability()``) and torch's version, e.g.
+    ``GenuineIntel-6-207-AVX512-torch2.13.0+cpu``. Where there is no ``/proc/cpuinfo`` (not Linux),
+    ``platform.machine()`` and ``platform.processor()`` stand in for the CPU. The arguments replace
+    what is read from the machine (tests)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    facts: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        facts.setdefault(key.strip(), value.strip())
+    wanted = ("vendor_id", "cpu family", "model")
+    if all(facts.get(k) for k in wanted):
+        cpu = "-".join(facts[k] for k in wanted)
+    else:
+        cpu = "-".join(x for x in (platform.machine(), platform.processor()) if x) or "unknown"
+    capability = torch.backends.cpu.get_cpu_capability() if capability is None else capability
+    version = torch.__version__ if version is None else version
+    return "-".join(x.replace(" ", "_").replace("/", "_") for x in (cpu, capability, f"torch{version}"))
 
 
 def overrides(name: str) -> list[str]:
