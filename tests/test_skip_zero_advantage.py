@@ -120,6 +120,10 @@ def test_a_run_trains_the_same_on_fewer_tokens(tiny_overrides):
     assert len(rl) == 4 and all(r["batch/skipped_rows"] > 0 for r in rl) and sum(r["optim/grad_norm"] > 0 for r in rl) >= 2
     assert all(a["perf/train_tokens"] < b["perf/train_tokens"] for a, b in zip(rl, plain))
     assert all("batch/skipped_rows" not in r for r in plain)
+    # the sampler's entropy estimate covers every sampled row, so skipping leaves it as it is
+    # (compared below with the other metrics); losses/entropy is the trained rows' and moves
+    assert all("rollout/entropy" in r for r in rl + plain)
+    assert any(a["losses/entropy"] != b["losses/entropy"] for a, b in zip(rl, plain))
     assert_same_metrics(runs["true"], runs["false"],
                         skip=("perf/train_tokens", "perf/compute", "losses/entropy", "batch/skipped_rows",
                               "perf/padding_frac"))

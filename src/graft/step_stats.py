@@ -37,6 +37,8 @@ class RolloutStats:
     prefix_share: float  # share of sampled tokens that were shared, not generated (trees)
     generated_tokens: float
     decode_steps: float
+    entropy: float | None = None  # sampling policy's per-token entropy, estimated from its samples
+    # (graft.rollout.tree.sampled_entropy; every sampled row, before any row leaves the update)
     off_policy_token_frac: float | None = None  # tokens an older policy sampled (partial)
     kl: float | None = None  # mean per-token KL to the reference folded into the reward
     staleness_mean: float | None = None  # asynchronous backends: versions between sampler and learner,

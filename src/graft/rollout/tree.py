@@ -246,17 +246,40 @@ def generated_tokens(group: Group) -> int:
     return total
 
 
-def token_metrics(groups: list[Group]) -> dict[str, float]:
+def token_metrics(groups: list[Group]) -> dict[str, float | None]:
     """``rollout/tokens_per_rollout`` (tokens generated / completed rollouts; the step's total is
-    ``rollout/generated_tokens``, counted where the groups are sampled) and ``rollout/prefix_share`` (share of the leaves' sampled tokens that were shared, not
-    generated: 0 for i.i.d.)."""
+    ``rollout/generated_tokens``, counted where the groups are sampled), ``rollout/prefix_share`` (share of the leaves' sampled tokens that were shared, not
+    generated: 0 for i.i.d.) and ``rollout/entropy`` (``sampled_entropy``)."""
     generated = sum(generated_tokens(g) for g in groups)
     rollouts = sum(len(g) for g in groups)
     sampled = sum(len(ro.completion_ids) - ro.demo_len for g in groups for ro in g)
     return {
         "rollout/tokens_per_rollout": generated / max(rollouts, 1),
         "rollout/prefix_share": 1.0 - generated / sampled if sampled else 0.0,
+        "rollout/entropy": sampled_entropy(groups),
     }
+
+
+def sampled_entropy(groups: list[Group]) -> float | None:
+    """The sampling policy's per-token entropy, estimated from its own samples: the mean of
+    -log pi(y_t) over every sampled completion token (``Rollout.logprobs`` after ``demo_len``:
+    tokens copied from a demonstration were not sampled). None when no token was sampled.
+
+    For y_t ~ pi(. | context), E[-log pi(y_t)] = H(pi(. | context)) (the entropy's definition as
+    an expectation, docs/objectives.md "Sampling entropy"), so the mean is an unbiased estimate
+    of the token-weighted mean entropy of the distributions the tokens were drawn from. It needs
+    only the logprobs every backend returns, and it measures the whole sampled batch, before any
+    row is left out of the update (``losses/entropy`` is the trained rows'). With ``rl.top_p`` < 1
+    the tokens come from the truncated distribution while the logprobs are the full tempered
+    policy's, so it is then the cross-entropy of the two (>= the truncated distribution's
+    entropy). A tree's shared tokens count once per leaf that holds them."""
+    total, count = 0.0, 0
+    for g in groups:
+        for ro in g:
+            sampled = ro.logprobs[ro.demo_len:]
+            total -= sum(sampled)
+            count += len(sampled)
+    return total / count if count else None
 
 
 def tree_tensors(groups: list[Group], width: int, device: torch.device | str = "cpu"
