@@ -51,6 +51,20 @@ def run_seed(seed: int, overrides: list[str], out_root: Path) -> tuple[dict, Con
     }, cfg
 
 
+def _cpu() -> dict:
+    """The CPU's vendor, family, model and name from /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    facts: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("vendor_id", "cpu family", "model", "model name"):
+            facts.setdefault(key.strip(), value.strip())
+    return facts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0,1,2", help="e.g. 0,1,2 or 0-4 (default 0,1,2)")
@@ -79,6 +93,7 @@ def main() -> None:
         "rl_steps": cfg.rl.steps,
         "rl_lr": cfg.rl.lr,
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "cpu": _cpu(),  # the quickstart's numbers move with the CPU kind's float rounding (README)
         "note": args.note,
         "runs": rows,
         "mean_gain": round(statistics.mean(gains), 4),
