@@ -35,7 +35,7 @@ def test_it_estimates_the_exact_entropy_of_the_tempered_policy():
     temperature, n = 0.7, 20_000
     logits = torch.randn(4, 12) * 2  # (4, V) four next-token distributions
     rows = logits.repeat(n // 4, 1)  # (n, V)
-    tokens, logp = pick_tokens(rows, temperature, 1.0, torch.rand(n, generator=torch.Generator().manual_seed(1)))
+    _, logp = pick_tokens(rows, temperature, 1.0, torch.rand(n, generator=torch.Generator().manual_seed(1)))
     groups = [_group(*[([float(x)], 0) for x in logp[i:i + 8]]) for i in range(0, n, 8)]
     exact_rows = -(tempered_logprobs(rows, temperature).exp() * tempered_logprobs(rows, temperature)).sum(-1)
     exact = float(exact_rows.mean())

@@ -25,11 +25,20 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-from configs import CASES, DIFFERS, FIRES, RECORDINGS, SUMMARY_KEYS, TIMING, machine_kind, overrides, run_case
+from configs import (
+    CASES,
+    DIFFERS,
+    FIRES,
+    RECORDINGS,
+    SUMMARY_KEYS,
+    TIMING,
+    machine_kind,
+    overrides,
+    run_case,
+)
 
 RECORDED: dict[str, dict] = {p.stem: json.loads(p.read_text()) for p in sorted(RECORDINGS.glob("*.json"))}
 """machine kind -> its recording (``about``, ``machine``, ``cases``)."""

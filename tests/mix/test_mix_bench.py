@@ -136,6 +136,11 @@ def test_exploration_means_the_first_and_last_quarter_of_the_rl_steps():
     assert out["entropy_last_quarter"] == pytest.approx(6.5)
     assert out["zero_var_first_quarter"] == pytest.approx(0.95)
     assert out["zero_var_last_quarter"] == pytest.approx(0.35)
+    assert out["sampled_entropy_first_quarter"] is None  # a run recorded before rollout/entropy
+    sampled = [dict(r, sampled_entropy=2.0 * r["step"]) for r in trace]
+    out = report.exploration([sampled, trace])  # only the seed that has it counts
+    assert out["sampled_entropy_first_quarter"] == pytest.approx(1.0)
+    assert out["sampled_entropy_last_quarter"] == pytest.approx(13.0)
     assert report.exploration([[], []]) is None
 
 
