@@ -6,6 +6,10 @@ initialisation and data order), with a bootstrap CI of its mean and the count of
         --files bench/results/hybrid.json,bench/results/hybrid_few_demos_seeds5-9.json \\
         --methods sft_then_rl,sft_then_rl+warm1200+raft1e-4+g4 --out bench/results/hybrid_few_demos_pooled.json
 
+A file given as ``PATH=LABEL`` holds other draws of the same seeds (runs on another machine kind,
+whose float rounding sends a seed's training elsewhere: tests/golden): its seed s counts as draw
+``LABEL/s``, paired only with the same file's baseline run of that seed.
+
 Why: with 5 seeds per method the seed-to-seed spread (0.35 to 0.80 held-out accuracy on few_demos)
 is wider than the differences between methods, and a row picked as the best of many on seeds 0-4
 carries that selection in its interval; fresh seeds, and the paired difference on each seed, show
@@ -31,22 +35,27 @@ from report import REPS, SEED, iqm_ci  # bench/hybrid/report.py: the tables' own
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def finals(files: list[Path], setting: str) -> dict[str, dict[int, float]]:
-    """method -> seed -> final greedy accuracy, from every file's runs of ``setting``; a seed
-    recorded twice for one method must agree (the files are meant to hold disjoint seeds)."""
-    out: dict[str, dict[int, float]] = {}
-    for path in files:
+def finals(files: list[Path], setting: str, labels: list[str | None] | None = None
+           ) -> dict[str, dict[int | str, float]]:
+    """method -> draw -> final greedy accuracy, from every file's runs of ``setting``. A draw is the
+    run's seed, or ``f"{label}/{seed}"`` for a file with a label (``labels``, one per file, None for
+    none); a draw recorded twice for one method must agree (unlabelled files are meant to hold
+    disjoint seeds)."""
+    out: dict[str, dict[int | str, float]] = {}
+    for path, label in zip(files, labels or [None] * len(files), strict=True):
         for run in json.loads(path.read_text())["settings"].get(setting, {}).get("runs", []):
             seen = out.setdefault(run["method"], {})
-            if run["seed"] in seen and seen[run["seed"]] != run["final_accuracy"]:
+            draw = run["seed"] if label is None else f"{label}/{run['seed']}"
+            if draw in seen and seen[draw] != run["final_accuracy"]:
                 raise SystemExit(f"{path}: {run['method']} seed {run['seed']} differs from another file's")
-            seen[run["seed"]] = run["final_accuracy"]
+            seen[draw] = run["final_accuracy"]
     return out
 
 
 def pooled(acc: dict[str, dict[int, float]], methods: list[str], baseline: str) -> dict:
     """The summary for ``methods`` (and the baseline) on the seeds every one of them has."""
-    seeds = sorted(set.intersection(*(set(acc[m]) for m in [baseline, *methods])))
+    seeds = sorted(set.intersection(*(set(acc[m]) for m in [baseline, *methods])),
+                   key=lambda d: (isinstance(d, str), str(d) if isinstance(d, str) else d))  # seeds, then labelled draws
     if len(seeds) < 2:
         raise SystemExit(f"fewer than two seeds shared by {baseline} and {methods}")
     rows = {}
@@ -67,21 +76,27 @@ def pooled(acc: dict[str, dict[int, float]], methods: list[str], baseline: str) 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--setting", required=True)
-    ap.add_argument("--files", required=True, help="comma-separated results files (hybrid.json form)")
+    ap.add_argument("--files", required=True, help="comma-separated results files (hybrid.json form); "
+                    "PATH=LABEL: that file's seeds are draws of their own, LABEL/seed")
     ap.add_argument("--methods", required=True, help="comma-separated methods to compare with the baseline")
     ap.add_argument("--baseline", default="sft_only")
     ap.add_argument("--out", default=None, help="write the summary here (JSON)")
     args = ap.parse_args()
-    files = [Path(f) for f in args.files.split(",")]
+    parts = [f.partition("=") for f in args.files.split(",")]
+    files, labels = [Path(f) for f, _, _ in parts], [label or None for _, _, label in parts]
     for f in files:
         if not f.is_file():
             raise SystemExit(f"--files: {f} does not exist")
-    acc = finals(files, args.setting)
+    if len({lb for lb in labels if lb}) < sum(1 for lb in labels if lb) or any(lb and "/" in lb for lb in labels):
+        raise SystemExit("--files: each LABEL once, without '/'")
+    acc = finals(files, args.setting, labels)
     methods = args.methods.split(",")
     for m in [args.baseline, *methods]:
         if m not in acc:
             raise SystemExit(f"--methods: no runs of {m!r} on {args.setting} in {args.files}")
     shown = [str(f.resolve().relative_to(ROOT)) if f.resolve().is_relative_to(ROOT) else f.name for f in files]
+    if any(labels):
+        shown = [f"{f}={lb}" if lb else f for f, lb in zip(shown, labels, strict=True)]
     result = {"setting": args.setting, "files": shown, "bootstrap_reps": REPS,
               **pooled(acc, methods, args.baseline)}
     print(f"{args.setting}, seeds {result['seeds']}")

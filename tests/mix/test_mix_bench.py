@@ -260,3 +260,13 @@ def test_pooled_differences_are_per_seed_and_over_the_shared_seeds(tmp_path):
         {"method": "x", "seed": 0, "final_accuracy": 0.1}]}}}))
     with pytest.raises(SystemExit, match="seed 0 differs"):
         pooled.finals([first, clash], "few_demos")
+    # a labelled file's seeds are draws of their own, paired within that file
+    acc = pooled.finals([first, clash, more], "few_demos", [None, "amd", None])
+    assert acc["x"]["amd/0"] == 0.1 and acc["x"][0] == 0.6
+    amd_baseline = tmp_path / "amd.json"
+    amd_baseline.write_text(json.dumps({"settings": {"few_demos": {"runs": [
+        {"method": "sft_only", "seed": 0, "final_accuracy": 0.3}]}}}))
+    acc = pooled.finals([first, more, clash, amd_baseline], "few_demos", [None, None, "amd", "amd"])
+    out = pooled.pooled(acc, ["x"], "sft_only")
+    assert out["seeds"] == [0, 1, 2, 3, "amd/0"]
+    assert out["methods"]["x"]["minus_sft_only"]["per_seed"] == pytest.approx([0.1, -0.1, 0.3, 0.0, -0.2])
