@@ -88,8 +88,10 @@ def summarize(runs: dict[str, list[dict]], target: float) -> dict:
 
 
 def exploration(traces: list[list[dict]]) -> dict | None:
-    """Mean policy entropy and share of all-equal groups over the first and the last quarter of the
-    RL steps, averaged over seeds (None when the method ran no RL step)."""
+    """Mean policy entropy (the update's, ``losses/entropy``, and the sampler's estimate,
+    ``rollout/entropy``, which runs recorded before 2026-12-02 lack) and share of all-equal groups
+    over the first and the last quarter of the RL steps, averaged over seeds (None when the method
+    ran no RL step)."""
     traces = [t for t in traces if t]
     if not traces:
         return None
@@ -100,7 +102,7 @@ def exploration(traces: list[list[dict]]) -> dict | None:
         return float(np.mean(vals)) if vals else None
 
     out = {}
-    for key in ("entropy", "zero_var"):
+    for key in ("entropy", "sampled_entropy", "zero_var"):
         for last in (False, True):
             vals = [v for t in traces if (v := quarter(t, key, last)) is not None]
             out[f"{key}_{'last' if last else 'first'}_quarter"] = float(np.mean(vals)) if vals else None
@@ -159,8 +161,8 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 def markdown(table: dict, target: float) -> str:
     head = ("| method | greedy acc. IQM [95% CI] | pass@1 | pass@16 | P(> RL only) | P(> SFT only) | "
             f"compute to {target:.2f} (median, reached) | entropy RL first/last quarter | "
-            "all-equal groups first/last | SFT share | steps | wall s |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+            "sampled entropy first/last | all-equal groups first/last | SFT share | steps | wall s |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
     lines = []
     for method, r in table.items():
         fa = r["final_accuracy"]
@@ -174,6 +176,7 @@ def markdown(table: dict, target: float) -> str:
             f"{r['pass@1']['iqm']:.3f} | {r['pass@16']['iqm']:.3f} | {p_rl} | {p_sft} | "
             f"{med}, {ctt['reached']}/{len(r['seeds'])} | "
             f"{_fmt(ex.get('entropy_first_quarter'))} / {_fmt(ex.get('entropy_last_quarter'))} | "
+            f"{_fmt(ex.get('sampled_entropy_first_quarter'))} / {_fmt(ex.get('sampled_entropy_last_quarter'))} | "
             f"{_fmt(ex.get('zero_var_first_quarter'))} / {_fmt(ex.get('zero_var_last_quarter'))} | "
             f"{r['sft_share_mean']:.2f} | {r['steps_mean']:.0f} | {r['wall_seconds_mean']:.0f} |")
     return head + "\n".join(lines) + "\n"

@@ -400,6 +400,7 @@ def run_one(setting: str, method: str, seed: int, overrides: list[str], points: 
         shares.append(metrics["mix/sft_share"])
         if "rollout/zero_var_frac" in metrics:
             rl_trace.append({"step": done, "entropy": metrics.get("losses/entropy"),
+                             "sampled_entropy": metrics.get("rollout/entropy"),
                              "zero_var": metrics["rollout/zero_var_frac"],
                              "reward": metrics.get("reward/mean")})
         if spent >= budget * len(curve) / points or spent >= budget:
