@@ -19,6 +19,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -52,17 +53,14 @@ def run_seed(seed: int, overrides: list[str], out_root: Path) -> tuple[dict, Con
 
 
 def _cpu() -> dict:
-    """The CPU's vendor, family, model and name from /proc/cpuinfo (empty where there is none)."""
+    """The CPU's model, extensions and count (``vs_trl.parse_cpuinfo``; empty without /proc/cpuinfo)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from vs_trl import parse_cpuinfo  # bench/vs_trl.py: the machine facts its records keep
+
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        return parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:
         return {}
-    facts: dict[str, str] = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("vendor_id", "cpu family", "model", "model name"):
-            facts.setdefault(key.strip(), value.strip())
-    return facts
 
 
 def main() -> None:

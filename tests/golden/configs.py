@@ -107,13 +107,9 @@ RECORDINGS = Path(__file__).resolve().parent / "recordings"
 """One golden file per machine kind: ``<machine_kind()>.json``."""
 
 
-def machine_kind(cpuinfo: str | None = None, capability: str | None = None, version: str | None = None) -> str:
-    """What a case's numbers depend on besides graft's code and the case: the CPU's vendor, family
-    and model (``/proc/cpuinfo``; MKL chooses its kernels by them), the vector instructions torch's
-    own kernels use (``torch.backends.cpu.get_cpu_capability()``) and torch's version, e.g.
-    ``GenuineIntel-6-207-AVX512-torch2.13.0+cpu``. Where there is no ``/proc/cpuinfo`` (not Linux),
-    ``platform.machine()`` and ``platform.processor()`` stand in for the CPU. The arguments replace
-    what is read from the machine (tests)."""
+def cpu_facts(cpuinfo: str | None = None) -> dict[str, str]:
+    """The first processor's ``key: value`` lines of ``/proc/cpuinfo`` (or of ``cpuinfo``; empty
+    where there is none)."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -123,6 +119,17 @@ def machine_kind(cpuinfo: str | None = None, capability: str | None = None, vers
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         facts.setdefault(key.strip(), value.strip())
+    return facts
+
+
+def machine_kind(cpuinfo: str | None = None, capability: str | None = None, version: str | None = None) -> str:
+    """What a case's numbers depend on besides graft's code and the case: the CPU's vendor, family
+    and model (``/proc/cpuinfo``; MKL chooses its kernels by them), the vector instructions torch's
+    own kernels use (``torch.backends.cpu.get_cpu_capability()``) and torch's version, e.g.
+    ``GenuineIntel-6-207-AVX512-torch2.13.0+cpu``. Where there is no ``/proc/cpuinfo`` (not Linux),
+    ``platform.machine()`` and ``platform.processor()`` stand in for the CPU. The arguments replace
+    what is read from the machine (tests)."""
+    facts = cpu_facts(cpuinfo)
     wanted = ("vendor_id", "cpu family", "model")
     if all(facts.get(k) for k in wanted):
         cpu = "-".join(facts[k] for k in wanted)

@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from configs import CASES, FIRES, RECORDINGS, machine_kind, overrides, run_case
+from configs import CASES, FIRES, RECORDINGS, cpu_facts, machine_kind, overrides, run_case
 
 
 def dump(golden: dict) -> str:
@@ -56,16 +56,6 @@ def dump(golden: dict) -> str:
         lines.append("    }" + ("," if i < len(names) - 1 else ""))
     lines += ["  }", "}", ""]
     return "\n".join(lines)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def main(argv: list[str]) -> None:
@@ -99,7 +89,7 @@ def main(argv: list[str]) -> None:
     about = (f"golden metrics of tests/golden/configs.py for machine kind {kind}, recorded by "
              f"tests/golden/record.py (torch {torch.__version__}); regenerate only deliberately, see its docstring")
     RECORDINGS.mkdir(exist_ok=True)
-    path.write_text(dump({"about": about, "machine": {"kind": kind, "cpu": _cpu_name()}, "cases": cases}))
+    path.write_text(dump({"about": about, "machine": {"kind": kind, "cpu": cpu_facts().get("model name", "unknown")}, "cases": cases}))
     print(f"wrote {path.relative_to(RECORDINGS.parent.parent.parent)}")
     if new_kind:
         return
