@@ -166,7 +166,23 @@ SETTINGS = {
                   ("sft_then_rl+warm1200+raft1e-4+g4", G4),
                   # the same change for GRPO, so that what the smaller groups do is seen apart from RAFT
                   ("sft_then_rl+warm1200+skip+g4", G4),
-                  ("sft_then_rl+warm1500+raft1e-4", raft("1e-4", 1500, 5.0e6))),
+                  ("sft_then_rl+warm1500+raft1e-4", raft("1e-4", 1500, 5.0e6)),
+                  # regularised SFT (session 12): AdamW weight decay on every step, SFT and RL; 300
+                  # demonstrations are reused ~128 times in SFT only's budget
+                  *((f"sft_only+wd{wd}", (f"optim.weight_decay={float(wd)}",)) for wd in ("0.1", "1", "2", "3")),
+                  *((f"sft_then_rl+warm1200+{rl}+g4+wd{wd}", (f"optim.weight_decay={float(wd)}",))
+                    for rl in ("raft1e-4", "skip") for wd in ("0.1", "1", "3")),
+                  # ... and with the later switch that weight decay's slower SFT curve calls for
+                  ("sft_then_rl+warm1500+raft1e-4+g4", G4), ("sft_then_rl+warm1500+skip", skipping(1500, 5.0e6)),
+                  ("sft_then_rl+warm1500+skip+g4", G4),
+                  # (3x the RL steps: with weight decay RAFT's steps train fewer rows, and at 2x four of the
+                  # five +warm1200+raft1e-4+g4+wd1 runs ran out of steps at 92-99.7% of the budget)
+                  *((f"sft_then_rl+warm1500+{rl}+g4+wd1",
+                     ("optim.weight_decay=1.0", f"rl.steps={3 * rl_steps_after(1500, 5.0e6, 2.64e3, 1.4e4)}"))
+                    for rl in ("raft1e-4", "skip")),
+                  # weight decay leaves a flat sampler (entropy 0.6-0.75 nats/token, pass@1 at T = 1 ~0.2
+                  # against greedy ~0.6): RL sampling nearer the greedy policy
+                  *((f"sft_then_rl+warm1500+{rl}+g4+wd1+temp0.5", ("rl.temperature=0.5",)) for rl in ("raft1e-4", "skip"))),
     ),
     # a second task, not yet a result: at 5M compute SFT only is still climbing steeply (pilot in
     # bench/hybrid/README.md), so it is left out of the default --settings until a budget where SFT
