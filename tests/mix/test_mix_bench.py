@@ -44,7 +44,7 @@ def test_the_bench_runs_every_schedule_and_both_baselines_with_valid_configs():
                     break
                 chain = chain.rsplit("+", 1)[0]
             changes_warmup = any(o.startswith("sft.steps=") for o in own)
-            if name not in ("sft_only", "rl_only") and not changes_warmup:  # the same warm-up first
+            if chain not in ("sft_only", "rl_only") and not changes_warmup:  # the same warm-up first
                 assert cfg.sft.steps == setting.warmup_steps, name
         assert build_config({}, run.BASE + table["sft_only"]).rl.steps == 0
         assert build_config({}, run.BASE + table["rl_only"]).sft.steps == 0
@@ -185,7 +185,10 @@ def test_the_methods_that_share_the_warm_up(tmp_path):
     other_warmups = {n for n, _ in few.variants if "+warm" in n}
     assert {"sft_then_rl+warm400", "sft_then_rl+warm1200", "sft_then_rl+warm1500", "sft_then_rl+warm1200+skip",
             "sft_then_rl+warm1200+raft1e-4+g4"} <= other_warmups
-    assert shared == {*MIX_SCHEDULES, *(n for n, _ in few.variants)} - other_warmups
+    # ... and so do the baselines' variants (sft_only+wdW: weight decay, which SFT steps read)
+    baselines = {n for n, _ in few.variants if n.split("+")[0] in ("sft_only", "rl_only")}
+    assert "sft_only+wd1" in baselines
+    assert shared == {*MIX_SCHEDULES, *(n for n, _ in few.variants)} - other_warmups - baselines
     budget = 4e5
     run.run_one("teacher", "warmup", 0, SMALL + ["sft.steps=4", "rl.steps=2"], 4, str(tmp_path), budget, warmup=4)
     with pytest.raises(SystemExit, match="sft"):  # another SFT learning rate: not the same warm-up
