@@ -182,7 +182,12 @@ SETTINGS = {
                     for rl in ("raft1e-4", "skip")),
                   # weight decay leaves a flat sampler (entropy 0.6-0.75 nats/token, pass@1 at T = 1 ~0.2
                   # against greedy ~0.6): RL sampling nearer the greedy policy
-                  *((f"sft_then_rl+warm1500+{rl}+g4+wd1+temp0.5", ("rl.temperature=0.5",)) for rl in ("raft1e-4", "skip"))),
+                  *((f"sft_then_rl+warm1500+{rl}+g4+wd1+temp0.5", ("rl.temperature=0.5",)) for rl in ("raft1e-4", "skip")),
+                  # (session 13) weight decay in SFT only: RL's own optimizer without it (rl.weight_decay),
+                  # so that RL can sharpen what decayed SFT left broad
+                  *((f"sft_then_rl+warm1500+{rl}+g4+wd1+rlwd0", ("rl.weight_decay=0.0",)) for rl in ("raft1e-4", "skip")),
+                  *((f"sft_then_rl+warm1500+{rl}+g4+wd1+rlwd0+temp0.5", ("rl.temperature=0.5",))
+                    for rl in ("raft1e-4", "skip"))),
     ),
     # a second task, not yet a result: at 5M compute SFT only is still climbing steeply (pilot in
     # bench/hybrid/README.md), so it is left out of the default --settings until a budget where SFT

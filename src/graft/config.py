@@ -168,6 +168,9 @@ class RLConfig(_Section):
     rate"); 2e-4, the old default, collapsed seeds after SFT."""
     warmup_steps: int = Field(0, ge=0)
     """Linear warm-up steps of the RL phase."""
+    weight_decay: float | None = Field(None, ge=0)
+    """AdamW weight decay of the RL phase's optimizer (from step sft.steps on); unset:
+    optim.weight_decay, as in SFT. Lets SFT be regularised and RL not (bench/hybrid/README.md)."""
     stop: list[str] = []
     """Stop strings: a completion also ends when its decoded text ends with one of them (the stop
     string stays in the completion, finish_reason 'stop_string'). Also used at evaluation. The

@@ -111,12 +111,15 @@ def build_pipeline(cfg: Config, task: Task, rl_stream: UniformStream) -> Pipelin
                     curriculum=Curriculum(cfg, rl_stream), verifier=backend.verifier, backend=backend)
 
 
-def _optimizer(module: torch.nn.Module, cfg: Config, lr: float) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters; ``optim.fused_adamw``: torch's fused kernel (its default,
-    foreach=None, is the per-tensor loop on CPU)."""
+def _optimizer(module: torch.nn.Module, cfg: Config, lr: float, weight_decay: float | None = None
+               ) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, decaying by ``weight_decay`` (unset: optim.weight_decay);
+    ``optim.fused_adamw``: torch's fused kernel (its default, foreach=None, is the per-tensor loop
+    on CPU)."""
     params = [p for p in module.parameters() if p.requires_grad]
+    decay = cfg.optim.weight_decay if weight_decay is None else weight_decay
     return torch.optim.AdamW(
-        params, lr=lr, betas=(cfg.optim.beta1, cfg.optim.beta2), weight_decay=cfg.optim.weight_decay,
+        params, lr=lr, betas=(cfg.optim.beta1, cfg.optim.beta2), weight_decay=decay,
         fused=True if cfg.optim.fused_adamw else None,
     )
 
@@ -124,7 +127,7 @@ def _optimizer(module: torch.nn.Module, cfg: Config, lr: float) -> torch.optim.O
 def start_rl(policy: Policy, cfg: Config) -> Learner:
     """The RL phase's learner: a fresh optimizer (new objective, new moments); a frozen copy of the
     starting policy as the KL reference when KL is on; a critic when the advantage needs one."""
-    learner = Learner(policy, _optimizer(policy.module, cfg, cfg.rl.lr))
+    learner = Learner(policy, _optimizer(policy.module, cfg, cfg.rl.lr, cfg.rl.weight_decay))
     if cfg.algo.kl != "none" and cfg.algo.kl_coef > 0:
         if is_lora(policy):  # the base model under the adapters: no second copy of the weights
             learner.ref = BaseReference(policy)
