@@ -130,7 +130,12 @@ SETTINGS = {
                     for lr in ("5e-5", "1e-4")),
                   ("sft_then_rl+raft1e-4+g4", G4),
                   # the same change for GRPO, so that what the smaller groups do is seen apart from RAFT
-                  ("sft_then_rl+skip+g4", G4)),
+                  ("sft_then_rl+skip+g4", G4),
+                  # (session 13) few_demos' strongest SFT-only baseline, weight decay 1.0, checked here;
+                  # SFT + RL with the same decayed SFT, RL without it
+                  ("sft_only+wd1", ("optim.weight_decay=1.0",)),
+                  ("sft_then_rl+raft1e-4+g4+wd1", ("optim.weight_decay=1.0",)),
+                  ("sft_then_rl+raft1e-4+g4+wd1+rlwd0", ("rl.weight_decay=0.0",))),
     ),
     "few_demos": Setting(
         about=("two-digit addition/subtraction; correct demonstrations on a seeded 3% of the training "
@@ -231,8 +236,20 @@ SETTINGS = {
 
 # few_demos at twice the budget (SFT only still rose on one seed of five over the last quarter of 5M);
 # a pilot, seeds 3-4 (bench/results/hybrid_few_demos_10m_pilot.json): SFT only's lead grew, not run further
+# (session 14) and, at that budget, few_demos' strongest rows at 5M: SFT only with weight decay 1.0
+# against RL after the same decayed 1,500-step warm-up (RL without decay), so that RL gets 6M
+# compute instead of 1M
 SETTINGS["few_demos_10m"] = replace(
-    SETTINGS["few_demos"], variants=(), in_default=False, budget=1.0e7,
+    SETTINGS["few_demos"], in_default=False, budget=1.0e7,
+    variants=(("sft_only+wd1", ("optim.weight_decay=1.0",)),
+              ("sft_then_rl+warm1500", warmup_of(1500, 1.0e7)),
+              ("sft_then_rl+warm1500+raft1e-4", raft("1e-4", 1500, 1.0e7)),
+              ("sft_then_rl+warm1500+skip", skipping(1500, 1.0e7)),
+              *((f"sft_then_rl+warm1500+{rl}+g4", G4) for rl in ("raft1e-4", "skip")),
+              *((f"sft_then_rl+warm1500+{rl}+g4+wd1",
+                 ("optim.weight_decay=1.0", f"rl.steps={3 * rl_steps_after(1500, 1.0e7, 2.64e3, 1.4e4)}"))
+                for rl in ("raft1e-4", "skip")),
+              *((f"sft_then_rl+warm1500+{rl}+g4+wd1+rlwd0", ("rl.weight_decay=0.0",)) for rl in ("raft1e-4", "skip"))),
     about=("few_demos (300 correct demonstrations, RL prompts on all 10,000) at 10M compute instead of "
            "5M: the same 800-step warm-up, RL gets the rest"))
 
