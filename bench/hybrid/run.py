@@ -242,6 +242,9 @@ SETTINGS = {
 SETTINGS["few_demos_10m"] = replace(
     SETTINGS["few_demos"], in_default=False, budget=1.0e7,
     variants=(("sft_only+wd1", ("optim.weight_decay=1.0",)),
+              ("sft_then_rl+warm1200", warmup_of(1200, 1.0e7)),
+              ("sft_then_rl+warm1200+raft1e-4", raft("1e-4", 1200, 1.0e7)),
+              ("sft_then_rl+warm1200+raft1e-4+g4", G4),
               ("sft_then_rl+warm1500", warmup_of(1500, 1.0e7)),
               ("sft_then_rl+warm1500+raft1e-4", raft("1e-4", 1500, 1.0e7)),
               ("sft_then_rl+warm1500+skip", skipping(1500, 1.0e7)),
