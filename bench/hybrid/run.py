@@ -235,10 +235,10 @@ SETTINGS = {
 }
 
 # few_demos at twice the budget (SFT only still rose on one seed of five over the last quarter of 5M);
-# a pilot, seeds 3-4 (bench/results/hybrid_few_demos_10m_pilot.json): SFT only's lead grew, not run further
-# (session 14) and, at that budget, few_demos' strongest rows at 5M: SFT only with weight decay 1.0
-# against RL after the same decayed 1,500-step warm-up (RL without decay), so that RL gets 6M
-# compute instead of 1M
+# first a pilot on seeds 3-4 (bench/results/hybrid_few_demos_10m_pilot.json: SFT only's lead over GRPO
+# grew), then (session 14) seeds 0-9 with few_demos' strongest rows at 5M, each rebuilt for this
+# budget: SFT only with weight decay 1.0, RAFT / GRPO in groups of 4 after the later switches, and RL
+# after the decayed 1,500-step warm-up (RL without decay); RL gets 6-7M compute instead of 1-2M
 SETTINGS["few_demos_10m"] = replace(
     SETTINGS["few_demos"], in_default=False, budget=1.0e7,
     variants=(("sft_only+wd1", ("optim.weight_decay=1.0",)),
