@@ -18,9 +18,12 @@ settings were fixed before any run; none was changed after one (bench/README.md 
 task"). Prints one row per run and writes a JSON with, per run, greedy and sampled held-out
 accuracy after SFT and after RL, the gain, and the RL phase's first- and last-ten-step means of
 ``rollout/entropy``, ``rollout/zero_var_frac`` and ``rollout/accuracy``; per (task, profile) the
-IQM of the gain over seeds with a 95% bootstrap CI and how many seeds gained.
+IQM of the gain over seeds with a 95% bootstrap CI and how many seeds gained. With ``--control``
+each seed also runs with RL's compute spent on more SFT instead (``CONTROL_EXTRA`` more steps, no RL), and the JSON pairs
+RL's end with it seed by seed: did RL beat simply imitating longer?
 
     PYTHONPATH=src python bench/user_task.py                     # both tasks, both profiles, seeds 0-4
+    PYTHONPATH=src python bench/user_task.py --control           # + RL's compute spent on SFT instead
     PYTHONPATH=src python bench/user_task.py --tasks sort --profiles defaults --seeds 0
 
 Finished runs under ``--work`` are reused (their ``summary.json``); the data files are written
@@ -86,6 +89,16 @@ def sort_rows(rng: random.Random) -> list[dict]:
 
 TASKS = {"reverse": reverse_rows, "sort": sort_rows}
 PROFILES = ("quickstart", "defaults")
+SFT_STEPS = 300  # both profiles' SFT length (sft.steps); --sft-steps sets another for every run
+# --control: the same job with RL's compute spent on SFT instead: CONTROL_EXTRA more SFT steps (the
+# schedule stretched over them, as a user would lengthen SFT) and no RL. 300 SFT steps cost 1.0-1.5x
+# what RL cost in these runs (perf/compute, fwd + 3 x train tokens: RL's 60 / 100 steps = 199-262 SFT
+# steps' worth on seed 0), so the control gets at least RL's budget.
+CONTROL_EXTRA = 300
+
+
+def control_overrides(sft_steps: int) -> list[str]:
+    return [f"sft.steps={sft_steps + CONTROL_EXTRA}", "rl.steps=0"]
 
 
 def write_data(task: str, work: Path) -> tuple[Path, float]:
@@ -122,11 +135,23 @@ def _phase_means(run_dir: Path) -> dict:
     return out
 
 
-def run_one(task: str, profile: str, seed: int, data: Path, work: Path, extra: list[str]) -> dict:
-    run_dir = work / task / profile / f"seed{seed}"
+def run_dir_of(work: Path, task: str, profile: str, seed: int, sft_steps: int, control: bool) -> Path:
+    """work/TASK/PROFILE[+sftN]/seedS: ``+sftN`` names a run's SFT length when it is not the default
+    (the control's always: N = sft_steps + CONTROL_EXTRA)."""
+    steps = sft_steps + CONTROL_EXTRA if control else sft_steps
+    name = f"{profile}+sft{steps}" if control or steps != SFT_STEPS else profile
+    return work / task / name / f"seed{seed}"
+
+
+def run_one(task: str, profile: str, seed: int, data: Path, work: Path, extra: list[str],
+            sft_steps: int = SFT_STEPS, control: bool = False, curve_every: int = 0) -> dict:
+    run_dir = run_dir_of(work, task, profile, seed, sft_steps, control)
     summary_path = run_dir / "summary.json"
     if not summary_path.exists():
-        cfg = config_for(profile, data, seed, run_dir, extra)
+        sets = control_overrides(sft_steps) if control else [f"sft.steps={sft_steps}"]
+        if control and curve_every:
+            sets.append(f"eval.every={curve_every}")  # SFT only's held-out curve: has it plateaued?
+        cfg = config_for(profile, data, seed, run_dir, [*extra, *sets])
         train(prepare(cfg), run_dir)
     s = json.loads(summary_path.read_text())
     return {
@@ -137,16 +162,37 @@ def run_one(task: str, profile: str, seed: int, data: Path, work: Path, extra: l
         "sampled_accuracy_after_sft": s["sampled_accuracy_after_sft"],
         "sampled_accuracy_after_rl": s["sampled_accuracy_after_rl"],
         "wall_seconds": round(s["wall_seconds"], 1),
-        "rl_signals": _phase_means(run_dir),
+        "rl_signals": {} if control else _phase_means(run_dir),
+        **({"curve": _curve(run_dir)} if control and curve_every else {}),
     }
 
 
-def summarise(runs: list[dict]) -> dict:
+def _curve(run_dir: Path) -> list[list[float]]:
+    """[step, held-out greedy accuracy] from the run's periodic evaluations (``eval.every``)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [[r["step"], r["eval/accuracy"]] for r in rows if "eval/accuracy" in r]
+
+
+def _iqm(values: list[float]) -> dict:
+    iqm, lo, hi = iqm_over_seeds(values, rng=np.random.default_rng(0), reps=20_000)
+    return {"iqm": round(iqm, 4), "ci95": [round(lo, 4), round(hi, 4)]}
+
+
+def summarise(runs: list[dict], control: list[dict] | None = None, sft_steps: int = SFT_STEPS) -> dict:
+    """Gain over the SFT checkpoint per seed; with the control, RL's end against more SFT's, paired."""
     gains = [r["gain"] for r in runs]
     out = {"gained_on": sum(g > 0 for g in gains), "seeds": len(gains), "min_gain": min(gains)}
     if len(gains) > 1:
-        iqm, lo, hi = iqm_over_seeds(gains, rng=np.random.default_rng(0), reps=20_000)
-        out["gain_iqm"] = {"iqm": round(iqm, 4), "ci95": [round(lo, 4), round(hi, 4)]}
+        out["gain_iqm"] = _iqm(gains)
+        out["accuracy_after_rl_iqm"] = _iqm([r["accuracy_after_rl"] for r in runs])
+    if control:
+        by_seed = {c["seed"]: c["accuracy_after_rl"] for c in control}
+        diffs = [round(r["accuracy_after_rl"] - by_seed[r["seed"]], 6) for r in runs]
+        out["control"] = {"overrides": control_overrides(sft_steps), "runs": control, "rl_minus_control": diffs,
+                          "rl_ahead_on": sum(d > 0 for d in diffs)}
+        if len(diffs) > 1:
+            out["control"]["accuracy_iqm"] = _iqm([c["accuracy_after_rl"] for c in control])
+            out["control"]["rl_minus_control_iqm"] = _iqm(diffs)
     return out
 
 
@@ -159,6 +205,12 @@ def main() -> None:
                         help="one more override for every run (recorded; not part of the reported check)")
     parser.add_argument("--work", default="runs/bench-user-task")
     parser.add_argument("--out", default="bench/results/user_task.json")
+    parser.add_argument("--control", action="store_true",
+                        help="also run each seed with RL's compute spent on SFT instead (CONTROL_EXTRA)")
+    parser.add_argument("--sft-steps", type=int, default=SFT_STEPS,
+                        help=f"SFT steps before RL, every profile (default {SFT_STEPS}, both profiles' own)")
+    parser.add_argument("--curve-every", type=int, default=0,
+                        help="with --control: evaluate the SFT-only runs every N steps (their curve)")
     parser.add_argument("--note", default="")
     args = parser.parse_args()
 
@@ -173,14 +225,14 @@ def main() -> None:
     for name in profiles:
         if name not in PROFILES:
             parser.error(f"--profiles: unknown profile {name!r} (known: {', '.join(PROFILES)})")
-    result = {"overrides": args.set, "cpu": _cpu(), "note": args.note, "tasks": {}}
+    result = {"overrides": args.set, "sft_steps": args.sft_steps, "cpu": _cpu(), "note": args.note, "tasks": {}}
     for task in tasks:
         data, teacher = write_data(task, work)
         entry = {"teacher_accuracy": round(teacher, 4), "rows": ROWS, "profiles": {}}
         for profile in profiles:
             runs = []
             for seed in parse_seeds(args.seeds):
-                row = run_one(task, profile, seed, data, work, args.set)
+                row = run_one(task, profile, seed, data, work, args.set, args.sft_steps)
                 runs.append(row)
                 sig = row["rl_signals"]
                 print(f"{task} {profile} seed {seed}: greedy {row['accuracy_after_sft']:.3f} -> "
@@ -189,13 +241,26 @@ def main() -> None:
                       f"zero-var {sig['rollout/zero_var_frac']['first10']:.2f} -> "
                       f"{sig['rollout/zero_var_frac']['last10']:.2f}, entropy "
                       f"{sig['rollout/entropy']['first10']:.3f}; {row['wall_seconds']:.0f} s", flush=True)
-            entry["profiles"][profile] = {"runs": runs, **summarise(runs)}
+            control = None
+            if args.control:
+                control = [run_one(task, profile, seed, data, work, args.set, args.sft_steps, control=True,
+                                   curve_every=args.curve_every)
+                           for seed in parse_seeds(args.seeds)]
+                for c in control:
+                    print(f"{task} {profile} SFT only ({args.sft_steps + CONTROL_EXTRA} steps) seed {c['seed']}: greedy {c['accuracy_after_rl']:.3f}, "
+                          f"sampled {c['sampled_accuracy_after_rl']:.3f}; {c['wall_seconds']:.0f} s", flush=True)
+            entry["profiles"][profile] = {"runs": runs, **summarise(runs, control, args.sft_steps)}
         result["tasks"][task] = entry
     for task, entry in result["tasks"].items():
         for profile, p in entry["profiles"].items():
             ci = p.get("gain_iqm")
             ci_text = f", IQM {ci['iqm']:+.3f} [{ci['ci95'][0]:+.3f}, {ci['ci95'][1]:+.3f}]" if ci else ""
             print(f"{task} {profile}: gained on {p['gained_on']}/{p['seeds']} seeds{ci_text}")
+            if "control" in p:
+                c = p["control"]
+                d = c.get("rl_minus_control_iqm")
+                d_text = f", IQM {d['iqm']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d else ""
+                print(f"  against {args.sft_steps + CONTROL_EXTRA} SFT steps: RL ahead on {c['rl_ahead_on']}/{p['seeds']} seeds{d_text}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

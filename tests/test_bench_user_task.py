@@ -1,0 +1,105 @@
+"""bench/user_task.py: the two user tasks' teachers, the summary's arithmetic, and one tiny run end to end."""
+
+import importlib.util
+import json
+import random
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "user_task.py"
+
+
+@pytest.fixture(scope="module")
+def ut():
+    spec = importlib.util.spec_from_file_location("user_task", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reverse_teacher_slips_by_one_neighbour_swap_more_often_on_longer_words(ut):
+    rows = ut.reverse_rows(random.Random(0))
+    assert len(rows) == ut.ROWS and len({r["prompt"] for r in rows}) == ut.ROWS
+    wrong = defaultdict(list)
+    for r in rows:
+        word = r["prompt"][len("reverse "):-1]
+        assert r["answer"] == word[::-1]
+        demo, answer = r["demonstration"], r["answer"]
+        diff = [i for i in range(len(answer)) if demo[i] != answer[i]]
+        assert len(demo) == len(answer) and diff in ([], [diff[0], diff[0] + 1] if diff else [])
+        if diff:
+            i = diff[0]
+            assert (demo[i], demo[i + 1]) == (answer[i + 1], answer[i])
+        wrong[len(word)].append(bool(diff))
+    for length, flags in wrong.items():  # p = 0.15 x (length - 3), ~1,500 words a length
+        assert sum(flags) / len(flags) == pytest.approx(0.15 * (length - 3), abs=0.05)
+
+
+def test_sort_teacher_drops_repeats_only_where_digits_repeat(ut):
+    rows = ut.sort_rows(random.Random(0))
+    dropped = repeats = 0
+    for r in rows:
+        digits = r["prompt"][len("sort "):-1]
+        assert r["answer"] == "".join(sorted(digits))
+        if len(set(digits)) == len(digits):
+            assert r["demonstration"] == r["answer"]
+            continue
+        repeats += 1
+        assert r["demonstration"] in (r["answer"], "".join(sorted(set(digits))))
+        dropped += r["demonstration"] != r["answer"]
+    assert dropped / repeats == pytest.approx(0.5, abs=0.03)
+
+
+def test_summarise_counts_gains_and_pairs_the_control_by_seed(ut):
+    runs = [{"seed": s, "gain": g, "accuracy_after_rl": a}
+            for s, g, a in [(0, 0.1, 0.5), (1, -0.02, 0.4), (2, 0.0, 0.6)]]
+    control = [{"seed": 2, "accuracy_after_rl": 0.5}, {"seed": 0, "accuracy_after_rl": 0.55},
+               {"seed": 1, "accuracy_after_rl": 0.4}]
+    out = ut.summarise(runs, control)
+    assert out["gained_on"] == 1 and out["seeds"] == 3 and out["min_gain"] == -0.02
+    assert out["control"]["rl_minus_control"] == pytest.approx([-0.05, 0.0, 0.1])
+    assert out["control"]["rl_ahead_on"] == 1
+    lo, hi = out["gain_iqm"]["ci95"]
+    assert lo <= out["gain_iqm"]["iqm"] <= hi
+
+
+def test_one_tiny_run_per_profile_and_its_control(ut, tmp_path, monkeypatch):
+    out = tmp_path / "user.json"
+    tiny = ["threads=1", "model.d_model=16", "model.n_layers=1", "model.n_heads=2", "task.num_train=64",
+            "task.num_test=8", "eval.num_examples=8", "sft.batch_size=8", "rl.steps=2",
+            "rl.num_prompts=2", "rl.num_generations=2", "rl.max_new_tokens=8", "eval.max_new_tokens=8"]
+    argv = ["user_task.py", "--tasks", "sort", "--seeds", "0", "--control", "--sft-steps", "2",
+            "--curve-every", "1", "--work", str(tmp_path / "w"), "--out", str(out)]
+    for kv in tiny:
+        argv += ["--set", kv]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(ut, "CONTROL_EXTRA", 1)  # the control's shape at test size: 2 + 1 SFT steps, no RL
+    ut.main()
+    result = json.loads(out.read_text())
+    entry = result["tasks"]["sort"]
+    assert entry["teacher_accuracy"] == pytest.approx(0.5612, abs=1e-4)
+    for profile in ut.PROFILES:
+        p = entry["profiles"][profile]
+        run = p["runs"][0]
+        summary = json.loads((tmp_path / "w" / "sort" / f"{profile}+sft2" / "seed0" / "summary.json").read_text())
+        assert run["gain"] == pytest.approx(summary["accuracy_after_rl"] - summary["accuracy_after_sft"])
+        assert set(run["rl_signals"]) == {"rollout/entropy", "rollout/zero_var_frac", "rollout/accuracy"}
+        control_dir = tmp_path / "w" / "sort" / f"{profile}+sft3" / "seed0"
+        control = json.loads((control_dir / "summary.json").read_text())
+        assert p["control"]["rl_minus_control"] == [pytest.approx(run["accuracy_after_rl"] - control["accuracy_after_rl"])]
+        steps = [json.loads(line)["step"] for line in (control_dir / "metrics.jsonl").read_text().splitlines()]
+        assert steps == [0, 1, 2]  # SFT only, for the control's 3 steps (metrics count from 0)
+        assert [step for step, _ in p["control"]["runs"][0]["curve"]] == [0, 1, 2]  # --curve-every 1
+        assert p["control"]["overrides"] == ["sft.steps=3", "rl.steps=0"]
+    # the defaults profile's config names nothing but the task: graft's defaults reach the run
+    # (the quickstart's own sft.lr, 0.002, does not)
+    import yaml
+
+    for profile, sft_lr in (("defaults", 1e-3), ("quickstart", 2e-3)):
+        cfg = yaml.safe_load((tmp_path / "w" / "sort" / f"{profile}+sft2" / "seed0" / "config.yaml").read_text())
+        assert cfg["sft"]["lr"] == sft_lr and cfg["rl"]["lr"] == 3e-5 and cfg["task"]["name"] == "jsonl"
+        assert cfg["rl"]["num_prompts"] == 2  # the tiny override wins over both
+    assert result["overrides"] == tiny and result["sft_steps"] == 2
