@@ -196,6 +196,38 @@ def summarise(runs: list[dict], control: list[dict] | None = None, sft_steps: in
     return out
 
 
+def plot(result: dict, path: Path) -> None:
+    """One panel per task: each SFT-only control's held-out curve (needs ``--curve-every``), and per
+    seed the RL run's accuracy after SFT (at its SFT length) and after RL (at the control's length:
+    RL's compute is at most that of the extra SFT steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = result["tasks"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    n_sft = result["sft_steps"]
+    for ax, (task, entry) in zip(axes[0], tasks.items()):
+        for (profile, p), colour in zip(entry["profiles"].items(), ("C0", "C1")):
+            for i, c in enumerate(p.get("control", {}).get("runs", [])):
+                if c.get("curve"):
+                    x, y = zip(*c["curve"])
+                    ax.plot([v + 1 for v in x], y, color=colour, alpha=0.5, lw=1,
+                            label=f"{profile}: SFT only" if i == 0 else None)
+            for i, r in enumerate(p["runs"]):
+                ax.plot([n_sft, n_sft + CONTROL_EXTRA], [r["accuracy_after_sft"], r["accuracy_after_rl"]],
+                        color=colour, marker="o", ms=3, ls="--", lw=0.8,
+                        label=f"{profile}: SFT {n_sft} then RL" if i == 0 else None)
+        ax.set_title(f"{task} (teacher right on {entry['teacher_accuracy']:.0%})")
+        ax.set_xlabel("SFT steps (RL drawn at its compute's SFT-step equivalent, at most)")
+        ax.set_ylabel("held-out greedy accuracy")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", default=",".join(TASKS))
@@ -211,6 +243,7 @@ def main() -> None:
                         help=f"SFT steps before RL, every profile (default {SFT_STEPS}, both profiles' own)")
     parser.add_argument("--curve-every", type=int, default=0,
                         help="with --control: evaluate the SFT-only runs every N steps (their curve)")
+    parser.add_argument("--plot", default=None, help="also draw the curves and RL end points to this PNG")
     parser.add_argument("--note", default="")
     args = parser.parse_args()
 
@@ -264,6 +297,9 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
+    if args.plot:
+        plot(result, Path(args.plot))
+        print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def test_one_tiny_run_per_profile_and_its_control(ut, tmp_path, monkeypatch):
             "task.num_test=8", "eval.num_examples=8", "sft.batch_size=8", "rl.steps=2",
             "rl.num_prompts=2", "rl.num_generations=2", "rl.max_new_tokens=8", "eval.max_new_tokens=8"]
     argv = ["user_task.py", "--tasks", "sort", "--seeds", "0", "--control", "--sft-steps", "2",
-            "--curve-every", "1", "--work", str(tmp_path / "w"), "--out", str(out)]
+            "--curve-every", "1", "--work", str(tmp_path / "w"), "--out", str(out), "--plot", str(tmp_path / "c.png")]
     for kv in tiny:
         argv += ["--set", kv]
     monkeypatch.setattr(sys, "argv", argv)
@@ -103,3 +103,4 @@ def test_one_tiny_run_per_profile_and_its_control(ut, tmp_path, monkeypatch):
         assert cfg["sft"]["lr"] == sft_lr and cfg["rl"]["lr"] == 3e-5 and cfg["task"]["name"] == "jsonl"
         assert cfg["rl"]["num_prompts"] == 2  # the tiny override wins over both
     assert result["overrides"] == tiny and result["sft_steps"] == 2
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
