@@ -25,6 +25,7 @@ RL's end with it seed by seed: did RL beat simply imitating longer?
     PYTHONPATH=src python bench/user_task.py                     # both tasks, both profiles, seeds 0-4
     PYTHONPATH=src python bench/user_task.py --control           # + RL's compute spent on SFT instead
     PYTHONPATH=src python bench/user_task.py --tasks sort --profiles defaults --seeds 0
+    PYTHONPATH=src python bench/user_task.py --replot RESULT.json --plot curves.png   # draw only
 
 Finished runs under ``--work`` are reused (their ``summary.json``); the data files are written
 there too, from a fixed seed, so every run of a task sees the same rows.
@@ -220,7 +221,7 @@ def plot(result: dict, path: Path) -> None:
                         color=colour, marker="o", ms=3, ls="--", lw=0.8,
                         label=f"{profile}: SFT {n_sft} then RL" if i == 0 else None)
         ax.set_title(f"{task} (teacher right on {entry['teacher_accuracy']:.0%})")
-        ax.set_xlabel("SFT steps (RL drawn at its compute's SFT-step equivalent, at most)")
+        ax.set_xlabel("SFT steps (RL: drawn at its compute in SFT steps, at most)", fontsize=8)
         ax.set_ylabel("held-out greedy accuracy")
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -244,8 +245,20 @@ def main() -> None:
     parser.add_argument("--curve-every", type=int, default=0,
                         help="with --control: evaluate the SFT-only runs every N steps (their curve)")
     parser.add_argument("--plot", default=None, help="also draw the curves and RL end points to this PNG")
+    parser.add_argument("--replot", default=None, metavar="JSON",
+                        help="with --plot: draw a finished result's curves from its JSON; runs nothing")
     parser.add_argument("--note", default="")
     args = parser.parse_args()
+    if args.replot:
+        if not args.plot:
+            parser.error("--replot needs --plot PNG")
+        try:
+            result = json.loads(Path(args.replot).read_text())
+            plot(result, Path(args.plot))
+        except (OSError, ValueError, KeyError) as exc:
+            parser.error(f"--replot {args.replot}: not a result of this bench ({type(exc).__name__}: {exc})")
+        print(f"wrote {args.plot}")
+        return
 
     sys.path.insert(0, str(ROOT / "bench"))
     from quickstart_seeds import _cpu, parse_seeds

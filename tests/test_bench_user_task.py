@@ -104,3 +104,22 @@ def test_one_tiny_run_per_profile_and_its_control(ut, tmp_path, monkeypatch):
         assert cfg["rl"]["num_prompts"] == 2  # the tiny override wins over both
     assert result["overrides"] == tiny and result["sft_steps"] == 2
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_replot_draws_a_finished_result_without_running_and_names_a_bad_file(ut, tmp_path, monkeypatch, capsys):
+    result = {"sft_steps": 2, "tasks": {"sort": {"teacher_accuracy": 0.56, "profiles": {"defaults": {
+        "runs": [{"seed": 0, "accuracy_after_sft": 0.2, "accuracy_after_rl": 0.4}],
+        "control": {"runs": [{"seed": 0, "accuracy_after_rl": 0.3, "curve": [[0, 0.1], [2, 0.3]]}]}}}}}}
+    src = tmp_path / "r.json"
+    src.write_text(json.dumps(result))
+    monkeypatch.setattr(sys, "argv", ["user_task.py", "--replot", str(src), "--plot", str(tmp_path / "c.png"),
+                                      "--work", str(tmp_path / "w")])
+    ut.main()
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "w").exists()  # nothing was run or written
+    (tmp_path / "bad.json").write_text("{}")
+    monkeypatch.setattr(sys, "argv", ["user_task.py", "--replot", str(tmp_path / "bad.json"), "--plot",
+                                      str(tmp_path / "d.png")])
+    with pytest.raises(SystemExit) as exc:
+        ut.main()
+    assert exc.value.code == 2 and "bad.json" in capsys.readouterr().err
