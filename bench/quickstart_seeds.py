@@ -40,6 +40,12 @@ def run_seed(seed: int, overrides: list[str], out_root: Path) -> tuple[dict, Con
     """One whole quickstart job for ``seed``; returns (the row for the JSON, the resolved config)."""
     cfg = load_config(packaged_config("quickstart"), [f"seed={seed}", "log.progress=false", *overrides])
     summary = train(prepare(cfg), out_root / f"seed{seed}")
+    return {**summary_row(seed, summary), "eval_examples": summary["eval_examples"]}, cfg
+
+
+def summary_row(seed: int, summary: dict) -> dict:
+    """A run's ``summary.json`` as a bench row: accuracies after SFT and after RL (greedy, sampled),
+    the greedy gain and the wall time."""
     return {
         "seed": seed,
         "accuracy_after_sft": summary["accuracy_after_sft"],
@@ -47,9 +53,8 @@ def run_seed(seed: int, overrides: list[str], out_root: Path) -> tuple[dict, Con
         "gain": round(summary["accuracy_after_rl"] - summary["accuracy_after_sft"], 6),
         "sampled_accuracy_after_sft": summary["sampled_accuracy_after_sft"],
         "sampled_accuracy_after_rl": summary["sampled_accuracy_after_rl"],
-        "eval_examples": summary["eval_examples"],
         "wall_seconds": round(summary["wall_seconds"], 1),
-    }, cfg
+    }
 
 
 def _cpu() -> dict:

@@ -154,15 +154,12 @@ def run_one(task: str, profile: str, seed: int, data: Path, work: Path, extra: l
             sets.append(f"eval.every={curve_every}")  # SFT only's held-out curve: has it plateaued?
         cfg = config_for(profile, data, seed, run_dir, [*extra, *sets])
         train(prepare(cfg), run_dir)
-    s = json.loads(summary_path.read_text())
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench"))
+    from quickstart_seeds import summary_row
+
     return {
-        "seed": seed,
-        "accuracy_after_sft": s["accuracy_after_sft"],
-        "accuracy_after_rl": s["accuracy_after_rl"],
-        "gain": round(s["accuracy_after_rl"] - s["accuracy_after_sft"], 6),
-        "sampled_accuracy_after_sft": s["sampled_accuracy_after_sft"],
-        "sampled_accuracy_after_rl": s["sampled_accuracy_after_rl"],
-        "wall_seconds": round(s["wall_seconds"], 1),
+        **summary_row(seed, json.loads(summary_path.read_text())),
         "rl_signals": {} if control else _phase_means(run_dir),
         **({"curve": _curve(run_dir)} if control and curve_every else {}),
     }

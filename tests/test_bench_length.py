@@ -1,15 +1,11 @@
 """bench/length.py's summary on hand-made runs: IQM, the length ratio, the CI test and the claim."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
+from bench_scripts import load
 from draws import Draws
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-_spec = importlib.util.spec_from_file_location("bench_length", BENCH / "length.py")
-length = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(length)
+length = load("length.py")
 
 
 def _runs(acc: list[float], lens: list[float]) -> list[dict]:
@@ -51,9 +47,7 @@ def test_style_replaces_the_teacher_in_place():
 
 
 def test_phrase_count_from_length():
-    spec = importlib.util.spec_from_file_location("bench_length_forms", BENCH / "length_forms.py")
-    forms = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(forms)
+    forms = load("length_forms.py")
     from graft.tasks.arithmetic import demonstration
 
 

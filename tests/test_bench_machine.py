@@ -1,12 +1,9 @@
 """bench/vs_trl.py records the facts of the machine that move a step time (issue 16's cross-machine question)."""
 
-import importlib.util
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-_spec = importlib.util.spec_from_file_location("bench_vs_trl", BENCH / "vs_trl.py")
-vs_trl = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(vs_trl)
+from bench_scripts import load
+
+vs_trl = load("vs_trl.py")
 
 CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel

@@ -1,21 +1,11 @@
 """bench/time_to_target.py's own logic: the accuracy curve, time to target and the speed-up (with bounds)."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from bench_scripts import BENCH, load
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def _module(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ttt = _module("time_to_target")
+ttt = load("time_to_target.py")
 POINTS = [{"step": 10, "wall_s": 20.0, "path": "b"}, {"step": 5, "wall_s": 9.0, "path": "a"},
           {"step": 15, "wall_s": 31.0, "path": "c"}]
 SCORES = {"start": {"accuracy": 0.6, "sampled_accuracy": 0.4}, "a": {"accuracy": 0.70, "sampled_accuracy": 0.5},
@@ -82,7 +72,7 @@ def test_trl_reward_is_graft_arithmetic_verifier_rule():
     completions = [ex.demonstration, f"A:{right}", f"A:   {right} junk", f"A:0{right}", f"x A:{right}1",
                    "A:", "", f"{right}", f"A:{right}" + " " * 600, " " * 510 + f"A:{right}",
                    f"A:-{right}", f"A:9 A:{right}", f"1+2=3,A:{right}\n"]
-    trl_side = _module("trl_side")
+    trl_side = load("trl_side.py")
     got = trl_side.arithmetic_reward(completions, [right] * len(completions))
     want = [task.score(ex, c).reward for c in completions]
     assert got == want

@@ -1,23 +1,17 @@
 """bench/user_task.py: the two user tasks' teachers, the summary's arithmetic, and one tiny run end to end."""
 
-import importlib.util
 import json
 import random
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "user_task.py"
+from bench_scripts import load
 
 
 @pytest.fixture(scope="module")
 def ut():
-    spec = importlib.util.spec_from_file_location("user_task", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("user_task.py")
 
 
 def test_reverse_teacher_slips_by_one_neighbour_swap_more_often_on_longer_words(ut):

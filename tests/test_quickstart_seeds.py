@@ -1,21 +1,15 @@
 """bench/quickstart_seeds.py: seed parsing and the JSON it writes (a tiny, seconds-long quickstart)."""
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "quickstart_seeds.py"
+from bench_scripts import load
 
 
 @pytest.fixture(scope="module")
 def qs():
-    spec = importlib.util.spec_from_file_location("quickstart_seeds", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("quickstart_seeds.py")
 
 
 def test_parse_seeds(qs):

@@ -1,28 +1,16 @@
 """The hybrid bench's own logic: which methods it runs, compute to a target, the summary table."""
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
+from bench_scripts import load
 
 from graft.config import build_config
 from graft.mix.schedules import MIX_SCHEDULES
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "hybrid"
-
-
-def _module(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_hybrid_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-run, report = _module("run"), _module("report")
+run, report = load("hybrid/run.py"), load("hybrid/report.py")
 
 
 def test_the_bench_runs_every_schedule_and_both_baselines_with_valid_configs():
@@ -237,7 +225,7 @@ def test_restore_puts_the_recorded_runs_back_without_overwriting(tmp_path):
     assert report.restore(work, recorded) == 0  # a second restore writes nothing
 
 
-pooled = _module("pooled")
+pooled = load("hybrid/pooled.py")
 
 
 def test_pooled_differences_are_per_seed_and_over_the_shared_seeds(tmp_path):
