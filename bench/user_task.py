@@ -25,6 +25,7 @@ RL's end with it seed by seed: did RL beat simply imitating longer?
     PYTHONPATH=src python bench/user_task.py                     # both tasks, both profiles, seeds 0-4
     PYTHONPATH=src python bench/user_task.py --control           # + RL's compute spent on SFT instead
     PYTHONPATH=src python bench/user_task.py --tasks sort --profiles defaults --seeds 0
+    PYTHONPATH=src python bench/user_task.py --control --pass-k 16   # + pass@1/4/16 after SFT and at the end
     PYTHONPATH=src python bench/user_task.py --replot RESULT.json --plot curves.png   # draw only
 
 Finished runs under ``--work`` are reused (their ``summary.json``); the data files are written
@@ -144,14 +145,46 @@ def run_dir_of(work: Path, task: str, profile: str, seed: int, sft_steps: int, c
     return work / task / name / f"seed{seed}"
 
 
+def pass_ks(k: int) -> list[int]:
+    """The k of ``--pass-k K``: 1, 4, 16 up to K, and K."""
+    return sorted({*(v for v in (1, 4, 16) if v < k), k})
+
+
+def _pass_at_k(run_dir: Path, sft_steps: int, control: bool, k: int) -> dict:
+    """``graft eval --k`` (the CLI, as a user runs it) on the checkpoint at the end of SFT and the
+    last one (``--pass-k`` keeps only those two): held-out pass@k, maj@k and sampled accuracy at
+    ``eval.temperature``. Reuses an evaluation already written for these k."""
+    from graft.cli import main as graft_main
+    from graft.train.checkpoint import list_checkpoints
+
+    ks = pass_ks(k)
+    found = {int(c.name.removeprefix("step_")): c for c in list_checkpoints(run_dir / "checkpoints")}
+    wanted = {"end": max(found)} if control else {"after_sft": sft_steps, "after_rl": max(found)}
+    out = {}
+    for label, step in wanted.items():
+        if step not in found:
+            raise SystemExit(f"{run_dir}: no checkpoint of step {step} for pass@k (was it run without --pass-k?)")
+        path = run_dir / "eval" / f"step_{step}.json"
+        result = json.loads(path.read_text()) if path.exists() else {}
+        if result.get("k") != ks:
+            if graft_main(["eval", str(found[step]), "--k", ",".join(map(str, ks))]) != 0:
+                raise SystemExit(f"{run_dir}: graft eval failed on {found[step]}")
+            result = json.loads(path.read_text())
+        out[label] = {key: round(result[key], 4) for key in
+                      ["accuracy", "sampled_accuracy", *(f"pass@{v}" for v in ks), *(f"maj@{v}" for v in ks)]}
+    return out
+
+
 def run_one(task: str, profile: str, seed: int, data: Path, work: Path, extra: list[str],
-            sft_steps: int = SFT_STEPS, control: bool = False, curve_every: int = 0) -> dict:
+            sft_steps: int = SFT_STEPS, control: bool = False, curve_every: int = 0, pass_k: int = 0) -> dict:
     run_dir = run_dir_of(work, task, profile, seed, sft_steps, control)
     summary_path = run_dir / "summary.json"
     if not summary_path.exists():
         sets = control_overrides(sft_steps) if control else [f"sft.steps={sft_steps}"]
         if control and curve_every:
             sets.append(f"eval.every={curve_every}")  # SFT only's held-out curve: has it plateaued?
+        if pass_k:
+            sets.append("checkpoint.every=1000000")  # checkpoints at the end of SFT and at the end only
         cfg = config_for(profile, data, seed, run_dir, [*extra, *sets])
         train(prepare(cfg), run_dir)
     if str(ROOT / "bench") not in sys.path:
@@ -162,6 +195,7 @@ def run_one(task: str, profile: str, seed: int, data: Path, work: Path, extra: l
         **summary_row(seed, json.loads(summary_path.read_text())),
         "rl_signals": {} if control else _phase_means(run_dir),
         **({"curve": _curve(run_dir)} if control and curve_every else {}),
+        **({"pass_at_k": _pass_at_k(run_dir, sft_steps, control, pass_k)} if pass_k else {}),
     }
 
 
@@ -191,6 +225,12 @@ def summarise(runs: list[dict], control: list[dict] | None = None, sft_steps: in
         if len(diffs) > 1:
             out["control"]["accuracy_iqm"] = _iqm([c["accuracy_after_rl"] for c in control])
             out["control"]["rl_minus_control_iqm"] = _iqm(diffs)
+    if len(runs) > 1 and "pass_at_k" in runs[0]:  # IQM over seeds of each pass@k / maj@k, per point
+        points = {label: [r["pass_at_k"][label] for r in runs] for label in ("after_sft", "after_rl")}
+        if control and "pass_at_k" in control[0]:
+            points["control"] = [c["pass_at_k"]["end"] for c in control]
+        out["pass_at_k_iqm"] = {label: {key: _iqm([row[key] for row in rows]) for key in rows[0]}
+                                for label, rows in points.items()}
     return out
 
 
@@ -242,10 +282,15 @@ def main() -> None:
     parser.add_argument("--curve-every", type=int, default=0,
                         help="with --control: evaluate the SFT-only runs every N steps (their curve)")
     parser.add_argument("--plot", default=None, help="also draw the curves and RL end points to this PNG")
+    parser.add_argument("--pass-k", type=int, default=0, metavar="K",
+                        help="also evaluate held-out pass@k / maj@k (k = 1, 4, 16 up to K) at the end of SFT "
+                             "and at the end of each run, with graft eval")
     parser.add_argument("--replot", default=None, metavar="JSON",
                         help="with --plot: draw a finished result's curves from its JSON; runs nothing")
     parser.add_argument("--note", default="")
     args = parser.parse_args()
+    if args.pass_k < 0:
+        parser.error(f"--pass-k: must be at least 1 (0: off), got {args.pass_k}")
     if args.replot:
         if not args.plot:
             parser.error("--replot needs --plot PNG")
@@ -275,7 +320,7 @@ def main() -> None:
         for profile in profiles:
             runs = []
             for seed in parse_seeds(args.seeds):
-                row = run_one(task, profile, seed, data, work, args.set, args.sft_steps)
+                row = run_one(task, profile, seed, data, work, args.set, args.sft_steps, pass_k=args.pass_k)
                 runs.append(row)
                 sig = row["rl_signals"]
                 print(f"{task} {profile} seed {seed}: greedy {row['accuracy_after_sft']:.3f} -> "
@@ -284,10 +329,14 @@ def main() -> None:
                       f"zero-var {sig['rollout/zero_var_frac']['first10']:.2f} -> "
                       f"{sig['rollout/zero_var_frac']['last10']:.2f}, entropy "
                       f"{sig['rollout/entropy']['first10']:.3f}; {row['wall_seconds']:.0f} s", flush=True)
+                if args.pass_k:
+                    pk = row["pass_at_k"]
+                    print(f"  pass@{args.pass_k} {pk['after_sft'][f'pass@{args.pass_k}']:.3f} -> "
+                          f"{pk['after_rl'][f'pass@{args.pass_k}']:.3f}", flush=True)
             control = None
             if args.control:
                 control = [run_one(task, profile, seed, data, work, args.set, args.sft_steps, control=True,
-                                   curve_every=args.curve_every)
+                                   curve_every=args.curve_every, pass_k=args.pass_k)
                            for seed in parse_seeds(args.seeds)]
                 for c in control:
                     print(f"{task} {profile} SFT only ({args.sft_steps + CONTROL_EXTRA} steps) seed {c['seed']}: greedy {c['accuracy_after_rl']:.3f}, "

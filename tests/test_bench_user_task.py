@@ -117,3 +117,38 @@ def test_replot_draws_a_finished_result_without_running_and_names_a_bad_file(ut,
     with pytest.raises(SystemExit) as exc:
         ut.main()
     assert exc.value.code == 2 and "bad.json" in capsys.readouterr().err
+
+
+def test_pass_k_evaluates_the_sft_end_and_final_checkpoints_with_graft_eval(ut, tmp_path, monkeypatch):
+    assert ut.pass_ks(16) == [1, 4, 16] and ut.pass_ks(2) == [1, 2] and ut.pass_ks(8) == [1, 4, 8]
+    out = tmp_path / "user.json"
+    tiny = ["threads=1", "model.d_model=16", "model.n_layers=1", "model.n_heads=2", "task.num_train=64",
+            "task.num_test=8", "eval.num_examples=8", "sft.batch_size=8", "rl.steps=2",
+            "rl.num_prompts=2", "rl.num_generations=2", "rl.max_new_tokens=8", "eval.max_new_tokens=8"]
+    argv = ["user_task.py", "--tasks", "sort", "--profiles", "defaults", "--seeds", "0-1", "--control",
+            "--sft-steps", "2", "--pass-k", "2", "--work", str(tmp_path / "w"), "--out", str(out)]
+    for kv in tiny:
+        argv += ["--set", kv]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(ut, "CONTROL_EXTRA", 1)
+    ut.main()
+    p = json.loads(out.read_text())["tasks"]["sort"]["profiles"]["defaults"]
+    for run in p["runs"]:
+        pk = run["pass_at_k"]
+        # graft eval's greedy pass on the SFT-end checkpoint and the last one is the training run's own
+        assert pk["after_sft"]["accuracy"] == pytest.approx(run["accuracy_after_sft"], abs=1e-4)
+        assert pk["after_rl"]["accuracy"] == pytest.approx(run["accuracy_after_rl"], abs=1e-4)
+        for point in pk.values():
+            assert point["pass@1"] == pytest.approx(point["sampled_accuracy"], abs=1e-4)
+            assert point["pass@1"] <= point["pass@2"] <= 1
+        ckpts = sorted(d.name for d in (tmp_path / "w" / "sort" / "defaults+sft2" / f"seed{run['seed']}" / "checkpoints").iterdir())
+        assert ckpts == ["step_2", "step_4"]  # only the end of SFT and the end (checkpoint.every)
+    for c in p["control"]["runs"]:
+        assert c["pass_at_k"]["end"]["accuracy"] == pytest.approx(c["accuracy_after_rl"], abs=1e-4)
+    iqm = p["pass_at_k_iqm"]
+    assert set(iqm) == {"after_sft", "after_rl", "control"}
+    values = [r["pass_at_k"]["after_rl"]["pass@2"] for r in p["runs"]]
+    assert min(values) <= iqm["after_rl"]["pass@2"]["iqm"] <= max(values)
+    # reused, not re-run: a second call reads every evaluation back
+    ut.main()
+    assert json.loads(out.read_text())["tasks"]["sort"]["profiles"]["defaults"]["pass_at_k_iqm"] == iqm
