@@ -49,6 +49,10 @@ from graft.eval.stats import iqm_over_seeds
 from graft.train.loop import prepare, train
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "bench") not in sys.path:  # the sibling bench script, when run as a file
+    sys.path.insert(0, str(ROOT / "bench"))
+from quickstart_seeds import _cpu, parse_seeds, summary_row
+
 ROWS = 6000  # per task; the jsonl task holds out task.num_test (500) of them
 LETTERS = "abcdefghij"
 
@@ -187,10 +191,6 @@ def run_one(task: str, profile: str, seed: int, data: Path, work: Path, extra: l
             sets.append("checkpoint.every=1000000")  # checkpoints at the end of SFT and at the end only
         cfg = config_for(profile, data, seed, run_dir, [*extra, *sets])
         train(prepare(cfg), run_dir)
-    if str(ROOT / "bench") not in sys.path:
-        sys.path.insert(0, str(ROOT / "bench"))
-    from quickstart_seeds import summary_row
-
     return {
         **summary_row(seed, json.loads(summary_path.read_text())),
         "rl_signals": {} if control else _phase_means(run_dir),
@@ -301,9 +301,6 @@ def main() -> None:
             parser.error(f"--replot {args.replot}: not a result of this bench ({type(exc).__name__}: {exc})")
         print(f"wrote {args.plot}")
         return
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    from quickstart_seeds import _cpu, parse_seeds
 
     work = Path(args.work)
     tasks, profiles = args.tasks.split(","), args.profiles.split(",")
